@@ -1,0 +1,133 @@
+"""Loading streamlet classes named ``module:Class``.
+
+Modules resolve first against the blueprint file's directory, then against installed
+packages. Failures come back as :class:`ClassLoadFailure` values with a stable problem code,
+never as exceptions, because a user's module may fail in any way while importing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+
+from blueprint.names import did_you_mean
+from streamlets.streamlet import Streamlet
+
+__all__ = ["ClassLoadFailure", "load_streamlet_class"]
+
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_QUALNAME = _MODULE
+
+
+@dataclass(frozen=True, slots=True)
+class ClassLoadFailure:
+    """Why a ``module:Class`` reference could not be loaded as a streamlet class."""
+
+    code: str
+    message: str
+    hint: str | None = None
+
+
+def _module_file_in(directory: str, module: str) -> str | None:
+    base = os.path.join(directory, *module.split("."))
+    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _forget_stale(module: str, directory: str) -> None:
+    """Drop cached modules that shadow a file in the blueprint's directory.
+
+    Two blueprints in different directories may each bring a module of the same name (for
+    instance ``streamlets_app``); the one next to the blueprint being verified must win.
+    """
+    top = module.split(".", maxsplit=1)[0]
+    cached = sys.modules.get(top)
+    if cached is None or _module_file_in(directory, top) is None:
+        return
+    cached_file = os.path.abspath(getattr(cached, "__file__", "") or "")
+    if cached_file.startswith(os.path.abspath(directory) + os.sep):
+        return
+    for name in list(sys.modules):
+        if name == top or name.startswith(top + "."):
+            del sys.modules[name]
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if "importlib" not in f.filename]
+    if not user:
+        return ""
+    last = user[-1]
+    return f" (at {last.filename}:{last.lineno})"
+
+
+def load_streamlet_class(path: str, directory: str) -> type[Streamlet] | ClassLoadFailure:
+    """Import the class named by ``path`` (``module:Class``) relative to ``directory``."""
+    module_name, sep, qualname = path.partition(":")
+    module_name, qualname = module_name.strip(), qualname.strip()
+    if not sep or not _MODULE.fullmatch(module_name) or not _QUALNAME.fullmatch(qualname):
+        return ClassLoadFailure(
+            "invalid-class-path",
+            f"class {path!r} is not of the form 'module:Class'",
+            "write the module's dotted import path, a colon and the class name, "
+            "e.g. 'sensors.streamlets:Threshold'",
+        )
+    directory = os.path.abspath(directory)
+    _forget_stale(module_name, directory)
+    # The directory stays on sys.path (moved to the front): user code may import its
+    # sibling modules lazily, long after the blueprint was verified.
+    if directory in sys.path:
+        sys.path.remove(directory)
+    sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            return ClassLoadFailure(
+                "class-not-found",
+                f"module '{module_name}' of class {path!r} was not found "
+                f"(looked next to the blueprint in {directory} and in installed packages)",
+                "check the spelling, or install the package that provides it",
+            )
+        return ClassLoadFailure(
+            "import-error",
+            f"module '{module_name}' failed to import: {type(exc).__name__}: {exc}{_where(exc)}",
+            f"install '{missing}' or fix the import" if missing else None,
+        )
+    except (Exception, SystemExit) as exc:
+        return ClassLoadFailure(
+            "import-error",
+            f"module '{module_name}' failed to import: {type(exc).__name__}: {exc}{_where(exc)}",
+            "fix the error in the module; importing it must not fail",
+        )
+    obj: object = module
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            candidates = [n for n in dir(module) if not n.startswith("_")]
+
+            return ClassLoadFailure(
+                "class-not-found",
+                f"module '{module_name}' has no class '{qualname}'",
+                did_you_mean(qualname, candidates) or "check the class name after the ':'",
+            )
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Streamlet)) or obj is Streamlet:
+        return ClassLoadFailure(
+            "not-a-streamlet",
+            f"{path!r} is {_describe(obj)}, not a Streamlet subclass",
+            "subclass streamlets.Streamlet and declare its inlets and outlets",
+        )
+    return obj
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, type):
+        return f"the class {obj.__module__}.{obj.__qualname__}"
+    return f"a {type(obj).__name__}"

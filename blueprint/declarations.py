@@ -1,0 +1,422 @@
+"""The blueprint file as written: structural parsing of the YAML into declarations.
+
+This step checks shapes, types, names and keys only; it imports nothing. Every problem is
+collected, and parsing goes on past each one so that a single run reports them all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from blueprint.names import did_you_mean, dns_label_problem, kafka_topic_problem, suggest_dns_label
+from blueprint.problems import Location, Problem, Severity
+from blueprint.yamlsource import LocatedDict, LocatedList
+
+__all__ = [
+    "APP_KEYS",
+    "CODECS",
+    "PROCESSING_MODES",
+    "STREAMLET_KEYS",
+    "TOPIC_KEYS",
+    "BlueprintDecl",
+    "PortRef",
+    "StreamletDecl",
+    "TopicDecl",
+    "parse_blueprint",
+]
+
+APP_KEYS = ("name", "description", "streamlets", "topics", "processing")
+STREAMLET_KEYS = ("class", "config", "replicas", "on_error", "processing", "description")
+TOPIC_KEYS = (
+    "name",
+    "producers",
+    "consumers",
+    "codec",
+    "partitions",
+    "replication_factor",
+    "config",
+    "description",
+)
+CODECS = ("avro", "json")
+PROCESSING_MODES = ("at-least-once", "exactly-once")
+ON_ERROR = ("dead-letter", "skip", "fail")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PortRef:
+    """A reference ``streamlet.port`` to one port of one streamlet."""
+
+    streamlet: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.streamlet}.{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamletDecl:
+    """One entry of ``streamlets:`` as written (values not yet checked against the class)."""
+
+    name: str
+    loc: Location
+    class_path: str | None
+    class_loc: Location
+    config: dict[str, Any]
+    config_locs: dict[str, Location]
+    config_loc: Location
+    replicas: int
+    on_error: str | None
+    processing: str | None
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDecl:
+    """One entry of ``topics:`` as written."""
+
+    key: str
+    loc: Location
+    name: str
+    producers: tuple[tuple[PortRef, Location], ...]
+    consumers: tuple[tuple[PortRef, Location], ...]
+    codec: str
+    partitions: int | None
+    replication_factor: int | None
+    config: dict[str, str]
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlueprintDecl:
+    """The whole blueprint as written, with the problems found while reading it."""
+
+    path: str
+    directory: str
+    name: str
+    description: str
+    processing: str
+    streamlets: dict[str, StreamletDecl] = field(default_factory=dict)
+    topics: dict[str, TopicDecl] = field(default_factory=dict)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+class _Parser:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def error(self, code: str, message: str, loc: Location, hint: str | None = None) -> None:
+        self.problems.append(Problem(code, Severity.ERROR, message, loc, hint))
+
+    def mapping(self, value: Any, what: str, loc: Location) -> LocatedDict | None:
+        if isinstance(value, LocatedDict):
+            return value
+        self.error(
+            "invalid-type",
+            f"{what} must be a mapping, found {_type_name(value)}",
+            loc,
+            "write 'key: value' pairs indented under it",
+        )
+        return None
+
+    def check_keys(self, data: LocatedDict, allowed: tuple[str, ...], what: str) -> None:
+        for key in data:
+            if not isinstance(key, str):
+                self.error(
+                    "invalid-type",
+                    f"{what}: key {key!r} must be a string, found {_type_name(key)}",
+                    data.key_loc(key),
+                )
+            elif key not in allowed:
+                hint = did_you_mean(key, allowed) or f"known keys are: {', '.join(allowed)}"
+                self.error("unknown-key", f"{what}: unknown key '{key}'", data.key_loc(key), hint)
+
+    def string(self, data: LocatedDict, key: str, what: str) -> str | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value
+        self.error(
+            "invalid-type",
+            f"{what}: '{key}' must be a string, found {_type_name(value)}",
+            data.value_loc(key),
+        )
+        return None
+
+    def positive_int(self, data: LocatedDict, key: str, what: str, code: str) -> int | None:
+        if key not in data:
+            return None
+        value = data[key]
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        self.error(
+            code,
+            f"{what}: '{key}' must be a positive integer, found {value!r}",
+            data.value_loc(key),
+            f"write e.g. '{key}: 1'",
+        )
+        return None
+
+    def choice(
+        self, data: LocatedDict, key: str, what: str, allowed: tuple[str, ...], code: str
+    ) -> str | None:
+        if key not in data:
+            return None
+        value = data[key]
+        if isinstance(value, str) and value in allowed:
+            return value
+        hint = (did_you_mean(value, allowed) if isinstance(value, str) else None) or (
+            f"use one of: {', '.join(allowed)}"
+        )
+        self.error(
+            code,
+            f"{what}: '{key}' is {value!r}; expected one of {', '.join(allowed)}",
+            data.value_loc(key),
+            hint,
+        )
+        return None
+
+    # -- sections ------------------------------------------------------------------------
+
+    def parse(self, data: Any, path: str) -> BlueprintDecl | None:
+        top = Location(self.file, 1, 1)
+        if data is None:
+            self.error(
+                "missing-key",
+                "the blueprint is empty",
+                top,
+                "start with 'name:', 'streamlets:' and 'topics:' (see the README)",
+            )
+            return None
+        root = self.mapping(data, "the blueprint", getattr(data, "loc", top))
+        if root is None:
+            return None
+        self.check_keys(root, APP_KEYS, "blueprint")
+        name = self.string(root, "name", "blueprint")
+        if "name" not in root:
+            self.error(
+                "missing-key", "the blueprint has no 'name'", root.loc, "add e.g. 'name: my-app'"
+            )
+        elif name is not None and (why := dns_label_problem(name)):
+            self.error(
+                "invalid-name",
+                f"application name {name!r} is not a DNS-1123 label: {why}",
+                root.value_loc("name"),
+                f"try '{suggest_dns_label(name)}'",
+            )
+        description = self.string(root, "description", "blueprint") or ""
+        processing = self.choice(root, "processing", "blueprint", PROCESSING_MODES, "invalid-value")
+        decl = BlueprintDecl(
+            path=path,
+            directory=os.path.dirname(os.path.abspath(path)),
+            name=name or "",
+            description=description,
+            processing=processing or "at-least-once",
+        )
+        if "streamlets" not in root:
+            self.error(
+                "missing-key",
+                "the blueprint has no 'streamlets'",
+                root.loc,
+                "add a 'streamlets:' mapping of name -> {class: module:Class}",
+            )
+        else:
+            section = self.mapping(root["streamlets"], "'streamlets'", root.value_loc("streamlets"))
+            if section is not None:
+                for key in section:
+                    parsed = self.streamlet(section, key)
+                    if parsed is not None:
+                        decl.streamlets[parsed.name] = parsed
+        if "topics" in root and root["topics"] is not None:
+            section = self.mapping(root["topics"], "'topics'", root.value_loc("topics"))
+            if section is not None:
+                for key in section:
+                    topic = self.topic(section, key)
+                    if topic is not None:
+                        decl.topics[topic.key] = topic
+        return decl
+
+    def streamlet(self, section: LocatedDict, key: Any) -> StreamletDecl | None:
+        loc = section.key_loc(key)
+        if not isinstance(key, str):
+            self.error("invalid-name", f"streamlet name {key!r} must be a string", loc)
+            return None
+        if why := dns_label_problem(key):
+            self.error(
+                "invalid-name",
+                f"streamlet name {key!r} is not a DNS-1123 label: {why}",
+                loc,
+                f"try '{suggest_dns_label(key)}'",
+            )
+        what = f"streamlet '{key}'"
+        body = self.mapping(section[key], what, section.value_loc(key))
+        if body is None:
+            return None
+        self.check_keys(body, STREAMLET_KEYS, what)
+        class_path = self.string(body, "class", what)
+        if "class" not in body:
+            self.error(
+                "missing-key", f"{what} has no 'class'", loc, "add 'class: module:ClassName'"
+            )
+        config: dict[str, Any] = {}
+        config_locs: dict[str, Location] = {}
+        config_loc = body.value_loc("config") if "config" in body else body.loc
+        if body.get("config") is not None:
+            cfg = self.mapping(body["config"], f"{what}: 'config'", config_loc)
+            if cfg is not None:
+                for ckey, cvalue in cfg.items():
+                    if not isinstance(ckey, str):
+                        self.error(
+                            "invalid-type",
+                            f"{what}: config key {ckey!r} must be a string",
+                            cfg.key_loc(ckey),
+                        )
+                        continue
+                    config[ckey] = cvalue
+                    config_locs[ckey] = cfg.value_loc(ckey)
+        replicas = self.positive_int(body, "replicas", what, "invalid-replicas")
+        return StreamletDecl(
+            name=key,
+            loc=loc,
+            class_path=class_path,
+            class_loc=body.value_loc("class") if "class" in body else loc,
+            config=config,
+            config_locs=config_locs,
+            config_loc=config_loc,
+            replicas=replicas or 1,
+            on_error=self.choice(body, "on_error", what, ON_ERROR, "invalid-value"),
+            processing=self.choice(body, "processing", what, PROCESSING_MODES, "invalid-value"),
+            description=self.string(body, "description", what) or "",
+        )
+
+    def topic(self, section: LocatedDict, key: Any) -> TopicDecl | None:
+        loc = section.key_loc(key)
+        if not isinstance(key, str):
+            self.error("invalid-name", f"topic name {key!r} must be a string", loc)
+            return None
+        what = f"topic '{key}'"
+        value = section[key]
+        body = (
+            self.mapping(value, what, section.value_loc(key))
+            if value is not None
+            else LocatedDict()
+        )
+        if body is None:
+            return None
+        if not hasattr(body, "loc"):
+            body.loc, body.key_locs, body.value_locs = loc, {}, {}
+        self.check_keys(body, TOPIC_KEYS, what)
+        name = self.string(body, "name", what)
+        kafka_name = name if name is not None else key
+        if why := kafka_topic_problem(kafka_name):
+            where = body.value_loc("name") if name is not None else loc
+            self.error(
+                "invalid-name",
+                f"{what}: {kafka_name!r} is not a valid Kafka topic name: {why}",
+                where,
+                "set 'name:' to a legal Kafka topic name" if name is None else None,
+            )
+        codec = self.choice(body, "codec", what, CODECS, "unknown-codec")
+        config: dict[str, str] = {}
+        if body.get("config") is not None:
+            cfg = self.mapping(body["config"], f"{what}: 'config'", body.value_loc("config"))
+            for ckey, cvalue in (cfg or {}).items():
+                if isinstance(cvalue, (dict, list)) or cvalue is None:
+                    self.error(
+                        "invalid-type",
+                        f"{what}: Kafka topic setting {ckey!r} must be a scalar, "
+                        f"found {_type_name(cvalue)}",
+                        cfg.value_loc(ckey) if cfg is not None else loc,
+                        "write e.g. 'retention.ms: 604800000'",
+                    )
+                else:
+                    config[str(ckey)] = (
+                        str(cvalue).lower() if isinstance(cvalue, bool) else str(cvalue)
+                    )
+        return TopicDecl(
+            key=key,
+            loc=loc,
+            name=kafka_name,
+            producers=self.port_refs(body, "producers", what),
+            consumers=self.port_refs(body, "consumers", what),
+            codec=codec or "avro",
+            partitions=self.positive_int(body, "partitions", what, "invalid-partitions"),
+            replication_factor=self.positive_int(
+                body, "replication_factor", what, "invalid-partitions"
+            ),
+            config=config,
+            description=self.string(body, "description", what) or "",
+        )
+
+    def port_refs(
+        self, body: LocatedDict, key: str, what: str
+    ) -> tuple[tuple[PortRef, Location], ...]:
+        value = body.get(key)
+        if value is None:
+            return ()
+        items: list[tuple[Any, Location]]
+        if isinstance(value, str):  # a single reference without brackets is forgiven
+            items = [(value, body.value_loc(key))]
+        elif isinstance(value, LocatedList):
+            items = [(item, value.item_loc(i)) for i, item in enumerate(value)]
+        else:
+            self.error(
+                "invalid-type",
+                f"{what}: '{key}' must be a list of 'streamlet.port', found {_type_name(value)}",
+                body.value_loc(key),
+                f"write e.g. '{key}: [ingest.out]'",
+            )
+            return ()
+        refs: list[tuple[PortRef, Location]] = []
+        seen: set[PortRef] = set()
+        for item, loc in items:
+            if not isinstance(item, str) or item.count(".") != 1 or not all(item.split(".")):
+                self.error(
+                    "invalid-port-ref",
+                    f"{what}: {key} entry {item!r} is not of the form 'streamlet.port'",
+                    loc,
+                    "name a streamlet and one of its ports, e.g. 'threshold.readings'",
+                )
+                continue
+            streamlet, port = item.split(".")
+            ref = PortRef(streamlet, port)
+            if ref in seen:
+                self.error(
+                    "duplicate-name",
+                    f"{what}: '{item}' is listed twice in {key}",
+                    loc,
+                    "remove the repeat",
+                )
+                continue
+            seen.add(ref)
+            refs.append((ref, loc))
+        return tuple(refs)
+
+
+def parse_blueprint(
+    data: Any, path: str, display: str | None = None
+) -> tuple[BlueprintDecl | None, list[Problem]]:
+    """Turn loaded YAML into declarations; returns them (``None`` if unusable) and the problems."""
+    parser = _Parser(display or path)
+    decl = parser.parse(data, path)
+    return decl, parser.problems

@@ -1,0 +1,99 @@
+"""The verified blueprint: a frozen model that runners consume."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import networkx as nx
+from pydantic import BaseModel
+
+from blueprint.declarations import PortRef
+from blueprint.problems import Problem
+from streamlets.streamlet import Streamlet
+
+__all__ = ["PortRef", "StreamletSpec", "TopicSpec", "VerifiedBlueprint"]
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamletSpec:
+    """One streamlet of a verified blueprint: its class, validated config and settings."""
+
+    name: str
+    class_path: str
+    cls: type[Streamlet]
+    config: BaseModel
+    config_data: Mapping[str, Any]
+    replicas: int
+    on_error: str
+    processing: str
+    description: str = ""
+
+    def create(self) -> Streamlet:
+        """A new instance of the streamlet with its validated config."""
+        return self.cls(self.config, name=self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic of a verified blueprint."""
+
+    key: str
+    name: str
+    producers: tuple[PortRef, ...]
+    consumers: tuple[PortRef, ...]
+    codec: str
+    partitions: int | None
+    replication_factor: int | None
+    config: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def is_external(self) -> bool:
+        """Whether records enter or leave the application through this topic."""
+        return not self.producers or not self.consumers
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBlueprint:
+    """A blueprint that passed verification: every class loaded, every port connected.
+
+    ``problems`` holds the warnings and notes verification found (never errors).
+    ``graph`` is a directed bipartite graph: streamlet nodes ``("streamlet", name)`` and
+    topic nodes ``("topic", key)``, with an edge per producer (streamlet -> topic, attribute
+    ``port``) and per consumer (topic -> streamlet, attribute ``port``).
+    """
+
+    name: str
+    path: str
+    directory: str
+    description: str
+    processing: str
+    streamlets: Mapping[str, StreamletSpec]
+    topics: Mapping[str, TopicSpec]
+    graph: nx.DiGraph
+    problems: tuple[Problem, ...] = ()
+
+    def inlet_topic(self, streamlet: str, inlet: str) -> TopicSpec | None:
+        """The topic that feeds ``streamlet.inlet`` (``None`` if none)."""
+        ref = PortRef(streamlet, inlet)
+        for topic in self.topics.values():
+            if ref in topic.consumers:
+                return topic
+        return None
+
+    def outlet_topics(self, streamlet: str, outlet: str) -> tuple[TopicSpec, ...]:
+        """The topics that ``streamlet.outlet`` writes to."""
+        ref = PortRef(streamlet, outlet)
+        return tuple(t for t in self.topics.values() if ref in t.producers)
+
+
+def freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy of ``mapping``."""
+    return _frozen(mapping)

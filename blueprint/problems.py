@@ -1,0 +1,151 @@
+"""Problems: what verification reports, one frozen value per finding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["PROBLEM_CODES", "Location", "Problem", "Severity"]
+
+
+class Severity(StrEnum):
+    """How bad a problem is: errors make a blueprint invalid; warnings and notes do not."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Location:
+    """A place in a file, 1-based line and column (0 when unknown)."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return self.file
+        if self.column <= 0:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding of verification: a stable ``code``, what is wrong, where and what to do."""
+
+    code: str
+    severity: Severity
+    message: str
+    location: Location | None = None
+    hint: str | None = field(default=None)
+
+    @property
+    def is_error(self) -> bool:
+        """Whether this problem makes the blueprint invalid."""
+        return self.severity is Severity.ERROR
+
+    def __str__(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        hint = f" (hint: {self.hint})" if self.hint else ""
+        return f"{where}{self.severity}[{self.code}] {self.message}{hint}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The problem as JSON-able data: ``{code, severity, message, location, hint}``."""
+        loc: dict[str, Any] | None = None
+        if self.location is not None:
+            loc = {
+                "file": self.location.file,
+                "line": self.location.line,
+                "column": self.location.column,
+            }
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+            "location": loc,
+            "hint": self.hint,
+        }
+
+
+#: Every problem code verification can report, with its severity and meaning.
+#: The README's table is generated from (and tested against) this mapping.
+PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
+    "yaml-syntax": (Severity.ERROR, "The file is not valid YAML (or not readable as UTF-8)."),
+    "duplicate-key": (Severity.ERROR, "A mapping names the same key twice."),
+    "unknown-key": (
+        Severity.ERROR,
+        "A key the blueprint format does not know (with a did-you-mean hint).",
+    ),
+    "missing-key": (Severity.ERROR, "A required key is missing (`name`, `streamlets`, `class`)."),
+    "invalid-type": (
+        Severity.ERROR,
+        "A value has the wrong YAML type (e.g. a list where a mapping belongs).",
+    ),
+    "invalid-name": (
+        Severity.ERROR,
+        "An application, streamlet or topic name is not a valid name.",
+    ),
+    "duplicate-name": (
+        Severity.ERROR,
+        "Two topics map to the same Kafka topic, or a port is listed twice.",
+    ),
+    "invalid-class-path": (Severity.ERROR, "`class` is not of the form `module:Class`."),
+    "import-error": (Severity.ERROR, "The module of a streamlet class fails to import."),
+    "class-not-found": (Severity.ERROR, "The module or the class named by `class` does not exist."),
+    "not-a-streamlet": (
+        Severity.ERROR,
+        "`class` names something that is not a Streamlet subclass.",
+    ),
+    "invalid-streamlet": (
+        Severity.ERROR,
+        "The streamlet class cannot run (e.g. it has inlets but no process()).",
+    ),
+    "invalid-schema": (Severity.ERROR, "A port's schema has no valid Avro form."),
+    "invalid-port-ref": (
+        Severity.ERROR,
+        "A producer/consumer entry is not of the form `streamlet.port`.",
+    ),
+    "unknown-streamlet": (
+        Severity.ERROR,
+        "A port reference names a streamlet the blueprint does not define.",
+    ),
+    "unknown-port": (Severity.ERROR, "A port reference names a port the streamlet does not have."),
+    "wrong-direction": (
+        Severity.ERROR,
+        "An inlet listed as a producer, or an outlet as a consumer.",
+    ),
+    "unconnected-inlet": (Severity.ERROR, "An inlet that no topic feeds."),
+    "inlet-on-several-topics": (
+        Severity.ERROR,
+        "An inlet listed as consumer of more than one topic.",
+    ),
+    "empty-topic": (Severity.ERROR, "A topic with neither producers nor consumers."),
+    "incompatible-schema": (
+        Severity.ERROR,
+        "A consumer cannot read what a producer of the topic writes.",
+    ),
+    "invalid-config": (
+        Severity.ERROR,
+        "A streamlet's config does not validate against its Config model.",
+    ),
+    "invalid-replicas": (Severity.ERROR, "`replicas` is not a positive integer."),
+    "invalid-partitions": (
+        Severity.ERROR,
+        "`partitions` or `replication_factor` is not a positive integer.",
+    ),
+    "unknown-codec": (Severity.ERROR, "A topic's `codec` is not one of the known codecs."),
+    "invalid-value": (
+        Severity.ERROR,
+        "Another setting has a value outside its allowed set (e.g. `on_error`).",
+    ),
+    "cycle": (Severity.WARNING, "The graph has a cycle: records can loop forever."),
+    "external-topic": (
+        Severity.NOTE,
+        "A topic with only producers or only consumers: it connects to the outside.",
+    ),
+    "unconnected-outlet": (Severity.NOTE, "An outlet no topic reads: its records are discarded."),
+}

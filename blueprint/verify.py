@@ -1,0 +1,480 @@
+"""Verification: from a blueprint file to a :class:`VerifiedBlueprint` or every problem in it.
+
+The steps run in order (read YAML, check structure, load classes, check configs, check
+ports and connections, check schema compatibility, look at the graph) and each step goes as
+far as the earlier ones allow, so one run reports every problem that can be known.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+import networkx as nx
+from pydantic import BaseModel, ValidationError
+
+from blueprint.classes import ClassLoadFailure, load_streamlet_class
+from blueprint.compatibility import incompatibilities
+from blueprint.declarations import BlueprintDecl, PortRef, StreamletDecl, parse_blueprint
+from blueprint.graph import build_graph, find_cycles
+from blueprint.model import StreamletSpec, TopicSpec, VerifiedBlueprint, freeze
+from blueprint.names import did_you_mean
+from blueprint.overrides import ConfigOverrides
+from blueprint.problems import Location, Problem, Severity
+from blueprint.yamlsource import load_yaml
+from streamlets.errors import SchemaError
+from streamlets.ports import Port
+from streamlets.schema import Schema
+from streamlets.streamlet import Streamlet
+
+__all__ = ["check", "verify"]
+
+
+@dataclass
+class _Loaded:
+    decl: StreamletDecl
+    cls: type[Streamlet]
+    config: BaseModel | None = None
+    config_data: Mapping[str, Any] | None = None
+
+
+class _Verifier:
+    def __init__(self, path: str, display: str, overrides: ConfigOverrides) -> None:
+        self.path = path
+        self.display = display
+        self.overrides = overrides
+        self.problems: list[Problem] = list(overrides.problems)
+        self.loaded: dict[str, _Loaded] = {}
+        self.bad_streamlets: set[str] = set()
+        self._schemas: dict[int, Schema | None] = {}
+        self._compat: dict[tuple[int, int], tuple[Any, ...]] = {}
+
+    def add(
+        self,
+        code: str,
+        message: str,
+        loc: Location | None,
+        hint: str | None = None,
+        severity: Severity = Severity.ERROR,
+    ) -> None:
+        self.problems.append(Problem(code, severity, message, loc, hint))
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def run(self) -> VerifiedBlueprint | None:
+        document = load_yaml(self.path, self.display)
+        self.problems.extend(document.problems)
+        if document.data is None and document.problems:
+            return None
+        decl, problems = parse_blueprint(document.data, self.path, self.display)
+        self.problems.extend(problems)
+        if decl is None:
+            return None
+        self.load_classes(decl)
+        self.check_overrides_target(decl)
+        self.check_configs(decl)
+        self.check_connections(decl)
+        self.check_schemas(decl)
+        graph = build_graph(decl)
+        for cycle in find_cycles(graph):
+            first = decl.streamlets[cycle[0]]
+            self.add(
+                "cycle",
+                f"the streamlets {' -> '.join([*cycle, cycle[0]])} form a cycle",
+                first.loc,
+                "records may circulate forever; make sure the loop ends (e.g. a hop counter)",
+                Severity.WARNING,
+            )
+        if any(p.is_error for p in self.problems):
+            return None
+        return self.build(decl, graph)
+
+    def load_classes(self, decl: BlueprintDecl) -> None:
+        for name, sdecl in decl.streamlets.items():
+            if sdecl.class_path is None:
+                self.bad_streamlets.add(name)
+                continue
+            result = load_streamlet_class(sdecl.class_path, decl.directory)
+            if isinstance(result, ClassLoadFailure):
+                self.add(
+                    result.code,
+                    f"streamlet '{name}': {result.message}",
+                    sdecl.class_loc,
+                    result.hint,
+                )
+                self.bad_streamlets.add(name)
+                continue
+            for reason in result.definition_problems():
+                self.add(
+                    "invalid-streamlet",
+                    f"streamlet '{name}': class {result.__name__} cannot run: {reason}",
+                    sdecl.class_loc,
+                )
+            self.loaded[name] = _Loaded(sdecl, result)
+
+    def check_overrides_target(self, decl: BlueprintDecl) -> None:
+        for name, entries in self.overrides.values.items():
+            if name not in decl.streamlets:
+                loc = next(iter(entries.values()))[1] if entries else None
+                self.add(
+                    "unknown-streamlet",
+                    f"config override for streamlet '{name}', which the blueprint does not define",
+                    loc,
+                    did_you_mean(name, decl.streamlets)
+                    or f"streamlets: {', '.join(decl.streamlets)}",
+                )
+
+    def check_configs(self, decl: BlueprintDecl) -> None:
+        for name, item in self.loaded.items():
+            sdecl = item.decl
+            data: dict[str, Any] = dict(sdecl.config)
+            locs: dict[str, Location] = dict(sdecl.config_locs)
+            for key, (value, loc) in self.overrides.for_streamlet(name).items():
+                data[key] = value
+                locs[key] = loc
+            model = item.cls.Config
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                continue  # reported as invalid-streamlet
+            fields = {f.alias or n: n for n, f in model.model_fields.items()}
+            fields.update({n: n for n in model.model_fields})
+            allows_extra = model.model_config.get("extra") == "allow"
+            ok = True
+            if not allows_extra:
+                for key in data:
+                    if key not in fields:
+                        ok = False
+                        known = ", ".join(model.model_fields) or "no keys"
+                        self.add(
+                            "invalid-config",
+                            f"streamlet '{name}': unknown config key '{key}' "
+                            f"({item.cls.__name__}.Config has {known})",
+                            locs.get(key, sdecl.config_loc),
+                            did_you_mean(key, fields) or "remove it",
+                        )
+            data = _resolve_paths(model, data, decl.directory)
+            try:
+                config = model.model_validate(data)
+            except ValidationError as exc:
+                for error in exc.errors():
+                    if error["type"] == "extra_forbidden":
+                        continue
+                    loc_parts = [str(p) for p in error["loc"]]
+                    key = loc_parts[0] if loc_parts else ""
+                    where = locs.get(key, sdecl.config_loc)
+                    field_path = ".".join(loc_parts) or "(config)"
+                    got = error.get("input")
+                    got_text = "" if error["type"] == "missing" else f"; got {_short(got)}"
+                    self.add(
+                        "invalid-config",
+                        f"streamlet '{name}': config '{field_path}': {error['msg']}{got_text}",
+                        where,
+                        _config_hint(error["type"], field_path),
+                    )
+                continue
+            except Exception as exc:  # a user validator may raise anything
+                self.add(
+                    "invalid-config",
+                    f"streamlet '{name}': config validation raised {type(exc).__name__}: {exc}",
+                    sdecl.config_loc,
+                )
+                continue
+            if ok:
+                item.config = config
+                item.config_data = data
+
+    def port(self, ref: PortRef) -> Port[Any] | None:
+        item = self.loaded.get(ref.streamlet)
+        if item is None:
+            return None
+        cls = item.cls
+        return cls.inlets().get(ref.port) or cls.outlets().get(ref.port)
+
+    def check_connections(self, decl: BlueprintDecl) -> None:
+        kafka_names: dict[str, str] = {}
+        consumed: dict[PortRef, list[tuple[str, Location]]] = {}
+        produced: set[PortRef] = set()
+        for topic in decl.topics.values():
+            other = kafka_names.get(topic.name)
+            if other is not None:
+                self.add(
+                    "duplicate-name",
+                    f"topics '{other}' and '{topic.key}' both use the Kafka topic '{topic.name}'",
+                    topic.loc,
+                    "give one of them another 'name:'",
+                )
+            else:
+                kafka_names[topic.name] = topic.key
+            if not topic.producers and not topic.consumers:
+                self.add(
+                    "empty-topic",
+                    f"topic '{topic.key}' has neither producers nor consumers",
+                    topic.loc,
+                    "add 'producers: [streamlet.outlet]' and 'consumers: [streamlet.inlet]', "
+                    "or remove the topic",
+                )
+            elif not topic.producers:
+                self.add(
+                    "external-topic",
+                    f"topic '{topic.key}' has no producers in this blueprint: "
+                    "its records come from outside the application",
+                    topic.loc,
+                    severity=Severity.NOTE,
+                )
+            elif not topic.consumers:
+                self.add(
+                    "external-topic",
+                    f"topic '{topic.key}' has no consumers in this blueprint: "
+                    "its records leave the application",
+                    topic.loc,
+                    severity=Severity.NOTE,
+                )
+            for ref, loc in topic.producers:
+                if self.check_ref(decl, topic.key, ref, loc, "outlet"):
+                    produced.add(ref)
+            for ref, loc in topic.consumers:
+                if self.check_ref(decl, topic.key, ref, loc, "inlet"):
+                    consumed.setdefault(ref, []).append((topic.key, loc))
+        for name, item in self.loaded.items():
+            for inlet in item.cls.inlets():
+                ref = PortRef(name, inlet)
+                topics = consumed.get(ref, [])
+                if not topics:
+                    self.add(
+                        "unconnected-inlet",
+                        f"inlet '{ref}' is not connected to any topic",
+                        item.decl.loc,
+                        f"add '{ref}' to the consumers of a topic",
+                    )
+                for topic_key, loc in topics[1:]:
+                    self.add(
+                        "inlet-on-several-topics",
+                        f"inlet '{ref}' consumes topic '{topic_key}' and also topic "
+                        f"'{topics[0][0]}'; an inlet reads exactly one topic",
+                        loc,
+                        "let the producers of both write to one topic, or add another inlet",
+                    )
+            for outlet in item.cls.outlets():
+                ref = PortRef(name, outlet)
+                if ref not in produced:
+                    self.add(
+                        "unconnected-outlet",
+                        f"outlet '{ref}' is not connected to any topic: its records are discarded",
+                        item.decl.loc,
+                        f"add '{ref}' to the producers of a topic if you need its records",
+                        Severity.NOTE,
+                    )
+
+    def check_ref(
+        self, decl: BlueprintDecl, topic: str, ref: PortRef, loc: Location, direction: str
+    ) -> bool:
+        role = "producer" if direction == "outlet" else "consumer"
+        if ref.streamlet not in decl.streamlets:
+            self.add(
+                "unknown-streamlet",
+                f"topic '{topic}': {role} '{ref}' names streamlet '{ref.streamlet}', "
+                "which the blueprint does not define",
+                loc,
+                did_you_mean(ref.streamlet, decl.streamlets)
+                or f"defined streamlets: {', '.join(decl.streamlets) or 'none'}",
+            )
+            return False
+        item = self.loaded.get(ref.streamlet)
+        if item is None:
+            return False  # its class did not load; that problem is reported already
+        wanted = item.cls.inlets() if direction == "inlet" else item.cls.outlets()
+        other = item.cls.outlets() if direction == "inlet" else item.cls.inlets()
+        if ref.port in wanted:
+            return True
+        if ref.port in other:
+            other_dir = "outlet" if direction == "inlet" else "inlet"
+            self.add(
+                "wrong-direction",
+                f"topic '{topic}': '{ref}' is an {other_dir}, so it cannot be a {role}",
+                loc,
+                f"move '{ref}' to '{'producers' if other_dir == 'outlet' else 'consumers'}'",
+            )
+            return False
+        ports = ", ".join(
+            f"{p} ({'in' if p in item.cls.inlets() else 'out'})"
+            for p in [*item.cls.inlets(), *item.cls.outlets()]
+        )
+        self.add(
+            "unknown-port",
+            f"topic '{topic}': streamlet '{ref.streamlet}' ({item.cls.__name__}) "
+            f"has no {direction} '{ref.port}'",
+            loc,
+            did_you_mean(ref.port, wanted) or f"its ports are: {ports or 'none'}",
+        )
+        return False
+
+    def schema(self, ref: PortRef, loc: Location) -> Schema | None:
+        port = self.port(ref)
+        if port is None:
+            return None
+        key = id(port)
+        if key in self._schemas:
+            return self._schemas[key]
+        result: Schema | None
+        try:
+            result = port.schema
+        except SchemaError as exc:
+            self.add(
+                "invalid-schema",
+                f"port '{ref}' has no valid Avro schema: {exc}",
+                self.loaded[ref.streamlet].decl.class_loc,
+            )
+            result = None
+        self._schemas[key] = result
+        return result
+
+    def check_schemas(self, decl: BlueprintDecl) -> None:
+        for topic in decl.topics.values():
+            writers = [(ref, self.schema(ref, loc)) for ref, loc in topic.producers]
+            for ref, loc in topic.consumers:
+                reader = self.schema(ref, loc)
+                if reader is None:
+                    continue
+                for wref, writer in writers:
+                    if writer is None:
+                        continue
+                    pair = (id(writer), id(reader))
+                    found = self._compat.get(pair)
+                    if found is None:
+                        found = incompatibilities(writer.avro, reader.avro)
+                        self._compat[pair] = found
+                    for item in found:
+                        self.add(
+                            "incompatible-schema",
+                            f"topic '{topic.key}': {ref} cannot read what {wref} writes: "
+                            f"{item.path}: {item.message}",
+                            loc,
+                            item.hint,
+                        )
+
+    def build(self, decl: BlueprintDecl, graph: nx.DiGraph) -> VerifiedBlueprint:
+        streamlets: dict[str, StreamletSpec] = {}
+        for name, item in self.loaded.items():
+            assert item.config is not None and item.config_data is not None
+            streamlets[name] = StreamletSpec(
+                name=name,
+                class_path=item.decl.class_path or "",
+                cls=item.cls,
+                config=item.config,
+                config_data=freeze(item.config_data),
+                replicas=item.decl.replicas,
+                on_error=item.decl.on_error or item.cls.on_error,
+                processing=item.decl.processing or decl.processing,
+                description=item.decl.description,
+            )
+        topics = {
+            key: TopicSpec(
+                key=key,
+                name=t.name,
+                producers=tuple(r for r, _ in t.producers),
+                consumers=tuple(r for r, _ in t.consumers),
+                codec=t.codec,
+                partitions=t.partitions,
+                replication_factor=t.replication_factor,
+                config=freeze(t.config),
+                description=t.description,
+            )
+            for key, t in decl.topics.items()
+        }
+        return VerifiedBlueprint(
+            name=decl.name,
+            path=decl.path,
+            directory=decl.directory,
+            description=decl.description,
+            processing=decl.processing,
+            streamlets=freeze(streamlets),
+            topics=freeze(topics),
+            graph=graph,
+            problems=tuple(sorted_problems(self.problems)),
+        )
+
+
+def _is_path_type(annotation: Any) -> bool:
+    if annotation is Path or (isinstance(annotation, type) and issubclass(annotation, Path)):
+        return True
+    return any(_is_path_type(arg) for arg in get_args(annotation))
+
+
+def _resolve_paths(model: type[BaseModel], data: dict[str, Any], directory: str) -> dict[str, Any]:
+    """Make relative values of ``Path`` fields relative to the blueprint's directory."""
+    resolved = dict(data)
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        value = resolved.get(key)
+        if (
+            isinstance(value, str)
+            and value
+            and not os.path.isabs(value)
+            and _is_path_type(info.annotation)
+        ):
+            resolved[key] = os.path.join(directory, value)
+    return resolved
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _config_hint(error_type: str, field_path: str) -> str | None:
+    if error_type == "missing":
+        return f"set '{field_path}' in the streamlet's config (or with --set)"
+    return None
+
+
+def sorted_problems(problems: list[Problem]) -> list[Problem]:
+    """Problems in file order (those without a location last), stable otherwise."""
+
+    def key(p: Problem) -> tuple[int, str, int, int]:
+        if p.location is None:
+            return (1, "", 0, 0)
+        return (0, p.location.file, p.location.line, p.location.column)
+
+    return sorted(problems, key=key)
+
+
+def check(
+    path: str | os.PathLike[str],
+    overrides: ConfigOverrides | None = None,
+    *,
+    display: str | None = None,
+) -> tuple[Problem, ...]:
+    """Every problem of the blueprint at ``path`` (errors, warnings and notes), file order.
+
+    Raises ``OSError`` when the file cannot be read.
+    """
+    verifier = _Verifier(
+        os.fspath(path), display or os.fspath(path), overrides or ConfigOverrides()
+    )
+    result = verifier.run()
+    if result is not None:
+        return result.problems
+    return tuple(sorted_problems(verifier.problems))
+
+
+def verify(
+    path: str | os.PathLike[str],
+    overrides: ConfigOverrides | None = None,
+    *,
+    display: str | None = None,
+) -> VerifiedBlueprint | tuple[Problem, ...]:
+    """Verify the blueprint at ``path``.
+
+    Returns the frozen :class:`VerifiedBlueprint` (its ``problems`` hold any warnings and
+    notes) or, when there is at least one error, the tuple of every problem found.
+    Raises ``OSError`` when the file cannot be read.
+    """
+    verifier = _Verifier(
+        os.fspath(path), display or os.fspath(path), overrides or ConfigOverrides()
+    )
+    result = verifier.run()
+    if result is not None:
+        return result
+    return tuple(sorted_problems(verifier.problems))

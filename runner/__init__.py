@@ -1,0 +1,1 @@
+"""Runners: everything with side effects (the command line, local, Kafka and Kubernetes)."""

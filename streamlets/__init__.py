@@ -1,0 +1,38 @@
+"""streamlets: typed streaming components wired into verified blueprints.
+
+The SDK a user writes against: :class:`Streamlet`, its ports :class:`Inlet` and
+:class:`Outlet`, schemas and codecs, and the one root exception :class:`StreamletsError`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from streamlets.errors import (
+    CodecError,
+    ConfigError,
+    SchemaError,
+    StreamletDefinitionError,
+    StreamletsError,
+)
+from streamlets.ports import Inlet, Outlet, Routed
+from streamlets.streamlet import NoConfig, Streamlet
+
+try:
+    __version__ = version("streamlets")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CodecError",
+    "ConfigError",
+    "Inlet",
+    "NoConfig",
+    "Outlet",
+    "Routed",
+    "SchemaError",
+    "Streamlet",
+    "StreamletDefinitionError",
+    "StreamletsError",
+    "__version__",
+]

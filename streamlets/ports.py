@@ -1,0 +1,147 @@
+"""Inlets and outlets: the typed ports a streamlet declares as class attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from streamlets.schema import Schema
+
+__all__ = ["Inlet", "Outlet", "Port", "Routed"]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+H = TypeVar("H", bound=Callable[..., Any])
+
+SchemaSource = type[BaseModel] | Mapping[str, Any] | str | list[Any]
+
+
+class Port(Generic[T]):
+    """A named, typed end of a topic connection; subclassed by :class:`Inlet` and :class:`Outlet`.
+
+    The port's name is the attribute name it is assigned to in the streamlet class body.
+    Its schema is a pydantic model class (records are model instances) or an Avro schema
+    (records are plain dicts).
+    """
+
+    direction: str = "port"
+
+    def __init__(self, schema: Any, *, description: str = "") -> None:
+        self.source: SchemaSource = schema
+        self.description = description
+        self.name: str = ""
+        self.owner: type | None = None
+        self._schema: Schema | None = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.owner = owner
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Port[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> Port[T]: ...
+    def __get__(self, instance: object | None, owner: type) -> Port[T]:
+        return self
+
+    @property
+    def schema(self) -> Schema:
+        """The port's :class:`~streamlets.schema.Schema`, derived on first use.
+
+        Raises :class:`~streamlets.errors.SchemaError` when the schema has no valid Avro form.
+        """
+        if self._schema is None:
+            from streamlets.schema import Schema
+
+            self._schema = Schema.of(self.source)
+        return self._schema
+
+    @property
+    def model(self) -> type[BaseModel] | None:
+        """The pydantic model of the port, or ``None`` when its schema is an Avro dict."""
+        src = self.source
+        return src if isinstance(src, type) and issubclass(src, BaseModel) else None
+
+    def __repr__(self) -> str:
+        owner = self.owner.__name__ if self.owner else "?"
+        schema = self.model.__name__ if self.model else "avro"
+        return f"<{type(self).__name__} {owner}.{self.name}: {schema}>"
+
+
+class Inlet(Port[T]):
+    """An input port. ``Inlet(Model)`` receives ``Model`` instances; ``Inlet({...})`` dicts.
+
+    A streamlet with several inlets says which method handles which inlet with
+    :meth:`handler`::
+
+        class Join(Streamlet):
+            orders = Inlet(Order)
+            payments = Inlet(Payment)
+            out = Outlet(Event)
+
+            @orders.handler
+            def on_order(self, order: Order) -> Event | None: ...
+
+            @payments.handler
+            def on_payment(self, payment: Payment) -> Event | None: ...
+    """
+
+    direction = "inlet"
+
+    @overload
+    def __init__(self: Inlet[M], schema: type[M], *, description: str = "") -> None: ...
+    @overload
+    def __init__(
+        self: Inlet[dict[str, Any]],
+        schema: Mapping[str, Any] | str | list[Any],
+        *,
+        description: str = "",
+    ) -> None: ...
+    def __init__(self, schema: Any, *, description: str = "") -> None:
+        super().__init__(schema, description=description)
+
+    def handler(self, func: H) -> H:
+        """Mark ``func`` as the method that processes records arriving on this inlet."""
+        func.__streamlets_inlet__ = self  # type: ignore[attr-defined]
+        return func
+
+
+class Outlet(Port[T]):
+    """An output port. A streamlet with several outlets routes each result with :meth:`emit`::
+
+    def process(self, reading: Reading) -> Iterator[Routed[Any]]:
+        if reading.valid:
+            yield self.valid.emit(reading)
+        else:
+            yield self.invalid.emit(Rejected(reason="..."))
+    """
+
+    direction = "outlet"
+
+    @overload
+    def __init__(self: Outlet[M], schema: type[M], *, description: str = "") -> None: ...
+    @overload
+    def __init__(
+        self: Outlet[dict[str, Any]],
+        schema: Mapping[str, Any] | str | list[Any],
+        *,
+        description: str = "",
+    ) -> None: ...
+    def __init__(self, schema: Any, *, description: str = "") -> None:
+        super().__init__(schema, description=description)
+
+    def emit(self, record: T) -> Routed[T]:
+        """Wrap ``record`` so the runner sends it to this outlet."""
+        return Routed(self, record)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed(Generic[T]):
+    """A result addressed to one outlet; created by :meth:`Outlet.emit`."""
+
+    outlet: Outlet[T]
+    record: T

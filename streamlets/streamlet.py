@@ -1,0 +1,178 @@
+"""The Streamlet base class: a small, typed processing step with declared ports and config."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from streamlets.errors import ConfigError
+from streamlets.ports import Inlet, Outlet
+
+__all__ = ["ON_ERROR_POLICIES", "NoConfig", "OnError", "Streamlet"]
+
+OnError = Literal["dead-letter", "skip", "fail"]
+ON_ERROR_POLICIES: tuple[str, ...] = ("dead-letter", "skip", "fail")
+
+
+class NoConfig(BaseModel):
+    """The configuration of a streamlet that declares no ``Config``: it takes no keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Streamlet:
+    """Base class of every streamlet.
+
+    Declare ports as class attributes (``readings = Inlet(Reading)``), config parameters as a
+    nested pydantic model named ``Config``, and implement:
+
+    - ``process(record)`` when the streamlet has inlets. It returns ``None`` (nothing), one
+      record (sent to the only outlet), an :class:`~streamlets.ports.Routed` record
+      (``self.alerts.emit(alert)``) or an iterable of those. ``async def`` is allowed.
+      With several inlets, mark one method per inlet with ``@inlet.handler``.
+    - ``generate()`` when it has no inlets (a source): an iterable or async iterable of
+      records. The source is bounded when the iterable ends.
+
+    Optional hooks ``setup()`` and ``teardown()`` (sync or async) run once per instance
+    before the first and after the last record. ``on_error`` chooses what happens to a
+    record that fails to decode, validate or process: ``"dead-letter"`` (default),
+    ``"skip"`` or ``"fail"``; the blueprint can override it per streamlet.
+    """
+
+    Config: ClassVar[type[BaseModel]] = NoConfig
+    on_error: ClassVar[OnError] = "dead-letter"
+
+    __inlets__: ClassVar[Mapping[str, Inlet[Any]]] = MappingProxyType({})
+    __outlets__: ClassVar[Mapping[str, Outlet[Any]]] = MappingProxyType({})
+    __handlers__: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    config: Any
+    name: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inlets: dict[str, Inlet[Any]] = {}
+        outlets: dict[str, Outlet[Any]] = {}
+        handlers: dict[str, str] = {}
+        # Walk base classes first so a subclass can override an inherited port by name
+        # while the declaration order of the bases is kept.
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, Inlet):
+                    outlets.pop(attr, None)
+                    inlets[attr] = value
+                elif isinstance(value, Outlet):
+                    inlets.pop(attr, None)
+                    outlets[attr] = value
+                elif attr in inlets or attr in outlets:
+                    # A plain attribute shadows an inherited port: the port is gone.
+                    inlets.pop(attr, None)
+                    outlets.pop(attr, None)
+                target = getattr(value, "__streamlets_inlet__", None)
+                if isinstance(target, Inlet) and callable(value):
+                    handlers[target.name] = attr
+        cls.__inlets__ = MappingProxyType(inlets)
+        cls.__outlets__ = MappingProxyType(outlets)
+        cls.__handlers__ = MappingProxyType(handlers)
+
+    def __init__(
+        self, config: BaseModel | Mapping[str, Any] | None = None, *, name: str = ""
+    ) -> None:
+        """Create an instance with ``config`` validated by the class's ``Config`` model.
+
+        Raises :class:`~streamlets.errors.ConfigError` when the config does not validate.
+        """
+        self.name = name or type(self).__name__
+        self.config = self.validate_config(config)
+
+    # -- introspection -------------------------------------------------------------------
+
+    @classmethod
+    def inlets(cls) -> Mapping[str, Inlet[Any]]:
+        """The streamlet's inlets by name, in declaration order."""
+        return cls.__inlets__
+
+    @classmethod
+    def outlets(cls) -> Mapping[str, Outlet[Any]]:
+        """The streamlet's outlets by name, in declaration order."""
+        return cls.__outlets__
+
+    @classmethod
+    def kind(cls) -> str:
+        """``"source"`` (no inlets), ``"sink"`` (no outlets) or ``"processor"``."""
+        if not cls.__inlets__:
+            return "source"
+        if not cls.__outlets__:
+            return "sink"
+        return "processor"
+
+    @classmethod
+    def validate_config(cls, config: BaseModel | Mapping[str, Any] | None) -> BaseModel:
+        """Validate ``config`` with the class's ``Config`` model and return the instance."""
+        model = cls.Config
+        if isinstance(config, model):
+            return config
+        data: Any = {} if config is None else config
+        if isinstance(data, BaseModel):
+            data = data.model_dump()
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid config for {cls.__name__}: {exc}") from exc
+
+    @classmethod
+    def definition_problems(cls) -> list[str]:
+        """What keeps this class from running, as sentences (empty when it can run)."""
+        problems: list[str] = []
+        if not (isinstance(cls.Config, type) and issubclass(cls.Config, BaseModel)):
+            problems.append("its Config is not a pydantic BaseModel subclass")
+        if cls.on_error not in ON_ERROR_POLICIES:
+            problems.append(
+                f"on_error is {cls.on_error!r}; expected one of {', '.join(ON_ERROR_POLICIES)}"
+            )
+        overrides_process = cls.process is not Streamlet.process
+        if cls.__inlets__:
+            missing = [i for i in cls.__inlets__ if i not in cls.__handlers__]
+            if missing and not overrides_process:
+                problems.append(
+                    f"it has inlets ({', '.join(missing)}) but defines no process() "
+                    "or @inlet.handler method for them"
+                )
+        elif cls.generate is Streamlet.generate:
+            problems.append("it has no inlets, so it is a source, but it defines no generate()")
+        return problems
+
+    def handler_for(self, inlet: str) -> Callable[[Any], Any]:
+        """The bound method that processes records arriving on ``inlet``."""
+        attr = type(self).__handlers__.get(inlet)
+        return getattr(self, attr) if attr else self.process  # type: ignore[no-any-return]
+
+    # -- what subclasses implement -------------------------------------------------------
+
+    def process(self, record: Any) -> Any:
+        """Process one record; see the class docstring for what may be returned."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement process()")
+
+    def generate(self) -> Iterable[Any] | AsyncIterable[Any]:
+        """Produce the records of a source; see the class docstring."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement generate()")
+
+    def setup(self) -> Any:
+        """Called once before the first record (may be ``async``)."""
+        return None
+
+    def teardown(self) -> Any:
+        """Called once after the last record, also on shutdown (may be ``async``)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def is_streamlet_class(obj: object) -> bool:
+    """Whether ``obj`` is a concrete Streamlet subclass (not the base class itself)."""
+    return inspect.isclass(obj) and issubclass(obj, Streamlet) and obj is not Streamlet
