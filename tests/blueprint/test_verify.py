@@ -1,0 +1,475 @@
+"""Every problem code, triggered by a blueprint that has exactly that mistake."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from blueprint import PROBLEM_CODES, Problem, Severity, VerifiedBlueprint, check, verify
+from blueprint.overrides import load_overrides
+
+Write = Callable[..., Path]
+
+VALID = """
+name: app
+streamlets:
+  src:
+    class: sample_app:Source
+  mid:
+    class: sample_app:Pass
+    config: {limit: 25}
+    replicas: 2
+  sink:
+    class: sample_app:Sink
+topics:
+  raw:
+    producers: [src.out]
+    consumers: [mid.readings]
+    partitions: 3
+  clean:
+    producers: [mid.out]
+    consumers: [sink.readings]
+"""
+
+
+def codes(problems: tuple[Problem, ...]) -> list[str]:
+    return [p.code for p in problems]
+
+
+def only(problems: tuple[Problem, ...], code: str) -> list[Problem]:
+    return [p for p in problems if p.code == code]
+
+
+def test_valid_blueprint_verifies_to_a_frozen_model(write_blueprint: Write) -> None:
+    result = verify(write_blueprint(VALID))
+    assert isinstance(result, VerifiedBlueprint), result
+    assert result.name == "app"
+    assert list(result.streamlets) == ["src", "mid", "sink"]
+    assert result.streamlets["mid"].replicas == 2
+    assert result.streamlets["mid"].config.limit == 25  # type: ignore[attr-defined]
+    assert result.streamlets["mid"].on_error == "dead-letter"
+    assert result.topics["raw"].partitions == 3
+    assert result.topics["raw"].codec == "avro"
+    assert result.inlet_topic("mid", "readings") is result.topics["raw"]
+    assert result.outlet_topics("mid", "out") == (result.topics["clean"],)
+    assert result.graph.number_of_nodes() == 5
+    assert result.graph.has_edge(("streamlet", "src"), ("topic", "raw"))
+    assert result.problems == ()
+    with pytest.raises(AttributeError):
+        result.name = "other"  # type: ignore[misc]
+    instance = result.streamlets["mid"].create()
+    assert instance.name == "mid"
+
+
+def test_yaml_syntax(write_blueprint: Write) -> None:
+    problems = check(write_blueprint("name: app\nstreamlets: [a,\n"))
+    assert codes(problems) == ["yaml-syntax"]
+    assert problems[0].location is not None and problems[0].location.line >= 2
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_bytes(b"name: app\nstreamlets: \xff\xfe\n")
+    problems = check(path)
+    assert codes(problems) == ["yaml-syntax"]
+    assert problems[0].location is not None and problems[0].location.line == 2
+
+
+def test_duplicate_key(write_blueprint: Write) -> None:
+    text = VALID.replace(
+        "  sink:\n    class: sample_app:Sink\n",
+        "  sink:\n    class: sample_app:Sink\n  sink:\n    class: sample_app:Sink\n",
+    )
+    problems = check(write_blueprint(text))
+    dup = only(problems, "duplicate-key")
+    assert len(dup) == 1 and "'sink'" in dup[0].message
+    assert dup[0].location is not None and dup[0].location.line == 12
+
+
+def test_unknown_key_with_did_you_mean(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("    partitions: 3", "    partitons: 3")))
+    (problem,) = only(problems, "unknown-key")
+    assert "partitons" in problem.message
+    assert problem.hint == "did you mean 'partitions'?"
+    assert problem.location is not None and (problem.location.line, problem.location.column) == (
+        17,
+        5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("streamlets: {}\n", "no 'name'"),
+        ("name: app\n", "no 'streamlets'"),
+        ("name: app\nstreamlets:\n  a: {config: {}}\n", "has no 'class'"),
+        ("", "empty"),
+    ],
+)
+def test_missing_key(write_blueprint: Write, text: str, needle: str) -> None:
+    problems = check(write_blueprint(text))
+    assert any(p.code == "missing-key" and needle in p.message for p in problems), problems
+
+
+def test_invalid_type(write_blueprint: Write) -> None:
+    problems = check(write_blueprint("name: app\nstreamlets: [a, b]\n"))
+    (problem,) = problems
+    assert problem.code == "invalid-type"
+    assert "mapping" in problem.message and "a list" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("name: app", "name: My_App"),
+        ("  mid:\n", "  Mid_Stage:\n"),
+        ("  clean:\n", "  'clean topic!':\n"),
+    ],
+)
+def test_invalid_name(write_blueprint: Write, old: str, new: str) -> None:
+    problems = check(write_blueprint(VALID.replace(old, new, 1)))
+    assert "invalid-name" in codes(problems)
+    problem = only(problems, "invalid-name")[0]
+    assert problem.location is not None and problem.location.line > 0
+
+
+def test_duplicate_name(write_blueprint: Write) -> None:
+    text = VALID.replace("  clean:\n", "  clean:\n    name: raw\n")
+    problems = check(write_blueprint(text))
+    (problem,) = only(problems, "duplicate-name")
+    assert "Kafka topic 'raw'" in problem.message
+
+
+def test_port_listed_twice(write_blueprint: Write) -> None:
+    problems = check(
+        write_blueprint(VALID.replace("[sink.readings]", "[sink.readings, sink.readings]"))
+    )
+    assert codes(problems) == ["duplicate-name"]
+
+
+def test_invalid_class_path(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app.Sink")))
+    (problem,) = only(problems, "invalid-class-path")
+    assert problem.location is not None and problem.location.line == 10
+
+
+def test_class_not_found(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:Sinc")))
+    (problem,) = only(problems, "class-not-found")
+    assert problem.hint == "did you mean 'Sink'?"
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "no_such_module:Sink")))
+    assert "class-not-found" in codes(problems)
+
+
+def test_import_error_shows_the_error(write_blueprint: Write, tmp_path: Path) -> None:
+    (tmp_path / "broken_mod.py").write_text("import os\nx = 1 / 0\n")
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "broken_mod:Sink")))
+    (problem,) = only(problems, "import-error")
+    assert "ZeroDivisionError" in problem.message
+    assert "broken_mod.py:2" in problem.message
+
+
+def test_import_error_missing_dependency(write_blueprint: Write, tmp_path: Path) -> None:
+    (tmp_path / "needs_dep.py").write_text("import surely_not_installed_pkg\n")
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "needs_dep:Sink")))
+    (problem,) = only(problems, "import-error")
+    assert "surely_not_installed_pkg" in problem.message
+
+
+@pytest.mark.parametrize(
+    "target", ["sample_app:Weird", "sample_app:NOT_A_CLASS", "sample_app:Reading"]
+)
+def test_not_a_streamlet(write_blueprint: Write, target: str) -> None:
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", target)))
+    assert "not-a-streamlet" in codes(problems)
+
+
+@pytest.mark.parametrize(
+    ("target", "needle"), [("NoProcess", "process()"), ("NoGenerate", "generate()")]
+)
+def test_invalid_streamlet(write_blueprint: Write, target: str, needle: str) -> None:
+    old = "sample_app:Sink" if target == "NoProcess" else "sample_app:Source"
+    problems = check(write_blueprint(VALID.replace(old, f"sample_app:{target}")))
+    (problem,) = only(problems, "invalid-streamlet")
+    assert needle in problem.message
+
+
+def test_invalid_schema(write_blueprint: Write) -> None:
+    text = VALID.replace("sample_app:Source", "sample_app:BadSchema")
+    problems = check(write_blueprint(text))
+    assert "invalid-schema" in codes(problems)
+
+
+def test_invalid_port_ref(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("[src.out]", "[src]")))
+    (problem,) = only(problems, "invalid-port-ref")
+    assert problem.location is not None and problem.location.line == 15
+
+
+def test_unknown_streamlet(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("[sink.readings]", "[snk.readings]")))
+    (problem,) = only(problems, "unknown-streamlet")
+    assert problem.hint == "did you mean 'sink'?"
+
+
+def test_unknown_port(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("[mid.out]", "[mid.outt]")))
+    (problem,) = only(problems, "unknown-port")
+    assert "has no outlet 'outt'" in problem.message
+    assert problem.hint == "did you mean 'out'?"
+
+
+def test_wrong_direction(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("[mid.out]", "[mid.readings]")))
+    (problem,) = only(problems, "wrong-direction")
+    assert "is an inlet" in problem.message
+
+
+def test_unconnected_inlet(write_blueprint: Write) -> None:
+    text = VALID.replace("    consumers: [sink.readings]\n", "")
+    problems = check(write_blueprint(text))
+    (problem,) = only(problems, "unconnected-inlet")
+    assert "sink.readings" in problem.message
+    assert problem.location is not None and problem.location.line == 9
+
+
+def test_inlet_on_several_topics(write_blueprint: Write) -> None:
+    text = VALID.replace("[mid.readings]", "[mid.readings, sink.readings]")
+    problems = check(write_blueprint(text))
+    (problem,) = only(problems, "inlet-on-several-topics")
+    assert problem.location is not None and problem.location.line == 19
+
+
+def test_empty_topic(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID + "  spare: {}\n"))
+    assert codes(problems) == ["empty-topic"]
+
+
+def test_external_topic_and_unconnected_outlet_are_notes(write_blueprint: Write) -> None:
+    text = VALID + "  audit:\n    producers: [mid.out]\n"
+    result = verify(write_blueprint(text))
+    assert isinstance(result, VerifiedBlueprint)
+    assert codes(result.problems) == ["external-topic"]
+    assert result.problems[0].severity is Severity.NOTE
+    text = VALID.replace("  clean:\n    producers: [mid.out]\n", "  clean:\n")
+    problems = check(write_blueprint(text))
+    assert "unconnected-outlet" in codes(problems)
+
+
+def test_incompatible_schema_names_the_path(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:IntSink")))
+    (problem,) = only(problems, "incompatible-schema")
+    assert problem.message.startswith(
+        "topic 'clean': sink.readings cannot read what mid.out writes:"
+    )
+    assert "temperature" in problem.message and "double" in problem.message
+    assert problem.location is not None and problem.location.line == 19
+
+
+def test_incompatible_reader_field_without_default(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:NewSink")))
+    (problem,) = only(problems, "incompatible-schema")
+    assert "unit" in problem.message
+    assert problem.hint
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ("{limit: hot}", "limit"),
+        ("{limt: 3}", "unknown config key 'limt'"),
+    ],
+)
+def test_invalid_config(write_blueprint: Write, config: str, needle: str) -> None:
+    problems = check(write_blueprint(VALID.replace("{limit: 25}", config)))
+    (problem,) = only(problems, "invalid-config")
+    assert needle in problem.message
+    assert problem.location is not None and problem.location.line == 7
+
+
+def test_invalid_config_missing_required(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:Needs")))
+    (problem,) = only(problems, "invalid-config")
+    assert "'url'" in problem.message and "Field required" in problem.message
+
+
+def test_config_given_to_a_streamlet_without_config(write_blueprint: Write) -> None:
+    text = VALID.replace(
+        "    class: sample_app:Sink\n", "    class: sample_app:Sink\n    config: {x: 1}\n"
+    )
+    problems = check(write_blueprint(text))
+    (problem,) = only(problems, "invalid-config")
+    assert "unknown config key 'x'" in problem.message
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "true"])
+def test_invalid_replicas(write_blueprint: Write, value: str) -> None:
+    problems = check(write_blueprint(VALID.replace("replicas: 2", f"replicas: {value}")))
+    assert codes(problems) == ["invalid-replicas"]
+
+
+@pytest.mark.parametrize("key", ["partitions", "replication_factor"])
+def test_invalid_partitions(write_blueprint: Write, key: str) -> None:
+    problems = check(write_blueprint(VALID.replace("partitions: 3", f"{key}: 0")))
+    assert codes(problems) == ["invalid-partitions"]
+
+
+def test_unknown_codec(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("partitions: 3", "codec: jsn")))
+    (problem,) = problems
+    assert problem.code == "unknown-codec"
+    assert problem.hint == "did you mean 'json'?"
+
+
+def test_json_codec_is_accepted(write_blueprint: Write) -> None:
+    result = verify(write_blueprint(VALID.replace("partitions: 3", "codec: json")))
+    assert isinstance(result, VerifiedBlueprint)
+    assert result.topics["raw"].codec == "json"
+
+
+def test_invalid_value_on_error(write_blueprint: Write) -> None:
+    problems = check(write_blueprint(VALID.replace("replicas: 2", "on_error: ignore")))
+    assert codes(problems) == ["invalid-value"]
+
+
+def test_on_error_override(write_blueprint: Write) -> None:
+    result = verify(write_blueprint(VALID.replace("replicas: 2", "on_error: skip")))
+    assert isinstance(result, VerifiedBlueprint)
+    assert result.streamlets["mid"].on_error == "skip"
+
+
+def test_cycle_is_a_warning(write_blueprint: Write) -> None:
+    text = """
+    name: loop
+    streamlets:
+      a:
+        class: sample_app:Pass
+      b:
+        class: sample_app:Pass
+    topics:
+      ab:
+        producers: [a.out]
+        consumers: [b.readings]
+      ba:
+        producers: [b.out]
+        consumers: [a.readings]
+    """
+    result = verify(write_blueprint(text))
+    assert isinstance(result, VerifiedBlueprint)
+    assert codes(result.problems) == ["cycle"]
+    assert result.problems[0].severity is Severity.WARNING
+
+
+def test_several_inlets_with_handlers(write_blueprint: Write) -> None:
+    text = """
+    name: join
+    streamlets:
+      a: {class: sample_app:Source}
+      b: {class: sample_app:Source}
+      j: {class: sample_app:TwoIn}
+      s: {class: sample_app:Sink}
+    topics:
+      l: {producers: [a.out], consumers: [j.left]}
+      r: {producers: [b.out], consumers: [j.right]}
+      o: {producers: [j.out], consumers: [s.readings]}
+    """
+    assert isinstance(verify(write_blueprint(text)), VerifiedBlueprint)
+
+
+def test_fan_in_checks_every_producer(write_blueprint: Write) -> None:
+    text = """
+    name: fan-in
+    streamlets:
+      a: {class: sample_app:Source}
+      b: {class: sample_app:Source}
+      s: {class: sample_app:IntSink}
+    topics:
+      t: {producers: [a.out, b.out], consumers: [s.readings]}
+    """
+    problems = check(write_blueprint(text))
+    assert [p.message.split(":")[1].strip() for p in only(problems, "incompatible-schema")] == [
+        "s.readings cannot read what a.out writes",
+        "s.readings cannot read what b.out writes",
+    ]
+
+
+def test_overrides_are_validated_with_their_location(
+    write_blueprint: Write, tmp_path: Path
+) -> None:
+    path = write_blueprint(VALID)
+    config = tmp_path / "local.yaml"
+    config.write_text("mid:\n  label: y\n  limit: cold\nkafka:\n  bootstrap.servers: x\n")
+    problems = check(path, load_overrides(str(config), ["mid.label=z"]))
+    (problem,) = problems
+    assert problem.code == "invalid-config"
+    assert problem.location is not None and str(problem.location) == f"{config}:3:10"
+    result = verify(path, load_overrides(None, ["mid.limit=12.5"]))
+    assert isinstance(result, VerifiedBlueprint)
+    assert result.streamlets["mid"].config.limit == 12.5  # type: ignore[attr-defined]
+    problems = check(path, load_overrides(None, ["mdi.limit=1"]))
+    assert codes(problems) == ["unknown-streamlet"]
+
+
+def test_relative_paths_in_config_resolve_against_the_blueprint(
+    write_blueprint: Write, tmp_path: Path
+) -> None:
+    module = (
+        Path(__file__).parents[2] / "examples" / "sensors" / "sensors" / "streamlets.py"
+    ).read_text()
+    text = """
+    name: files
+    streamlets:
+      src: {class: sample_app:ReadingSource, config: {path: data/in.jsonl}}
+      thr: {class: sample_app:Threshold}
+      out: {class: sample_app:AlertFile, config: {path: /tmp/abs.jsonl}}
+    topics:
+      r: {producers: [src.out], consumers: [thr.readings]}
+      a: {producers: [thr.alerts], consumers: [out.alerts]}
+    """
+    result = verify(write_blueprint(text, module=module))
+    assert isinstance(result, VerifiedBlueprint), result
+    assert result.streamlets["src"].config.path == tmp_path / "data" / "in.jsonl"  # type: ignore[attr-defined]
+    assert str(result.streamlets["out"].config.path) == "/tmp/abs.jsonl"  # type: ignore[attr-defined]
+
+
+def test_every_documented_code_is_tested() -> None:
+    source = Path(__file__).read_text()
+    untested = [code for code in PROBLEM_CODES if f'"{code}"' not in source]
+    assert untested == []
+
+
+def test_many_mistakes_reported_together_with_lines(write_blueprint: Write) -> None:
+    text = """
+    name: Bad_App
+    streamlets:
+      src:
+        class: sample_app:Source
+        config: {count: -1}
+      mid:
+        class: sample_app:Pass
+        replicas: 0
+        colour: red
+      sink:
+        class: sample_app:Nope
+    topics:
+      raw:
+        producers: [src.out]
+        consumers: [mid.readings, mid.out]
+        codec: xml
+      clean:
+        producers: [mid.outlet]
+    """
+    problems = check(write_blueprint(text))
+    found = [(p.code, p.location.line if p.location else 0) for p in problems]
+    assert found == [
+        ("invalid-name", 1),
+        ("invalid-config", 5),
+        ("invalid-replicas", 8),
+        ("unknown-key", 9),
+        ("class-not-found", 11),
+        ("wrong-direction", 15),
+        ("unknown-codec", 16),
+        ("unknown-port", 18),
+    ]
