@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from blueprint.declarations import PortRef
 from blueprint.problems import Problem
+from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
 __all__ = ["PortRef", "StreamletSpec", "TopicSpec", "VerifiedBlueprint"]
@@ -34,6 +35,15 @@ class StreamletSpec:
     on_error: str
     processing: str
     description: str = ""
+    port_schemas: Mapping[str, Schema] = field(default_factory=dict)
+
+    def schema(self, port: str) -> Schema:
+        """The schema of one of the streamlet's ports (resolved against its config)."""
+        found = self.port_schemas.get(port)
+        if found is not None:
+            return found
+        ports = {**self.cls.inlets(), **self.cls.outlets()}
+        return ports[port].schema_for(self.config)
 
     def create(self) -> Streamlet:
         """A new instance of the streamlet with its validated config."""

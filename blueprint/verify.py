@@ -49,7 +49,7 @@ class _Verifier:
         self.problems: list[Problem] = list(overrides.problems)
         self.loaded: dict[str, _Loaded] = {}
         self.bad_streamlets: set[str] = set()
-        self._schemas: dict[int, Schema | None] = {}
+        self._schemas: dict[tuple[int, int], Schema | None] = {}
         self._compat: dict[tuple[int, int], tuple[Any, ...]] = {}
 
     def add(
@@ -314,12 +314,15 @@ class _Verifier:
         port = self.port(ref)
         if port is None:
             return None
-        key = id(port)
+        item = self.loaded[ref.streamlet]
+        if port.configured and item.config is None:
+            return None  # its config is invalid, which is reported already
+        key = (id(port), id(item)) if port.configured else (id(port), 0)
         if key in self._schemas:
             return self._schemas[key]
         result: Schema | None
         try:
-            result = port.schema
+            result = port.schema_for(item.config)
         except SchemaError as exc:
             self.add(
                 "invalid-schema",
@@ -358,6 +361,8 @@ class _Verifier:
         streamlets: dict[str, StreamletSpec] = {}
         for name, item in self.loaded.items():
             assert item.config is not None and item.config_data is not None
+            ports = {**item.cls.inlets(), **item.cls.outlets()}
+            port_schemas = {p: port.schema_for(item.config) for p, port in ports.items()}
             streamlets[name] = StreamletSpec(
                 name=name,
                 class_path=item.decl.class_path or "",
@@ -368,6 +373,7 @@ class _Verifier:
                 on_error=item.decl.on_error or item.cls.on_error,
                 processing=item.decl.processing or decl.processing,
                 description=item.decl.description,
+                port_schemas=freeze(port_schemas),
             )
         topics = {
             key: TopicSpec(

@@ -8,16 +8,31 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
+from streamlets.errors import SchemaError
+
 if TYPE_CHECKING:
     from streamlets.schema import Schema
 
-__all__ = ["Inlet", "Outlet", "Port", "Routed"]
+__all__ = ["FromConfig", "Inlet", "Outlet", "Port", "Routed"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 H = TypeVar("H", bound=Callable[..., Any])
 
-SchemaSource = type[BaseModel] | Mapping[str, Any] | str | list[Any]
+
+@dataclass(frozen=True, slots=True)
+class FromConfig:
+    """A port schema taken from a config parameter, for reusable (library) streamlets.
+
+    ``Outlet(FromConfig("model"))`` uses the value of the streamlet's config field ``model``:
+    a pydantic model class (declare the field as ``pydantic.ImportString[type[BaseModel]]``
+    so a blueprint can say ``model: my.module:Reading``) or an Avro schema dict.
+    """
+
+    field: str
+
+
+SchemaSource = type[BaseModel] | Mapping[str, Any] | str | list[Any] | FromConfig
 
 
 class Port(Generic[T]):
@@ -52,13 +67,39 @@ class Port(Generic[T]):
     def schema(self) -> Schema:
         """The port's :class:`~streamlets.schema.Schema`, derived on first use.
 
-        Raises :class:`~streamlets.errors.SchemaError` when the schema has no valid Avro form.
+        Raises :class:`~streamlets.errors.SchemaError` when the schema has no valid Avro form
+        or comes from config (see :meth:`schema_for`).
         """
         if self._schema is None:
             from streamlets.schema import Schema
 
+            if isinstance(self.source, FromConfig):
+                raise SchemaError(
+                    f"the schema of port '{self.name}' comes from config field "
+                    f"'{self.source.field}'; use schema_for(config)"
+                )
             self._schema = Schema.of(self.source)
         return self._schema
+
+    def schema_for(self, config: BaseModel | None) -> Schema:
+        """The port's schema for a streamlet configured with ``config``."""
+        if not isinstance(self.source, FromConfig):
+            return self.schema
+        from streamlets.schema import Schema
+
+        name = self.source.field
+        value = getattr(config, name, None) if config is not None else None
+        if value is None:
+            raise SchemaError(
+                f"port '{self.name}' takes its schema from config field '{name}', which is "
+                f"not set; set '{name}' to a pydantic model ('module:Class') or an Avro schema"
+            )
+        return Schema.of(value)
+
+    @property
+    def configured(self) -> bool:
+        """Whether the schema comes from the streamlet's config (:class:`FromConfig`)."""
+        return isinstance(self.source, FromConfig)
 
     @property
     def model(self) -> type[BaseModel] | None:
@@ -97,7 +138,7 @@ class Inlet(Port[T]):
     @overload
     def __init__(
         self: Inlet[dict[str, Any]],
-        schema: Mapping[str, Any] | str | list[Any],
+        schema: Mapping[str, Any] | str | list[Any] | FromConfig,
         *,
         description: str = "",
     ) -> None: ...
@@ -127,7 +168,7 @@ class Outlet(Port[T]):
     @overload
     def __init__(
         self: Outlet[dict[str, Any]],
-        schema: Mapping[str, Any] | str | list[Any],
+        schema: Mapping[str, Any] | str | list[Any] | FromConfig,
         *,
         description: str = "",
     ) -> None: ...

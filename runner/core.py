@@ -1,0 +1,471 @@
+"""The streamlet execution core shared by every runner: decode -> process -> encode -> error policy.
+
+A runner moves :class:`Message` values between topics (in-memory channels locally, Kafka
+otherwise) and hands each batch of messages of one inlet to :meth:`Executor.process_batch`;
+sources call :meth:`Executor.encode_outputs` on what ``generate()`` yields. The executor
+never does I/O itself: outputs and dead letters come back as values, so only the transport
+differs between runners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastavro.schema
+from pydantic import BaseModel
+
+from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
+from streamlets.codecs import Codec, codec_for
+from streamlets.errors import CodecError, StreamletsError
+from streamlets.ports import Outlet, Routed
+from streamlets.schema import Schema
+from streamlets.streamlet import Streamlet
+
+__all__ = [
+    "SCHEMA_HEADER",
+    "DeadLetter",
+    "Emitted",
+    "Executor",
+    "Message",
+    "StreamletFailed",
+    "StreamletStats",
+    "schema_fingerprint",
+]
+
+log = logging.getLogger("streamlets.runner")
+
+#: Header naming the fingerprint of the Avro schema a record was written with, so that a
+#: consumer can resolve records of several producers (with different, compatible schemas).
+SCHEMA_HEADER = "streamlets.schema"
+
+#: How many ``async def process`` calls of one streamlet instance run at once by default.
+DEFAULT_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An encoded record on a topic, with where it came from (when known)."""
+
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+    def header(self, name: str) -> bytes | None:
+        """The value of header ``name`` (the last one when repeated), or ``None``."""
+        found = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """An encoded output bound for one topic (by blueprint topic key)."""
+
+    topic: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that failed, with everything needed to find out why and replay it."""
+
+    streamlet: str
+    stage: str  # "decode", "validate", "process" or "encode"
+    error_class: str
+    error_message: str
+    stack_trace: str
+    original: Message
+    inlet: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-able description (the original value as text when it is UTF-8, else hex)."""
+        try:
+            value: str = self.original.value.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            value, encoding = self.original.value.hex(), "hex"
+        return {
+            "streamlet": self.streamlet,
+            "inlet": self.inlet,
+            "stage": self.stage,
+            "error_class": self.error_class,
+            "error_message": self.error_message,
+            "topic": self.original.topic,
+            "partition": self.original.partition,
+            "offset": self.original.offset,
+            "value": value,
+            "value_encoding": encoding,
+            "stack_trace": self.stack_trace,
+        }
+
+
+class StreamletFailed(StreamletsError):
+    """A record failed in a streamlet whose ``on_error`` policy is ``fail``."""
+
+    def __init__(self, dead: DeadLetter) -> None:
+        where = (
+            f" (topic {dead.original.topic}, offset {dead.original.offset})"
+            if dead.original.topic
+            else ""
+        )
+        super().__init__(
+            f"streamlet '{dead.streamlet}' failed to {dead.stage} a record{where}: "
+            f"{dead.error_class}: {dead.error_message}"
+        )
+        self.dead = dead
+
+
+@dataclass(slots=True)
+class StreamletStats:
+    """Counters of one streamlet (summed over its instances by the runners)."""
+
+    records_in: int = 0
+    records_out: int = 0
+    errors: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    process_seconds: float = 0.0
+    by_stage: dict[str, int] = field(default_factory=dict)
+
+    def count_error(self, stage: str) -> None:
+        """Count one failed record at ``stage``."""
+        self.errors += 1
+        self.by_stage[stage] = self.by_stage.get(stage, 0) + 1
+
+
+_FINGERPRINTS: dict[int, str] = {}
+
+
+def schema_fingerprint(schema: Schema) -> str:
+    """The CRC-64-AVRO fingerprint (hex) of the schema's parsing canonical form."""
+    key = id(schema)
+    found = _FINGERPRINTS.get(key)
+    if found is None:
+        canonical = fastavro.schema.to_parsing_canonical_form(schema.parsed)
+        found = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
+        _FINGERPRINTS[key] = found
+    return found
+
+
+class _Decoder:
+    """Decodes the messages of one inlet; picks the writer schema by the schema header."""
+
+    def __init__(self, codec_name: str, reader: Schema, writers: Sequence[Schema]) -> None:
+        self.default = codec_for(codec_name, reader, reader)
+        self.by_fingerprint: dict[bytes, Codec] = {}
+        for writer in writers:
+            fp = schema_fingerprint(writer).encode()
+            self.by_fingerprint[fp] = codec_for(codec_name, writer, reader)
+        self.by_fingerprint[schema_fingerprint(reader).encode()] = self.default
+
+    def decode(self, message: Message) -> Any:
+        codec = self.default
+        for key, value in message.headers:
+            if key == SCHEMA_HEADER:
+                codec = self.by_fingerprint.get(value, self.default)
+        return codec.decode(message.value)
+
+
+class _Encoder:
+    """Encodes the records of one outlet for each topic it writes to."""
+
+    def __init__(self, schema: Schema, topics: Sequence[TopicSpec]) -> None:
+        self.schema = schema
+        self.headers = ((SCHEMA_HEADER, schema_fingerprint(schema).encode()),)
+        self.targets: list[tuple[str, Codec]] = [
+            (t.key, codec_for(t.codec, schema, schema)) for t in topics
+        ]
+        # Topics sharing a codec share the encoded bytes.
+        self.same_codec = len({t.codec for t in topics}) <= 1
+
+
+def _is_record(value: Any) -> bool:
+    return isinstance(value, (BaseModel, Mapping, str, bytes, int, float, bool))
+
+
+class Executor:
+    """Runs one streamlet instance: decode -> validate -> process -> encode, with its policy.
+
+    ``blueprint`` gives the topics of each port. Outputs of outlets that no topic reads are
+    counted but not encoded. ``concurrency`` bounds concurrent ``async def process`` calls.
+    """
+
+    def __init__(
+        self,
+        spec: StreamletSpec,
+        blueprint: VerifiedBlueprint,
+        instance: Streamlet | None = None,
+        *,
+        concurrency: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.instance = instance if instance is not None else spec.create()
+        self.on_error = spec.on_error
+        self.stats = StreamletStats()
+        self.concurrency = concurrency or int(getattr(spec.cls, "concurrency", DEFAULT_CONCURRENCY))
+        cls = spec.cls
+        self.outlets: dict[str, Outlet[Any]] = dict(cls.outlets())
+        self.single_outlet = next(iter(self.outlets)) if len(self.outlets) == 1 else None
+        self.decoders: dict[str, _Decoder] = {}
+        self.handlers: dict[str, Any] = {}
+        self.is_async: dict[str, bool] = {}
+        self.validators: dict[str, Any] = {}
+        for inlet_name, inlet in cls.inlets().items():
+            topic = blueprint.inlet_topic(spec.name, inlet_name)
+            writers = []
+            if topic is not None:
+                for ref in topic.producers:
+                    producer = blueprint.streamlets[ref.streamlet].cls.outlets()[ref.port]
+                    writers.append(producer.schema)
+            self.decoders[inlet_name] = _Decoder(
+                topic.codec if topic else "avro", inlet.schema, writers
+            )
+            handler = self.instance.handler_for(inlet_name)
+            self.handlers[inlet_name] = handler
+            self.is_async[inlet_name] = inspect.iscoroutinefunction(
+                handler
+            ) or inspect.isasyncgenfunction(handler)
+        self.encoders: dict[str, _Encoder] = {}
+        for outlet_name in self.outlets:
+            topics = blueprint.outlet_topics(spec.name, outlet_name)
+            self.encoders[outlet_name] = _Encoder(spec.schema(outlet_name), topics)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Run the instance's ``setup()`` hook (sync or async)."""
+        result = self.instance.setup()
+        if inspect.isawaitable(result):
+            await result
+
+    async def teardown(self) -> None:
+        """Run the instance's ``teardown()`` hook (sync or async)."""
+        result = self.instance.teardown()
+        if inspect.isawaitable(result):
+            await result
+
+    # -- failures ------------------------------------------------------------------------
+
+    def _fail(
+        self, stage: str, exc: BaseException, original: Message, inlet: str | None
+    ) -> DeadLetter | None:
+        """Apply the error policy; returns the dead letter to write (or None when skipped)."""
+        self.stats.count_error(stage)
+        cause = exc.__cause__ if isinstance(exc, CodecError) and exc.__cause__ else exc
+        dead = DeadLetter(
+            streamlet=self.name,
+            stage=stage,
+            error_class=type(cause).__name__,
+            error_message=str(exc),
+            stack_trace="".join(traceback.format_exception(exc)),
+            original=original,
+            inlet=inlet,
+        )
+        if self.on_error == "fail":
+            raise StreamletFailed(dead) from exc
+        if self.on_error == "skip":
+            self.stats.skipped += 1
+            log.warning(
+                "%s: skipped a record that failed to %s: %s: %s",
+                self.name,
+                stage,
+                dead.error_class,
+                dead.error_message,
+            )
+            return None
+        self.stats.dead_lettered += 1
+        return dead
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def _route(self, result: Any) -> Iterable[tuple[str, Any]]:
+        if result is None:
+            return ()
+        if isinstance(result, Routed):
+            return ((result.outlet.name, result.record),)
+        if _is_record(result):
+            if self.single_outlet is None:
+                raise StreamletsError(
+                    f"streamlet '{self.name}' returned a {type(result).__name__} but has "
+                    f"{len(self.outlets)} outlets; "
+                    + (
+                        "a sink must return None"
+                        if not self.outlets
+                        else "return outlet.emit(record)"
+                    )
+                )
+            return ((self.single_outlet, result),)
+        if isinstance(result, Iterable):
+            routed: list[tuple[str, Any]] = []
+            for item in result:
+                routed.extend(self._route(item))
+            return routed
+        if self.single_outlet is None:
+            raise StreamletsError(
+                f"streamlet '{self.name}' returned {result!r}; use outlet.emit(record)"
+            )
+        return ((self.single_outlet, result),)
+
+    def encode_outputs(self, results: Iterable[tuple[str, Any]], out: list[Emitted]) -> None:
+        """Validate and encode routed results, appending one :class:`Emitted` per topic."""
+        for outlet_name, record in results:
+            encoder = self.encoders.get(outlet_name)
+            if encoder is None:
+                raise StreamletsError(f"streamlet '{self.name}' has no outlet '{outlet_name}'")
+            self.stats.records_out += 1
+            if not encoder.targets:
+                continue
+            if encoder.same_codec:
+                value = encoder.targets[0][1].encode(record)
+                for topic, _ in encoder.targets:
+                    out.append(Emitted(topic, Message(value, headers=encoder.headers)))
+            else:
+                for topic, codec in encoder.targets:
+                    out.append(
+                        Emitted(topic, Message(codec.encode(record), headers=encoder.headers))
+                    )
+
+    def route(self, result: Any) -> list[tuple[str, Any]]:
+        """Turn what ``process``/``generate`` returned into ``(outlet, record)`` pairs."""
+        return list(self._route(result))
+
+    # -- processing ----------------------------------------------------------------------
+
+    def _decode(self, inlet: str, message: Message) -> tuple[bool, Any, DeadLetter | None]:
+        try:
+            return True, self.decoders[inlet].decode(message), None
+        except CodecError as exc:
+            stage = "validate" if "valid" in str(exc).lower() else "decode"
+            return False, None, self._fail(stage, exc, message, inlet)
+
+    def process_one_sync(
+        self, inlet: str, message: Message, out: list[Emitted], dead: list[DeadLetter]
+    ) -> None:
+        """Process one message of a streamlet with a synchronous handler."""
+        self.stats.records_in += 1
+        ok, record, failed = self._decode(inlet, message)
+        if not ok:
+            if failed is not None:
+                dead.append(failed)
+            return
+        start = time.perf_counter()
+        try:
+            result = self.handlers[inlet](record)
+            routed = self.route(result)
+        except StreamletFailed:
+            raise
+        except Exception as exc:
+            failed = self._fail("process", exc, message, inlet)
+            if failed is not None:
+                dead.append(failed)
+            return
+        finally:
+            self.stats.process_seconds += time.perf_counter() - start
+        self._encode_or_fail(routed, message, inlet, out, dead)
+
+    def _encode_or_fail(
+        self,
+        routed: list[tuple[str, Any]],
+        message: Message,
+        inlet: str | None,
+        out: list[Emitted],
+        dead: list[DeadLetter],
+    ) -> None:
+        mark = len(out)
+        try:
+            self.encode_outputs(routed, out)
+        except (CodecError, StreamletsError) as exc:
+            del out[mark:]  # all outputs of a record, or none
+            failed = self._fail("encode", exc, message, inlet)
+            if failed is not None:
+                dead.append(failed)
+
+    async def _call_async(self, inlet: str, record: Any) -> Any:
+        handler = self.handlers[inlet]
+        result = handler(record)
+        if inspect.isasyncgen(result):
+            return [item async for item in result]
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, AsyncIterator):
+            return [item async for item in result]
+        return result
+
+    async def process_batch(
+        self, inlet: str, messages: Sequence[Message]
+    ) -> tuple[list[Emitted], list[DeadLetter]]:
+        """Process messages of one inlet in order; returns outputs and dead letters in order."""
+        out: list[Emitted] = []
+        dead: list[DeadLetter] = []
+        if not self.is_async[inlet]:
+            process = self.process_one_sync
+            for message in messages:
+                process(inlet, message, out, dead)
+            return out, dead
+        # async process: up to `concurrency` calls at once, outputs kept in input order.
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def run(record: Any) -> Any:
+            async with semaphore:
+                return await self._call_async(inlet, record)
+
+        decoded: list[tuple[Message, bool, Any]] = []
+        for message in messages:
+            self.stats.records_in += 1
+            ok, record, failed = self._decode(inlet, message)
+            if not ok:
+                if failed is not None:
+                    dead.append(failed)
+                continue
+            decoded.append((message, ok, record))
+        start = time.perf_counter()
+        tasks = [asyncio.ensure_future(run(record)) for _, _, record in decoded]
+        try:
+            for (message, _, _), task in zip(decoded, tasks, strict=True):
+                try:
+                    routed = self.route(await task)
+                except StreamletFailed:
+                    raise
+                except Exception as exc:
+                    failed = self._fail("process", exc, message, inlet)
+                    if failed is not None:
+                        dead.append(failed)
+                    continue
+                self._encode_or_fail(routed, message, inlet, out, dead)
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.stats.process_seconds += time.perf_counter() - start
+        return out, dead
+
+    def encode_generated(self, item: Any, out: list[Emitted], dead: list[DeadLetter]) -> None:
+        """Encode one item a source generated (a record, Routed, or iterable of them)."""
+        try:
+            routed = self.route(item)
+        except StreamletsError as exc:
+            failed = self._fail("process", exc, Message(b""), None)
+            if failed is not None:
+                dead.append(failed)
+            return
+        mark = len(out)
+        try:
+            self.encode_outputs(routed, out)
+        except (CodecError, StreamletsError) as exc:
+            del out[mark:]
+            original = Message(repr(item).encode("utf-8", "replace"))
+            failed = self._fail("encode", exc, original, None)
+            if failed is not None:
+                dead.append(failed)

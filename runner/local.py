@@ -1,0 +1,392 @@
+"""The in-process runner: a verified blueprint on asyncio, topics as bounded in-memory channels.
+
+Records cross every topic encoded with the topic's codec, exactly as they would on Kafka,
+so a schema mistake shows up locally. Each consuming streamlet of a topic gets every
+record (one channel per consumer group); the replicas of a streamlet share their group's
+channel. Channels are bounded, so a slow consumer slows its producers (backpressure) and
+memory stays flat however long the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from blueprint import VerifiedBlueprint
+from runner.core import DeadLetter, Emitted, Executor, Message, StreamletFailed, StreamletStats
+
+__all__ = ["LocalRunner", "RunResult"]
+
+log = logging.getLogger("streamlets.runner.local")
+
+#: Batches a channel holds before its producers wait.
+DEFAULT_QUEUE_BATCHES = 32
+#: Records a source groups into one batch (at most; a slow source sends sooner).
+DEFAULT_SOURCE_BATCH = 256
+SOURCE_FLUSH_SECONDS = 0.05
+
+_END = None  # end-of-stream marker, one per consuming replica
+
+
+class _Group:
+    """One consumer group on a topic: a bounded queue of message batches."""
+
+    def __init__(self, name: str, maxsize: int) -> None:
+        self.name = name
+        self.queue: asyncio.Queue[list[Message] | None] = asyncio.Queue(maxsize)
+        self.members = 0
+
+
+class _Topic:
+    """A topic: fans each batch out to every consumer group; ends when its producers end."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.groups: list[_Group] = []
+        self.open_producers = 0
+        self.offset = 0
+        self.collected: list[Message] | None = None
+
+    async def publish(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        stamped = []
+        for message in messages:
+            stamped.append(
+                Message(
+                    message.value,
+                    message.key,
+                    message.headers,
+                    topic=self.key,
+                    partition=0,
+                    offset=self.offset,
+                )
+            )
+            self.offset += 1
+        if self.collected is not None:
+            self.collected.extend(stamped)
+        for group in self.groups:
+            await group.queue.put(stamped)
+
+    async def producer_done(self) -> None:
+        self.open_producers -= 1
+        if self.open_producers <= 0:
+            await self.close()
+
+    async def close(self) -> None:
+        for group in self.groups:
+            for _ in range(group.members):
+                await group.queue.put(_END)
+
+
+@dataclass
+class RunResult:
+    """What a local run did: per-streamlet counters, dead letters and collected messages."""
+
+    stats: dict[str, StreamletStats]
+    dead_letters: list[DeadLetter]
+    dead_letter_file: Path | None
+    collected: dict[str, list[Message]] = field(default_factory=dict)
+    duration: float = 0.0
+    stopped: bool = False
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run ended without a failure."""
+        return self.error is None
+
+
+class LocalRunner:
+    """Runs a :class:`VerifiedBlueprint` in this process.
+
+    ``inject`` puts encoded messages on topics before the run (they count as one more
+    producer of the topic); ``collect`` keeps every message written to the named topics.
+    ``run_dir`` is where dead letters are written (``dead-letters.jsonl``), created on the
+    first one; ``None`` keeps them in memory only.
+    """
+
+    def __init__(
+        self,
+        blueprint: VerifiedBlueprint,
+        *,
+        run_dir: Path | None = None,
+        inject: Mapping[str, Sequence[Message]] | None = None,
+        collect: Iterable[str] = (),
+        queue_batches: int = DEFAULT_QUEUE_BATCHES,
+        source_batch: int = DEFAULT_SOURCE_BATCH,
+        keep_dead_letters: bool = True,
+    ) -> None:
+        self.blueprint = blueprint
+        self.run_dir = run_dir
+        self.inject = dict(inject or {})
+        self.collect = set(collect)
+        self.queue_batches = queue_batches
+        self.source_batch = source_batch
+        self.keep_dead_letters = keep_dead_letters
+        self.stats: dict[str, StreamletStats] = {
+            name: StreamletStats() for name in blueprint.streamlets
+        }
+        self.dead_letters: list[DeadLetter] = []
+        self.dead_letter_count = 0
+        self._dead_file: Any = None
+        self.dead_letter_path: Path | None = None
+        self._stopping: asyncio.Event | None = None  # created in run(), on its loop
+        self._executors: list[Executor] = []
+        self.started = 0.0
+
+    # -- control -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop gracefully: sources stop, everything in flight drains, teardown runs."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a graceful stop was requested."""
+        return self._stopping is not None and self._stopping.is_set()
+
+    def snapshot(self) -> dict[str, StreamletStats]:
+        """Current counters per streamlet (summed over replicas)."""
+        totals: dict[str, StreamletStats] = {}
+        for name in self.blueprint.streamlets:
+            totals[name] = StreamletStats()
+        for executor in self._executors:
+            total = totals[executor.name]
+            s = executor.stats
+            total.records_in += s.records_in
+            total.records_out += s.records_out
+            total.errors += s.errors
+            total.dead_lettered += s.dead_lettered
+            total.skipped += s.skipped
+            total.process_seconds += s.process_seconds
+        return totals
+
+    # -- dead letters --------------------------------------------------------------------
+
+    def _write_dead(self, dead: list[DeadLetter]) -> None:
+        if not dead:
+            return
+        self.dead_letter_count += len(dead)
+        if self.keep_dead_letters:
+            self.dead_letters.extend(dead)
+        if self.run_dir is None:
+            return
+        if self._dead_file is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.dead_letter_path = self.run_dir / "dead-letters.jsonl"
+            self._dead_file = self.dead_letter_path.open("a", encoding="utf-8")
+        for item in dead:
+            self._dead_file.write(json.dumps(item.as_json(), ensure_ascii=False) + "\n")
+        self._dead_file.flush()
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def _build(self) -> tuple[dict[str, _Topic], list[Callable[[], Any]]]:
+        bp = self.blueprint
+        topics = {key: _Topic(key) for key in bp.topics}
+        for key in self.collect:
+            if key not in topics:
+                raise KeyError(f"cannot collect topic '{key}': the blueprint has no such topic")
+            topics[key].collected = []
+        for key in self.inject:
+            if key not in topics:
+                raise KeyError(f"cannot inject into topic '{key}': the blueprint has no such topic")
+        groups: dict[tuple[str, str], _Group] = {}
+        for key, spec in bp.topics.items():
+            for ref in spec.consumers:
+                group = _Group(f"{bp.name}.{ref.streamlet}", self.queue_batches)
+                group.members = bp.streamlets[ref.streamlet].replicas
+                topics[key].groups.append(group)
+                groups[(ref.streamlet, ref.port)] = group
+            topics[key].open_producers = sum(
+                bp.streamlets[r.streamlet].replicas for r in spec.producers
+            )
+            if key in self.inject:
+                topics[key].open_producers += 1
+        jobs: list[Callable[[], Any]] = []
+        for name, spec in bp.streamlets.items():
+            for replica in range(spec.replicas):
+                executor = Executor(spec, bp)
+                self._executors.append(executor)
+                outlet_topics = sorted(
+                    {t.key for o in spec.cls.outlets() for t in bp.outlet_topics(name, o)}
+                )
+                inlets = {
+                    inlet: groups[(name, inlet)]
+                    for inlet in spec.cls.inlets()
+                    if (name, inlet) in groups
+                }
+                jobs.append(
+                    self._job(executor, replica, inlets, [topics[k] for k in outlet_topics], topics)
+                )
+        for key, messages in self.inject.items():
+            jobs.append(self._inject_job(topics[key], list(messages)))
+        return topics, jobs
+
+    def _inject_job(self, topic: _Topic, messages: list[Message]) -> Callable[[], Any]:
+        async def inject() -> None:
+            try:
+                for start in range(0, len(messages), self.source_batch):
+                    await topic.publish(messages[start : start + self.source_batch])
+            finally:
+                await topic.producer_done()
+
+        return inject
+
+    def _job(
+        self,
+        executor: Executor,
+        replica: int,
+        inlets: Mapping[str, _Group],
+        outputs: list[_Topic],
+        topics: Mapping[str, _Topic],
+    ) -> Callable[[], Any]:
+        async def publish(emitted: list[Emitted]) -> None:
+            if not emitted:
+                return
+            if len(outputs) == 1:
+                await outputs[0].publish([e.message for e in emitted])
+                return
+            by_topic: dict[str, list[Message]] = {}
+            for item in emitted:
+                by_topic.setdefault(item.topic, []).append(item.message)
+            for key, messages in by_topic.items():
+                await topics[key].publish(messages)
+
+        async def consume(inlet: str, group: _Group) -> None:
+            queue = group.queue
+            while True:
+                batch = await queue.get()
+                if batch is _END:
+                    return
+                # Take whatever else is ready: bigger batches, fewer hops.
+                while not queue.empty():
+                    more = queue.get_nowait()
+                    if more is _END:
+                        queue.put_nowait(_END)  # leave it for the loop to see next
+                        break
+                    batch = batch + more
+                emitted, dead = await executor.process_batch(inlet, batch)
+                self._write_dead(dead)
+                await publish(emitted)
+
+        async def generate() -> None:
+            produced = executor.instance.generate()
+            out: list[Emitted] = []
+            dead: list[DeadLetter] = []
+            started = time.monotonic()
+            if inspect.isasyncgen(produced) or isinstance(produced, AsyncIterator):
+                iterator: Any = produced.__aiter__()
+                try:
+                    while not self.stopping:
+                        try:
+                            item = await iterator.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        executor.encode_generated(item, out, dead)
+                        # An async source may be slow: send each record as it comes.
+                        self._write_dead(dead)
+                        dead.clear()
+                        await publish(out)
+                        out = []
+                finally:
+                    aclose = getattr(iterator, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                return
+            sync_iter: Iterator[Any] = iter(produced)
+            try:
+                for item in sync_iter:
+                    executor.encode_generated(item, out, dead)
+                    if (
+                        len(out) >= self.source_batch
+                        or time.monotonic() - started > SOURCE_FLUSH_SECONDS
+                    ):
+                        self._write_dead(dead)
+                        dead.clear()
+                        await publish(out)
+                        out = []
+                        started = time.monotonic()
+                    if self.stopping:
+                        break
+                self._write_dead(dead)
+                await publish(out)
+            finally:
+                close = getattr(sync_iter, "close", None)
+                if close is not None:
+                    close()
+
+        async def job() -> None:
+            await executor.setup()
+            try:
+                if inlets:
+                    await asyncio.gather(*(consume(i, g) for i, g in inlets.items()))
+                else:
+                    await generate()
+            finally:
+                try:
+                    await executor.teardown()
+                finally:
+                    for topic in outputs:
+                        await topic.producer_done()
+
+        job.__name__ = f"{executor.name}-{replica}"
+        return job
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        """Run until every bounded source has ended and everything has drained (or a stop)."""
+        self._stopping = asyncio.Event()
+        self.started = time.monotonic()
+        topics, jobs = self._build()
+        # Topics nobody produces to (outside input, run locally) are empty: end them now.
+        closers = [t.close() for t in topics.values() if t.open_producers == 0]
+        tasks = [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in jobs]
+        tasks += [asyncio.create_task(closer) for closer in closers]
+        error: BaseException | None = None
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    error = task.exception()
+                    break
+            if error is not None:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            if self._dead_file is not None:
+                self._dead_file.close()
+        if error is not None and not isinstance(error, StreamletFailed):
+            log.debug("local run failed", exc_info=error)
+        return RunResult(
+            stats=self.snapshot(),
+            dead_letters=self.dead_letters,
+            dead_letter_file=self.dead_letter_path,
+            collected={k: t.collected for k, t in topics.items() if t.collected is not None},
+            duration=time.monotonic() - self.started,
+            stopped=self.stopping,
+            error=error,
+        )
+
+
+def default_run_dir(blueprint: VerifiedBlueprint, base: Path | None = None) -> Path:
+    """``runs/<app>-<timestamp>`` under ``base`` (default: the current directory)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return (base or Path.cwd()) / "runs" / f"{blueprint.name}-{stamp}"

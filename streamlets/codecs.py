@@ -1,0 +1,495 @@
+"""Topic codecs: how records cross a topic as bytes.
+
+A topic's codec is ``avro`` (the default) or ``json``. :func:`codec_for` builds one for a
+writer schema (what producers write) and, when decoding, a reader schema (what the
+consumer's inlet expects); the Avro codec resolves writer -> reader by Avro's schema
+resolution rules, the JSON codec validates against the reader.
+
+``avro``
+    Avro binary, schemaless (no header, no fingerprint: the runner carries the writer's
+    schema fingerprint in a message header). Records go through
+    :meth:`~streamlets.schema.Schema.to_datum` / :meth:`~streamlets.schema.Schema.from_datum`,
+    converters compiled once per schema, so a record of an Avro-dict schema costs one
+    fastavro call each way.
+
+``json``
+    UTF-8 JSON in its natural form, the same JSON pydantic writes: records are objects
+    keyed by Avro field name, unions are the bare value, enums their symbol, datetimes,
+    dates and times ISO 8601 strings, UUIDs and Decimals strings. A pydantic model is
+    written with ``model_dump_json(by_alias=True)`` and read with ``model_validate_json``,
+    so its own JSON settings apply. For Avro-dict schemas, ``bytes`` (and ``fixed``) are
+    **base64** strings; a model with ``bytes`` fields that shares a topic with Avro-dict
+    ports should set ``ser_json_bytes="base64"`` and ``val_json_bytes="base64"`` in its
+    ``model_config`` (pydantic's default is UTF-8 text, which cannot hold arbitrary bytes).
+    When decoding for an Avro-dict schema, a missing field takes the reader's default,
+    unknown fields are dropped, and timestamps may also be given as epoch integers in the
+    unit of their logical type.
+
+Every failure raises :class:`~streamlets.errors.CodecError` naming the schema (and, where
+known, the field), with the underlying exception chained.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import decimal
+import enum
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from functools import partial
+from io import BytesIO
+from typing import Any, Protocol, runtime_checkable
+
+from fastavro import schemaless_reader, schemaless_writer
+from pydantic import BaseModel, ValidationError
+
+from streamlets.errors import CodecError, SchemaError
+from streamlets.schema import Schema, describe_validation_error
+
+__all__ = ["CODEC_NAMES", "AvroCodec", "Codec", "JsonCodec", "codec_for"]
+
+CODEC_NAMES: tuple[str, ...] = ("avro", "json")
+"""The names a blueprint's ``codec:`` accepts; the first is the default."""
+
+Conv = Callable[[Any], Any]
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns the records of one schema into bytes and back."""
+
+    name: str
+
+    def encode(self, record: Any) -> bytes:
+        """The bytes of ``record``; :class:`~streamlets.errors.CodecError` when it does not fit."""
+        ...
+
+    def decode(self, data: bytes) -> Any:
+        """The record in ``data``; :class:`~streamlets.errors.CodecError` when it is not one."""
+        ...
+
+
+def codec_for(name: str, writer: Schema, reader: Schema | None = None) -> Codec:
+    """The codec ``name`` for records written with ``writer`` and read as ``reader``.
+
+    ``reader`` defaults to ``writer``. An unknown name raises
+    :class:`~streamlets.errors.CodecError` listing :data:`CODEC_NAMES`.
+    """
+    if name == "avro":
+        return AvroCodec(writer, reader)
+    if name == "json":
+        return JsonCodec(writer, reader)
+    raise CodecError(f"unknown codec {name!r}; use one of: {', '.join(CODEC_NAMES)}")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return describe_validation_error(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class AvroCodec:
+    """Schemaless Avro binary with fastavro; resolves writer -> reader schema when they differ.
+
+    Thread-safe: no buffer is shared between calls. fastavro does not check every value
+    against the schema when writing (a float written to a ``long`` is truncated); ports
+    validate records with :meth:`~streamlets.schema.Schema.validate` before they get here.
+    """
+
+    name = "avro"
+    __slots__ = ("_from", "_read", "_read_schema", "_to", "_write_schema", "reader", "writer")
+
+    def __init__(self, writer: Schema, reader: Schema | None = None) -> None:
+        self.writer = writer
+        self.reader = writer if reader is None else reader
+        self._write_schema = writer.parsed
+        same = self.reader is writer or self.reader.avro == writer.avro
+        # fastavro compares writer and reader schemas on every call; pass None when equal.
+        self._read_schema = None if same else self.reader.parsed
+        self._to = writer._to
+        self._from = self.reader._from
+        read: Callable[..., Any] = schemaless_reader
+        if self.reader.named_unions:
+            read = partial(schemaless_reader, return_named_type=True)
+        self._read = read
+
+    def encode(self, record: Any) -> bytes:
+        """Avro binary of ``record`` (a model instance, a dict of its fields, or a datum)."""
+        to = self._to
+        fo = BytesIO()
+        try:
+            schemaless_writer(fo, self._write_schema, record if to is None else to(record))
+        except Exception as exc:
+            return self._encode_other(record, exc)
+        return fo.getvalue()
+
+    def _encode_other(self, record: Any, exc: Exception) -> bytes:
+        if self.writer.model is None and isinstance(record, BaseModel):
+            # A model instance on an Avro-dict port: write the dict of its fields.
+            return self.encode(record.model_dump(by_alias=True))
+        raise CodecError(
+            f"cannot encode {type(record).__name__} as {self.writer.describe()}: {_reason(exc)}"
+        ) from exc
+
+    def decode(self, data: bytes) -> Any:
+        """The record in Avro binary ``data`` (resolved to the reader schema, validated)."""
+        fo = BytesIO(data)
+        try:
+            datum = self._read(fo, self._write_schema, self._read_schema)
+        except Exception as exc:
+            raise self._decode_error(exc) from exc
+        if fo.tell() != len(data):
+            left = len(data) - fo.tell()
+            raise self._decode_error(None, f"{left} bytes left over after the record")
+        frm = self._from
+        if frm is None:
+            return datum
+        try:
+            return frm(datum)
+        except Exception as exc:
+            raise self._decode_error(exc) from exc
+
+    def _decode_error(self, exc: Exception | None, reason: str = "") -> CodecError:
+        target = self.reader.describe()
+        if self._read_schema is not None:
+            target += f" (written as {self.writer.describe()})"
+        if isinstance(exc, EOFError):
+            reason = "the data ends too early (truncated, or not written with this schema)"
+        elif exc is not None:
+            reason = _reason(exc)
+        return CodecError(f"cannot decode Avro bytes as {target}: {reason}")
+
+    def __repr__(self) -> str:
+        return f"<AvroCodec {self.writer.name} -> {self.reader.name}>"
+
+
+class JsonCodec:
+    """UTF-8 JSON in its natural form; decoding validates against the reader schema.
+
+    See the module docstring for the JSON form of each Avro type (bytes are base64 for
+    Avro-dict schemas; models follow their own pydantic JSON settings).
+    """
+
+    name = "json"
+    __slots__ = ("_decode", "_dump", "_json_in", "reader", "writer")
+
+    def __init__(self, writer: Schema, reader: Schema | None = None) -> None:
+        self.writer = writer
+        self.reader = writer if reader is None else reader
+        self._dump: Callable[..., bytes] | None = None
+        if writer.model is not None:
+            self._dump = writer.model.__pydantic_serializer__.to_json
+        self._json_in: Conv | None = None
+        if self.reader.model is None:
+            self._json_in = _JsonReader(self.reader.parsed).conv(self.reader.parsed)
+
+    def encode(self, record: Any) -> bytes:
+        """The JSON bytes of ``record``; a model is dumped by alias, a dict checked first."""
+        writer = self.writer
+        try:
+            model = writer.model
+            if model is not None:
+                assert self._dump is not None
+                if record.__class__ is not model:
+                    record = writer.validate(record)
+                return self._dump(record, by_alias=True)
+            record = writer.validate(record)
+            text = json.dumps(record, default=_json_default, ensure_ascii=False, allow_nan=False)
+            return text.encode()
+        except SchemaError as exc:
+            raise CodecError(f"cannot encode as JSON: {exc}") from exc
+        except Exception as exc:
+            raise CodecError(
+                f"cannot encode {type(record).__name__} as JSON for {writer.describe()}: "
+                f"{_reason(exc)}"
+            ) from exc
+
+    def decode(self, data: bytes) -> Any:
+        """The record in JSON ``data``, validated against the reader schema."""
+        reader = self.reader
+        try:
+            model = reader.model
+            if model is not None:
+                return model.model_validate_json(data)
+            value = json.loads(data)
+            if self._json_in is not None:
+                value = self._json_in(value)
+            return reader.validate(value)
+        except SchemaError as exc:
+            raise CodecError(f"cannot decode JSON: {exc}") from exc
+        except Exception as exc:
+            if isinstance(exc, ValueError) and not isinstance(exc, ValidationError):
+                reason = f"invalid JSON or value: {exc}"
+            else:
+                reason = _reason(exc)
+            raise CodecError(f"cannot decode JSON as {reader.describe()}: {reason}") from exc
+
+    def __repr__(self) -> str:
+        return f"<JsonCodec {self.writer.name} -> {self.reader.name}>"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, bytes | bytearray):
+        return base64.b64encode(o).decode("ascii")
+    if isinstance(o, dt.datetime):
+        return (o if o.tzinfo is not None else o.replace(tzinfo=dt.UTC)).isoformat()
+    if isinstance(o, dt.date | dt.time):
+        return o.isoformat()
+    if isinstance(o, uuid.UUID | decimal.Decimal):
+        return str(o)
+    if isinstance(o, enum.Enum):
+        return o.value
+    if isinstance(o, set | frozenset | tuple):
+        return list(o)
+    if isinstance(o, BaseModel):
+        return o.model_dump(mode="json", by_alias=True)
+    raise TypeError(f"{type(o).__name__} has no JSON form")
+
+
+# ----------------------------------------------------- JSON -> fastavro values
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def _b64(v: Any) -> bytes:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a base64 string, got {v!r}")
+    try:
+        return base64.b64decode(v, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"{v!r} is not base64") from exc
+
+
+def _timestamp(unit: int, local: bool) -> Conv:
+    epoch = _EPOCH_NAIVE if local else _EPOCH
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return epoch + dt.timedelta(microseconds=v * unit)
+        if isinstance(v, str):
+            parsed = dt.datetime.fromisoformat(v)
+            if local:
+                return parsed.replace(tzinfo=None)
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=dt.UTC)
+            return parsed.astimezone(dt.UTC)
+        return v
+
+    return conv
+
+
+def _date(v: Any) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return _EPOCH.date() + dt.timedelta(days=v)
+    return dt.date.fromisoformat(v) if isinstance(v, str) else v
+
+
+def _time(unit: int) -> Conv:
+    def conv(v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (_EPOCH_NAIVE + dt.timedelta(microseconds=v * unit)).time()
+        return dt.time.fromisoformat(v) if isinstance(v, str) else v
+
+    return conv
+
+
+def _uuid(v: Any) -> Any:
+    return uuid.UUID(v) if isinstance(v, str) else v
+
+
+def _decimal(v: Any) -> Any:
+    if isinstance(v, str | int | float) and not isinstance(v, bool):
+        try:
+            return decimal.Decimal(str(v))
+        except decimal.InvalidOperation as exc:
+            raise ValueError(f"{v!r} is not a decimal") from exc
+    return v
+
+
+def _default(schema: Any, raw: Any, named: Mapping[str, Any]) -> Any:
+    """A Python value from an Avro default (the spec's JSON encoding of defaults)."""
+    if isinstance(schema, list):
+        return _default(schema[0], raw, named) if schema else raw
+    if isinstance(schema, str):
+        if schema in named:
+            return _default(named[schema], raw, named)
+        return raw.encode("latin-1") if schema == "bytes" and isinstance(raw, str) else raw
+    kind = schema.get("type")
+    logical = schema.get("logicalType")
+    if logical == "decimal" and isinstance(raw, str):
+        unscaled = int.from_bytes(raw.encode("latin-1"), "big", signed=True)
+        return decimal.Decimal(unscaled).scaleb(-int(schema.get("scale", 0)))
+    if logical in _LOGICAL:
+        return _LOGICAL[logical](raw)
+    if kind in ("bytes", "fixed") and isinstance(raw, str):
+        return raw.encode("latin-1")
+    if kind in ("record", "error") and isinstance(raw, dict):
+        return {
+            f["name"]: _default(f["type"], raw.get(f["name"], f.get("default")), named)
+            for f in schema["fields"]
+        }
+    if kind == "array" and isinstance(raw, list):
+        return [_default(schema["items"], x, named) for x in raw]
+    if kind == "map" and isinstance(raw, dict):
+        return {k: _default(schema["values"], x, named) for k, x in raw.items()}
+    if isinstance(kind, list | dict) or (isinstance(kind, str) and kind in named):
+        return _default(kind, raw, named)
+    return raw
+
+
+_LOGICAL: dict[str, Conv] = {
+    "timestamp-millis": _timestamp(1000, False),
+    "timestamp-micros": _timestamp(1, False),
+    "local-timestamp-millis": _timestamp(1000, True),
+    "local-timestamp-micros": _timestamp(1, True),
+    "date": _date,
+    "time-millis": _time(1000),
+    "time-micros": _time(1),
+    "uuid": _uuid,
+    "decimal": _decimal,
+}
+
+
+class _JsonReader:
+    """Compiles, from a parsed Avro schema, the conversion of natural JSON to fastavro values."""
+
+    def __init__(self, parsed: Any) -> None:
+        self.named: dict[str, Any] = {}
+        self.convs: dict[str, Conv | None] = {}
+        self._collect(parsed)
+
+    def _collect(self, schema: Any) -> None:
+        if isinstance(schema, list):
+            for s in schema:
+                self._collect(s)
+        elif isinstance(schema, dict):
+            kind = schema.get("type")
+            if kind in ("record", "error", "enum", "fixed") and "name" in schema:
+                self.named[schema["name"]] = schema
+            for key in ("type", "items", "values"):
+                if isinstance(schema.get(key), list | dict):
+                    self._collect(schema[key])
+            for f in schema.get("fields", ()):
+                self._collect(f["type"])
+
+    def conv(self, schema: Any) -> Conv | None:
+        """The converter for ``schema``, or None when JSON values are already right."""
+        if isinstance(schema, str):
+            if schema == "bytes":
+                return _b64
+            if schema in _PRIMITIVES or schema not in self.named:
+                return None
+            if schema not in self.convs:
+                # Recursive types refer to themselves: bind late.
+                self.convs[schema] = None
+                self.convs[schema] = self.conv(self.named[schema])
+            convs = self.convs
+            return lambda v: _apply(convs[schema], v)
+        if isinstance(schema, list):
+            return self._union(schema)
+        kind = schema.get("type")
+        logical = schema.get("logicalType")
+        if logical in _LOGICAL:
+            return _LOGICAL[logical]
+        if kind in ("bytes", "fixed"):
+            return _b64
+        if kind in ("record", "error"):
+            return self._record(schema)
+        if kind == "array":
+            item = self.conv(schema["items"])
+            return None if item is None else lambda v: [item(x) for x in v]
+        if kind == "map":
+            value = self.conv(schema["values"])
+            return None if value is None else lambda v: {k: value(x) for k, x in v.items()}
+        if isinstance(kind, str | list | dict) and kind not in ("enum",):
+            return self.conv(kind)
+        return None
+
+    def _record(self, schema: dict[str, Any]) -> Conv:
+        fields = [
+            (f["name"], self.conv(f["type"]), f["type"], f.get("default", _NO_DEFAULT))
+            for f in schema["fields"]
+        ]
+        named = self.named
+
+        def conv(v: Any) -> Any:
+            if not isinstance(v, dict):
+                return v
+            out = {}
+            for name, fconv, ftype, default in fields:
+                if name in v:
+                    value = v[name]
+                    out[name] = value if fconv is None or value is None else fconv(value)
+                elif default is not _NO_DEFAULT:
+                    out[name] = _default(ftype, default, named)
+            return out
+
+        return conv
+
+    def _union(self, branches: list[Any]) -> Conv:
+        options = [(b, self.conv(b), self._accepts(b)) for b in branches if b != "null"]
+
+        def conv(v: Any) -> Any:
+            if v is None:
+                return None
+            for _branch, bconv, accepts in options:
+                if accepts(v):
+                    try:
+                        return v if bconv is None else bconv(v)
+                    except (TypeError, ValueError):
+                        continue
+            return v
+
+        return conv
+
+    def _accepts(self, schema: Any) -> Callable[[Any], bool]:
+        """Whether a JSON value may belong to this union branch (JSON carries no branch)."""
+        if isinstance(schema, str) and schema in self.named:
+            schema = self.named[schema]
+        if isinstance(schema, str):
+            return _JSON_ACCEPTS.get(schema, lambda v: True)
+        kind = schema.get("type")
+        logical = schema.get("logicalType")
+        if logical == "uuid":
+            return lambda v: isinstance(v, str)
+        if logical == "decimal":
+            return lambda v: isinstance(v, str | int | float) and not isinstance(v, bool)
+        if logical is not None:
+            return lambda v: isinstance(v, str | int) and not isinstance(v, bool)
+        if kind == "enum":
+            symbols = frozenset(schema["symbols"])
+            return lambda v: isinstance(v, str) and v in symbols
+        if kind in ("record", "error"):
+            required = [f["name"] for f in schema["fields"] if "default" not in f]
+            return lambda v: isinstance(v, dict) and all(name in v for name in required)
+        if kind == "array":
+            return lambda v: isinstance(v, list)
+        if kind == "map":
+            return lambda v: isinstance(v, dict)
+        if kind == "fixed":
+            return lambda v: isinstance(v, str)
+        return self._accepts(kind)
+
+
+_NO_DEFAULT: Any = object()
+
+_JSON_ACCEPTS: dict[str, Callable[[Any], bool]] = {
+    "boolean": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "long": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "double": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "bytes": lambda v: isinstance(v, str),
+}
+
+
+def _apply(conv: Conv | None, v: Any) -> Any:
+    return v if conv is None else conv(v)
