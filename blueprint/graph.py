@@ -14,9 +14,9 @@ __all__ = ["build_graph", "find_cycles", "to_dot", "to_mermaid"]
 MAX_CYCLES = 10
 
 
-def build_graph(decl: BlueprintDecl) -> nx.DiGraph:
+def build_graph(decl: BlueprintDecl) -> nx.DiGraph[Any]:
     """The bipartite graph of streamlets and topics (see :class:`VerifiedBlueprint`)."""
-    graph = nx.DiGraph(name=decl.name)
+    graph: nx.DiGraph[Any] = nx.DiGraph(name=decl.name)
     for name, sdecl in decl.streamlets.items():
         graph.add_node(("streamlet", name), kind="streamlet", replicas=sdecl.replicas)
     for key, topic in decl.topics.items():
@@ -30,9 +30,9 @@ def build_graph(decl: BlueprintDecl) -> nx.DiGraph:
     return graph
 
 
-def find_cycles(graph: nx.DiGraph) -> list[list[str]]:
+def find_cycles(graph: nx.DiGraph[Any]) -> list[list[str]]:
     """Cycles between streamlets (through topics), as lists of streamlet names."""
-    streamlet_graph = nx.DiGraph()
+    streamlet_graph: nx.DiGraph[str] = nx.DiGraph()
     for node, data in graph.nodes(data=True):
         if data.get("kind") == "streamlet":
             streamlet_graph.add_node(node[1])
@@ -59,7 +59,7 @@ def _label(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
-def to_mermaid(graph: nx.DiGraph, classes: dict[str, str] | None = None) -> str:
+def to_mermaid(graph: nx.DiGraph[Any], classes: dict[str, str] | None = None) -> str:
     """The graph as a Mermaid flowchart (streamlets as boxes, topics as stadiums)."""
     lines = ["flowchart LR"]
     for node, data in graph.nodes(data=True):
@@ -80,7 +80,7 @@ def _dot_quote(text: Any) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def to_dot(graph: nx.DiGraph, classes: dict[str, str] | None = None) -> str:
+def to_dot(graph: nx.DiGraph[Any], classes: dict[str, str] | None = None) -> str:
     """The graph in Graphviz DOT (streamlets as boxes, topics as ellipses)."""
     lines = [f"digraph {_dot_quote(graph.graph.get('name') or 'blueprint')} {{", "  rankdir=LR;"]
     for node, data in graph.nodes(data=True):

@@ -87,7 +87,7 @@ class VerifiedBlueprint:
     processing: str
     streamlets: Mapping[str, StreamletSpec]
     topics: Mapping[str, TopicSpec]
-    graph: nx.DiGraph
+    graph: nx.DiGraph[Any]
     problems: tuple[Problem, ...] = ()
 
     def inlet_topic(self, streamlet: str, inlet: str) -> TopicSpec | None:

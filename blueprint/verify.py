@@ -357,7 +357,7 @@ class _Verifier:
                             item.hint,
                         )
 
-    def build(self, decl: BlueprintDecl, graph: nx.DiGraph) -> VerifiedBlueprint:
+    def build(self, decl: BlueprintDecl, graph: nx.DiGraph[Any]) -> VerifiedBlueprint:
         streamlets: dict[str, StreamletSpec] = {}
         for name, item in self.loaded.items():
             assert item.config is not None and item.config_data is not None

@@ -10,11 +10,10 @@ memory stays flat however long the stream.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -214,16 +213,16 @@ class LocalRunner:
             if key in self.inject:
                 topics[key].open_producers += 1
         jobs: list[Callable[[], Any]] = []
-        for name, spec in bp.streamlets.items():
-            for replica in range(spec.replicas):
-                executor = Executor(spec, bp)
+        for name, streamlet in bp.streamlets.items():
+            for replica in range(streamlet.replicas):
+                executor = Executor(streamlet, bp)
                 self._executors.append(executor)
                 outlet_topics = sorted(
-                    {t.key for o in spec.cls.outlets() for t in bp.outlet_topics(name, o)}
+                    {t.key for o in streamlet.cls.outlets() for t in bp.outlet_topics(name, o)}
                 )
                 inlets = {
                     inlet: groups[(name, inlet)]
-                    for inlet in spec.cls.inlets()
+                    for inlet in streamlet.cls.inlets()
                     if (name, inlet) in groups
                 }
                 jobs.append(
@@ -285,7 +284,7 @@ class LocalRunner:
             out: list[Emitted] = []
             dead: list[DeadLetter] = []
             started = time.monotonic()
-            if inspect.isasyncgen(produced) or isinstance(produced, AsyncIterator):
+            if isinstance(produced, AsyncIterable):
                 iterator: Any = produced.__aiter__()
                 try:
                     while not self.stopping:

@@ -149,7 +149,7 @@ class Streamlet:
     def handler_for(self, inlet: str) -> Callable[[Any], Any]:
         """The bound method that processes records arriving on ``inlet``."""
         attr = type(self).__handlers__.get(inlet)
-        return getattr(self, attr) if attr else self.process  # type: ignore[no-any-return]
+        return getattr(self, attr) if attr else self.process
 
     # -- what subclasses implement -------------------------------------------------------
 

@@ -32,11 +32,15 @@ class Reading(BaseModel):
 
 
 class IntReading(BaseModel):
+    __avro_aliases__ = ("Reading",)
+
     sensor_id: str
     temperature: int
 
 
 class NewReading(BaseModel):
+    __avro_aliases__ = ("Reading",)
+
     sensor_id: str
     temperature: float
     unit: str
@@ -48,6 +52,8 @@ class Located(BaseModel):
 
 
 class IntLocation(BaseModel):
+    __avro_aliases__ = ("Location",)
+
     lat: int
     lon: float
 
