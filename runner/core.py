@@ -25,6 +25,7 @@ from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
 from streamlets.codecs import Codec, codec_for
 from streamlets.errors import CodecError, StreamletsError
 from streamlets.ports import Outlet, Routed
+from streamlets.rejected import Rejected
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
@@ -109,6 +110,14 @@ class DeadLetter:
             "value_encoding": encoding,
             "stack_trace": self.stack_trace,
         }
+
+
+class _SourceInputError(StreamletsError):
+    """A source's input could not be read as a record (carries the original error's class)."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.__cause__ = cause
 
 
 class StreamletFailed(StreamletsError):
@@ -223,15 +232,14 @@ class Executor:
         self.handlers: dict[str, Any] = {}
         self.is_async: dict[str, bool] = {}
         self.validators: dict[str, Any] = {}
-        for inlet_name, inlet in cls.inlets().items():
+        for inlet_name in cls.inlets():
             topic = blueprint.inlet_topic(spec.name, inlet_name)
             writers = []
             if topic is not None:
                 for ref in topic.producers:
-                    producer = blueprint.streamlets[ref.streamlet].cls.outlets()[ref.port]
-                    writers.append(producer.schema)
+                    writers.append(blueprint.streamlets[ref.streamlet].schema(ref.port))
             self.decoders[inlet_name] = _Decoder(
-                topic.codec if topic else "avro", inlet.schema, writers
+                topic.codec if topic else "avro", spec.schema(inlet_name), writers
             )
             handler = self.instance.handler_for(inlet_name)
             self.handlers[inlet_name] = handler
@@ -264,7 +272,11 @@ class Executor:
     ) -> DeadLetter | None:
         """Apply the error policy; returns the dead letter to write (or None when skipped)."""
         self.stats.count_error(stage)
-        cause = exc.__cause__ if isinstance(exc, CodecError) and exc.__cause__ else exc
+        cause = (
+            exc.__cause__
+            if isinstance(exc, CodecError | _SourceInputError) and exc.__cause__
+            else exc
+        )
         dead = DeadLetter(
             streamlet=self.name,
             stage=stage,
@@ -452,7 +464,20 @@ class Executor:
         return out, dead
 
     def encode_generated(self, item: Any, out: list[Emitted], dead: list[DeadLetter]) -> None:
-        """Encode one item a source generated (a record, Routed, or iterable of them)."""
+        """Encode one item a source generated (a record, Routed, or iterable of them).
+
+        A :class:`~streamlets.rejected.Rejected` item goes to the error policy as a record
+        that failed to decode, with its original bytes.
+        """
+        if isinstance(item, Rejected):
+            error = item.error
+            message = f"{item.where}: {error}" if item.where else str(error)
+            failed = self._fail(
+                "decode", _SourceInputError(message, error), Message(item.original), None
+            )
+            if failed is not None:
+                dead.append(failed)
+            return
         try:
             routed = self.route(item)
         except StreamletsError as exc:

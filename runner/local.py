@@ -286,10 +286,20 @@ class LocalRunner:
             started = time.monotonic()
             if isinstance(produced, AsyncIterable):
                 iterator: Any = produced.__aiter__()
+                assert self._stopping is not None
+                stop = asyncio.ensure_future(self._stopping.wait())
                 try:
                     while not self.stopping:
+                        # An async source may wait for input for ever (an HTTP ingress):
+                        # a stop request must not wait for its next record.
+                        step = asyncio.ensure_future(iterator.__anext__())
+                        await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+                        if not step.done():
+                            step.cancel()
+                            await asyncio.gather(step, return_exceptions=True)
+                            break
                         try:
-                            item = await iterator.__anext__()
+                            item = step.result()
                         except StopAsyncIteration:
                             break
                         executor.encode_generated(item, out, dead)
@@ -299,6 +309,7 @@ class LocalRunner:
                         await publish(out)
                         out = []
                 finally:
+                    stop.cancel()
                     aclose = getattr(iterator, "aclose", None)
                     if aclose is not None:
                         await aclose()

@@ -177,10 +177,9 @@ def run_streamlet(
     )
     result = _run(runner)
     outputs = {}
-    for outlet, port in streamlet.outlets().items():
-        outputs[outlet] = _decode(
-            result.collected[f"out.{outlet}"], port.schema, codec, [port.schema]
-        )
+    for outlet in streamlet.outlets():
+        schema = spec.schema(outlet)
+        outputs[outlet] = _decode(result.collected[f"out.{outlet}"], schema, codec, [schema])
     return StreamletResult(outputs, result.dead_letters, result.stats[name], result.error)
 
 

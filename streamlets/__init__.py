@@ -15,7 +15,8 @@ from streamlets.errors import (
     StreamletDefinitionError,
     StreamletsError,
 )
-from streamlets.ports import Inlet, Outlet, Routed
+from streamlets.ports import FromConfig, Inlet, Outlet, Routed
+from streamlets.rejected import Rejected
 from streamlets.streamlet import NoConfig, Streamlet
 
 try:
@@ -26,9 +27,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "CodecError",
     "ConfigError",
+    "FromConfig",
     "Inlet",
     "NoConfig",
     "Outlet",
+    "Rejected",
     "Routed",
     "SchemaError",
     "Streamlet",

@@ -115,7 +115,7 @@ def test_verify_never_raises(tmp_path_factory: Any, text: str) -> None:
     check(path)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     data=st.one_of(st.binary(max_size=200), texts.map(lambda t: t.encode("utf-8", "surrogatepass")))
 )

@@ -1,0 +1,15 @@
+"""Built-in streamlets: file source and sink, console sink, generator source, HTTP ingress.
+
+Use them from a blueprint by class path, e.g. ``class: streamlets.library:FileSource``, and
+name their record type with the ``schema`` config parameter (``module:Class`` or an Avro
+schema), or subclass them with a fixed port schema.
+"""
+
+from __future__ import annotations
+
+from streamlets.library.console import ConsoleSink
+from streamlets.library.files import FileSink, FileSource
+from streamlets.library.generator import Counter, GeneratorSource
+from streamlets.library.http import HttpIngress
+
+__all__ = ["ConsoleSink", "Counter", "FileSink", "FileSource", "GeneratorSource", "HttpIngress"]

@@ -1,0 +1,254 @@
+"""File source and sink: JSON Lines, CSV and Avro container files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import fastavro
+from pydantic import BaseModel, Field
+
+from streamlets.errors import ConfigError, SchemaError
+from streamlets.library._schema_config import RecordSchemaConfig
+from streamlets.ports import FromConfig, Inlet, Outlet
+from streamlets.rejected import Rejected
+from streamlets.schema import Schema
+from streamlets.streamlet import Streamlet
+
+__all__ = ["FileFormat", "FileSink", "FileSource", "file_format"]
+
+FileFormat = Literal["jsonl", "csv", "avro"]
+_FLUSH_EVERY_S = 0.5
+_SUFFIXES: dict[str, FileFormat] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".avro": "avro",
+}
+
+
+def file_format(path: Path, given: FileFormat | None) -> FileFormat:
+    """The format of ``path``: ``given``, else from the file name's suffix."""
+    if given is not None:
+        return given
+    found = _SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        known = ", ".join(sorted(_SUFFIXES))
+        raise ConfigError(
+            f"cannot tell the format of {path} from its suffix (known: {known}); "
+            "set 'format' to jsonl, csv or avro"
+        )
+    return found
+
+
+def _port_schema(streamlet: Streamlet, port: str) -> Schema:
+    ports = {**type(streamlet).inlets(), **type(streamlet).outlets()}
+    return ports[port].schema_for(streamlet.config)
+
+
+class FileSourceConfig(RecordSchemaConfig):
+    """Config of :class:`FileSource`."""
+
+    path: Path = Field(description="file to read; relative paths are relative to the blueprint")
+    format: FileFormat | None = Field(
+        None, description="jsonl, csv or avro; default: from the file name's suffix"
+    )
+
+
+class FileSource(Streamlet):
+    """Reads the records of a JSON Lines, CSV or Avro container file (a bounded source).
+
+    Each line (row, Avro record) is checked against the outlet's schema; one that does not
+    fit goes to the error policy with its original text and ``file:line``, and the rest of
+    the file is read on. Config: ``path``, ``format`` (default: from the suffix) and
+    ``schema`` (the record type ``module:Class`` or an Avro schema), unless a subclass
+    declares ``out = Outlet(MyRecord)``.
+    """
+
+    out = Outlet(FromConfig("record_schema"), description="the records of the file")
+    Config = FileSourceConfig
+    config: FileSourceConfig
+
+    def generate(self) -> Iterator[Any]:
+        """Yield the file's records (and :class:`Rejected` for lines that do not fit)."""
+        schema = _port_schema(self, "out")
+        path = self.config.path
+        fmt = file_format(path, self.config.format)
+        if fmt == "avro":
+            yield from self._avro(path, schema)
+            return
+        with path.open(encoding="utf-8", newline="") as fh:
+            if fmt == "jsonl":
+                yield from self._jsonl(fh, path, schema)
+            else:
+                yield from self._csv(fh, path, schema)
+
+    @staticmethod
+    def _jsonl(fh: IO[str], path: Path, schema: Schema) -> Iterator[Any]:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                yield schema.validate(json.loads(line))
+            except (ValueError, SchemaError) as exc:
+                yield Rejected(line.rstrip("\n").encode(), exc, where)
+
+    @staticmethod
+    def _csv(fh: IO[str], path: Path, schema: Schema) -> Iterator[Any]:
+        reader = csv.DictReader(fh)
+        convert = _csv_converter(schema)
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            try:
+                yield schema.validate(convert(row))
+            except (ValueError, SchemaError) as exc:
+                yield Rejected(",".join(row.values() if row else ()).encode(), exc, where)
+
+    @staticmethod
+    def _avro(path: Path, schema: Schema) -> Iterator[Any]:
+        with path.open("rb") as fh:
+            reader = fastavro.reader(fh, reader_schema=schema.parsed)
+            for number, datum in enumerate(reader, start=1):
+                try:
+                    yield schema.from_datum(datum)
+                except (ValueError, SchemaError) as exc:
+                    yield Rejected(json.dumps(datum, default=str).encode(), exc, f"{path}#{number}")
+
+
+def _csv_converter(schema: Schema) -> Any:
+    """CSV cells are text: a pydantic model converts them itself; an Avro record needs help."""
+    if schema.model is not None:
+        return lambda row: {k: (None if v == "" else v) for k, v in row.items()}
+    avro = schema.avro
+    if not isinstance(avro, dict) or avro.get("type") != "record":
+        raise SchemaError("a CSV file holds records: its schema must be an Avro record")
+    kinds: dict[str, str] = {}
+    for field in avro["fields"]:
+        ftype = field["type"]
+        if isinstance(ftype, list):
+            ftype = next((t for t in ftype if t != "null"), "null")
+        if isinstance(ftype, dict):
+            ftype = ftype.get("type")
+        kinds[field["name"]] = str(ftype)
+
+    def cell(kind: str, value: str) -> Any:
+        if value == "":
+            return None
+        if kind in ("int", "long"):
+            return int(value)
+        if kind in ("float", "double"):
+            return float(value)
+        if kind == "boolean":
+            lowered = value.strip().lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError(f"{value!r} is not a boolean (true/false)")
+            return lowered in ("true", "1")
+        return value
+
+    def convert(row: dict[str, str]) -> dict[str, Any]:
+        return {k: cell(kinds.get(k, "string"), v) for k, v in row.items()}
+
+    return convert
+
+
+class FileSinkConfig(RecordSchemaConfig):
+    """Config of :class:`FileSink`."""
+
+    path: Path = Field(description="file to write; relative paths are relative to the blueprint")
+    format: FileFormat | None = Field(
+        None, description="jsonl, csv or avro; default: from the file name's suffix"
+    )
+    mode: Literal["overwrite", "append"] = Field(
+        "overwrite", description="overwrite the file at start (default) or append to it"
+    )
+
+
+class FileSink(Streamlet):
+    """Writes every record it receives to a JSON Lines, CSV or Avro container file.
+
+    The file is flushed at least twice a second and at the end of the run.
+    Run it with one replica: replicas would write the same file. Config: ``path``,
+    ``format`` (default: from the suffix), ``mode`` (``overwrite`` or ``append``) and
+    ``schema`` (the record type), unless a subclass declares ``records = Inlet(MyRecord)``.
+    """
+
+    records = Inlet(FromConfig("record_schema"), description="the records to write")
+    Config = FileSinkConfig
+    config: FileSinkConfig
+
+    def setup(self) -> None:
+        """Open the file (creating its directory)."""
+        self._schema = _port_schema(self, "records")
+        path = self.config.path
+        self._format = file_format(path, self.config.format)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        append = self.config.mode == "append" and path.exists() and path.stat().st_size > 0
+        self._flushed = time.monotonic()
+        self._csv: csv.DictWriter[str] | None = None
+        self._avro: Any = None
+        if self._format == "avro":
+            self._file: IO[Any] = path.open("a+b" if append else "wb")
+            from fastavro.write import Writer
+
+            self._avro = Writer(self._file, self._schema.parsed)
+        else:
+            self._file = path.open("a" if append else "w", encoding="utf-8", newline="")
+            self._csv_header_written = append
+
+    def process(self, record: Any) -> None:
+        """Write one record."""
+        if self._format == "jsonl":
+            self._file.write(_json_line(record))
+        elif self._format == "csv":
+            row = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+            if self._csv is None:
+                self._csv = csv.DictWriter(self._file, fieldnames=list(row))
+                if not self._csv_header_written:
+                    self._csv.writeheader()
+            self._csv.writerow({k: _csv_cell(v) for k, v in row.items()})
+        else:
+            self._avro.write(self._schema.to_datum(record))
+        now = time.monotonic()
+        if now - self._flushed >= _FLUSH_EVERY_S:
+            self.flush()
+            self._flushed = now
+
+    def flush(self) -> None:
+        """Flush what was written to the operating system."""
+        if self._avro is not None:
+            self._avro.flush()
+        self._file.flush()
+
+    def teardown(self) -> None:
+        """Flush and close the file."""
+        file = getattr(self, "_file", None)
+        if file is not None:
+            self.flush()
+            file.close()
+
+
+def _json_line(record: Any) -> str:
+    if isinstance(record, BaseModel):
+        return record.model_dump_json(by_alias=True) + "\n"
+    return json.dumps(record, default=_json_default, ensure_ascii=False) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        buf = io.StringIO()
+        json.dump(value, buf, default=str)
+        return buf.getvalue()
+    return value
