@@ -1,0 +1,55 @@
+"""The status file a streamlet process keeps up to date, read by ``flow run-local --kafka``.
+
+It holds the process's counters, how many records it wrote that the broker acknowledged
+(per blueprint topic) and how many input records are covered by committed offsets (per
+blueprint topic). Counting records instead of reading offsets keeps the end-of-run check
+right on brokers whose high watermark is unreliable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ProcessStatus", "read_status", "write_status"]
+
+
+@dataclass(slots=True)
+class ProcessStatus:
+    """What one streamlet process reports about itself."""
+
+    streamlet: str
+    replica: int
+    pid: int = 0
+    state: str = "starting"  # starting, running, draining, done, failed
+    records_in: int = 0
+    records_out: int = 0
+    errors: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    process_seconds: float = 0.0
+    produced: dict[str, int] = field(default_factory=dict)  # acknowledged, per topic key
+    committed: dict[str, int] = field(default_factory=dict)  # input records committed
+    lag: dict[str, int] = field(default_factory=dict)  # as the broker reports it
+    metrics_port: int | None = None
+    error: str | None = None
+
+
+def write_status(path: Path, status: ProcessStatus) -> None:
+    """Replace the status file atomically (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(status)), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_status(path: Path) -> ProcessStatus | None:
+    """The last status written to ``path`` (``None`` when there is none yet)."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    known = set(ProcessStatus.__dataclass_fields__)
+    return ProcessStatus(**{k: v for k, v in data.items() if k in known})
