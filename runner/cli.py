@@ -255,6 +255,15 @@ def _write(text: str | bytes, output: str | None) -> None:
     click.echo(f"wrote {output}", err=True)
 
 
+def _add_kafka_commands() -> None:
+    from runner.kafka_cli import run_streamlet_command
+
+    cli.add_command(run_streamlet_command)
+
+
+_add_kafka_commands()
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
     """Console-script entry point of ``flow``."""
     return cli.main(args=list(argv) if argv is not None else None, prog_name="flow")
