@@ -1277,6 +1277,9 @@ def _top_to(model: type[BaseModel], to: Conv, validate: Conv) -> Conv:
             return to(r)
         if isinstance(r, Mapping):
             return to(validate(r))
+        if isinstance(r, BaseModel):
+            # The same model imported from another module (a test's copy, say): by fields.
+            return to(validate(r.model_dump(by_alias=True)))
         raise TypeError(
             f"expected a {model.__name__} (or a dict of its fields), got {type(r).__name__}"
         )
