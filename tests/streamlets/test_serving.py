@@ -1,0 +1,401 @@
+"""The model-serving streamlet end to end through the testkit, against an in-process server.
+
+The fake model server speaks V1 and V2 over real HTTP on a loopback port (in a thread with
+its own event loop); its "model" adds the two features of a row. It can answer slowly,
+answer 503, refuse connections for a while, and reject rows that do not have two features
+the way a real server does (one error for the whole batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from runner.testkit import run_streamlet
+from streamlets import Inlet, Outlet
+from streamlets.errors import ConfigError
+from streamlets.serving import ModelInfo, ModelServingStreamlet, ModelUpdate
+
+
+class FakeModelServer:
+    """A V1 + V2 model server whose model ``m`` sums two features."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.delay = 0.0
+        self.fail_next = 0  # answer 503 to this many inference requests
+        self.down = False  # close every connection without answering
+        self.requests = 0
+        self.loop = asyncio.new_event_loop()
+        self.server: asyncio.AbstractServer | None = None
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait(5)
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(self._connection, "127.0.0.1", 0)
+        )
+        started.set()
+        self.loop.run_forever()
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    def close(self) -> None:
+        def stop() -> None:
+            assert self.server is not None
+            self.server.close()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(stop)
+        self.thread.join(5)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                method, path, _ = line.decode().split(" ", 2)
+                length = 0
+                while (header := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                body = await reader.readexactly(length) if length else b""
+                if self.down:
+                    return
+                status, payload = await self._answer(method, path, body)
+                data = json.dumps(payload).encode()
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(data)}\r\n\r\n".encode()
+                    + data
+                )
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    async def _answer(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        if method == "GET":
+            if path in ("/v1/models/m", "/v2/models/m/ready"):
+                return 200, {"name": "m", "ready": True}
+            return 404, {"error": f"Model {path} not found"}
+        self.requests += 1
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return 503, {"error": "overloaded"}
+        request = json.loads(body)
+        if path == "/v1/models/m:predict":
+            rows = request["instances"]
+        elif path == "/v2/models/m/infer":
+            tensor = request["inputs"][0]
+            n, k = tensor["shape"]
+            rows = [tensor["data"][i * k : (i + 1) * k] for i in range(n)]
+        else:
+            return 404, {"error": f"no route {path}"}
+        bad = [r for r in rows if len(r) != 2]
+        if bad:
+            return 400, {"error": f"expected 2 features, got {len(bad[0])}"}
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        self.batches.append(len(rows))
+        sums = [r[0] + r[1] for r in rows]
+        if path.startswith("/v1"):
+            return 200, {"predictions": sums}
+        outputs = [{"name": "sum", "shape": [len(rows), 1], "datatype": "FP64", "data": sums}]
+        return 200, {"model_name": "m", "model_version": "7", "outputs": outputs}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeModelServer]:
+    fake = FakeModelServer()
+    yield fake
+    fake.close()
+
+
+class Pair(BaseModel):
+    id: int
+    a: float
+    b: float
+    extra: list[float] = []
+
+
+class Scored(BaseModel):
+    id: int
+    total: float
+    model: str
+    version: str | None
+
+
+class Score(ModelServingStreamlet):
+    """Scores pairs; a non-empty ``extra`` makes a malformed model input."""
+
+    records = Inlet(Pair)
+    results = Outlet(Scored)
+
+    def to_input(self, record: Pair) -> list[float]:
+        return [record.a, record.b, *record.extra]
+
+    def to_result(self, record: Pair, prediction: Any, model: ModelInfo) -> Scored:
+        return Scored(id=record.id, total=prediction, model=model.name, version=model.version)
+
+
+def pairs(n: int) -> list[Pair]:
+    return [Pair(id=i, a=i, b=0.5) for i in range(n)]
+
+
+def check_scored(out: list[Scored], ids: list[int]) -> None:
+    assert [r.id for r in out] == ids
+    assert all(r.total == r.id + 0.5 for r in out)
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_scores_every_record_in_order_in_full_batches(
+    server: FakeModelServer, protocol: str
+) -> None:
+    config = {"url": server.url, "model": "m", "protocol": protocol, "batch_size": 10}
+    config["max_wait_ms"] = 200
+    result = run_streamlet(Score, {"records": pairs(100)}, config=config)
+    assert result.error is None
+    check_scored(result.outputs["results"], list(range(100)))
+    assert sorted(server.batches) == [10] * 10
+    assert result.outputs["results"][0].model == "m"
+    assert result.outputs["results"][0].version == ("7" if protocol == "v2" else None)
+
+
+def test_a_partial_batch_goes_after_max_wait(server: FakeModelServer) -> None:
+    config = {"url": server.url, "model": "m", "batch_size": 1000, "max_wait_ms": 1}
+    result = run_streamlet(Score, {"records": pairs(7)}, config=config)
+    check_scored(result.outputs["results"], list(range(7)))
+    assert server.batches == [7]
+
+
+def test_requests_in_flight_are_bounded_by_concurrency(server: FakeModelServer) -> None:
+    server.delay = 0.02
+    config = {"url": server.url, "model": "m", "batch_size": 5, "concurrency": 3}
+    result = run_streamlet(Score, {"records": pairs(120)}, config=config)
+    check_scored(result.outputs["results"], list(range(120)))
+    assert 1 < server.max_in_flight <= 3
+
+
+def test_a_rejected_record_is_dead_lettered_with_the_servers_message(
+    server: FakeModelServer,
+) -> None:
+    records = pairs(64)
+    records[21] = Pair(id=21, a=1, b=2, extra=[3.0])
+    config = {"url": server.url, "model": "m", "batch_size": 64, "max_wait_ms": 100}
+    result = run_streamlet(Score, {"records": records}, config=config)
+    check_scored(result.outputs["results"], [i for i in range(64) if i != 21])
+    (dead,) = result.dead_letters
+    assert dead.stage == "process"
+    assert dead.error_class == "ModelRejected"
+    assert "expected 2 features, got 3" in dead.error_message
+    # The bad record was found by halving the batch, not by sending every record alone.
+    assert server.requests <= 1 + 2 * 6
+
+
+def test_v2_ragged_batch_is_split_locally_and_the_bad_record_goes_to_the_server(
+    server: FakeModelServer,
+) -> None:
+    records = pairs(8)
+    records[3] = Pair(id=3, a=1, b=2, extra=[3.0])
+    config = {"url": server.url, "model": "m", "protocol": "v2", "max_wait_ms": 100}
+    result = run_streamlet(Score, {"records": records}, config=config)
+    check_scored(result.outputs["results"], [0, 1, 2, 4, 5, 6, 7])
+    (dead,) = result.dead_letters
+    assert dead.error_message == "the model m rejected the record: expected 2 features, got 3"
+
+
+def test_transient_answers_are_retried(server: FakeModelServer) -> None:
+    server.fail_next = 3
+    config = {"url": server.url, "model": "m", "batch_size": 50, "retries": 5}
+    result = run_streamlet(Score, {"records": pairs(50)}, config=config)
+    check_scored(result.outputs["results"], list(range(50)))
+    assert result.dead_letters == []
+
+
+def test_retries_run_out_into_dead_letters_not_silence(server: FakeModelServer) -> None:
+    server.fail_next = 1000
+    config = {"url": server.url, "model": "m", "batch_size": 5, "retries": 1}
+    result = run_streamlet(Score, {"records": pairs(5)}, config=config)
+    assert result.outputs["results"] == []
+    assert len(result.dead_letters) == 5
+    assert all(
+        "HTTP 503: overloaded; gave up after 1 retries" in d.error_message
+        for d in result.dead_letters
+    )
+
+
+def test_a_timeout_is_retried_then_reported(server: FakeModelServer) -> None:
+    server.delay = 2.0
+    config = {"url": server.url, "model": "m", "timeout_s": 0.05, "retries": 0}
+    result = run_streamlet(Score, {"records": pairs(2)}, config=config)
+    assert len(result.dead_letters) == 2
+    assert "no answer within 0.05 s" in result.dead_letters[0].error_message
+
+
+def test_records_wait_while_the_server_is_down_and_none_is_lost(server: FakeModelServer) -> None:
+    server.down = True
+    threading.Timer(0.6, lambda: setattr(server, "down", False)).start()
+    started = time.monotonic()
+    config = {"url": server.url, "model": "m", "batch_size": 16}
+    result = run_streamlet(Score, {"records": pairs(200)}, config=config)
+    assert time.monotonic() - started >= 0.6  # it waited for the server, it did not give up
+    check_scored(result.outputs["results"], list(range(200)))
+    assert result.dead_letters == []
+
+
+def test_with_no_model_records_wait_for_the_first_control_record(server: FakeModelServer) -> None:
+    control = [ModelUpdate(url=server.url, model="m", protocol="v2")]
+    result = run_streamlet(Score, {"records": pairs(30), "control": control})
+    check_scored(result.outputs["results"], list(range(30)))
+    assert {r.version for r in result.outputs["results"]} == {"7"}
+
+
+def test_a_control_record_without_a_model_is_dead_lettered() -> None:
+    result = run_streamlet(Score, {"control": [ModelUpdate(model="m")]})
+    (dead,) = result.dead_letters
+    assert dead.inlet == "control"
+    assert "needs url and model" in dead.error_message
+
+
+def test_control_switches_between_batches_without_loss_or_duplicates() -> None:
+    first, second = FakeModelServer(), FakeModelServer()
+    try:
+
+        async def scenario() -> list[Scored]:
+            streamlet = Score({"url": first.url, "model": "m", "batch_size": 4})
+            await streamlet.setup()
+            try:
+                head = await asyncio.gather(*(streamlet.process(r) for r in pairs(12)))
+                await streamlet.on_control(ModelUpdate(url=second.url, model="m", protocol="v2"))
+                tail = await asyncio.gather(*(streamlet.process(r) for r in pairs(20)[12:]))
+            finally:
+                await streamlet.teardown()
+            return [*head, *tail]
+
+        out = asyncio.run(scenario())
+        check_scored(out, list(range(20)))
+        assert sum(first.batches) == 12
+        assert sum(second.batches) == 8
+        assert [r.version for r in out] == [None] * 12 + ["7"] * 8
+    finally:
+        first.close()
+        second.close()
+
+
+def test_switching_away_from_a_dead_server_sends_its_held_batches_to_the_new_one(
+    server: FakeModelServer,
+) -> None:
+    dead_url = "http://127.0.0.1:9"  # discard port: nothing listens
+
+    async def scenario() -> list[Scored]:
+        streamlet = Score({"url": dead_url, "model": "m"})
+        await streamlet.setup()
+        try:
+            pending = asyncio.gather(*(streamlet.process(r) for r in pairs(10)))
+            await asyncio.sleep(0.3)
+            assert not pending.done()
+            await streamlet.on_control(ModelUpdate(url=server.url, model="m"))
+            return list(await asyncio.wait_for(pending, 10))
+        finally:
+            await streamlet.teardown()
+
+    check_scored(asyncio.run(scenario()), list(range(10)))
+
+
+def test_metrics_count_requests_records_and_retries(server: FakeModelServer) -> None:
+    server.fail_next = 2
+
+    async def scenario() -> Score:
+        streamlet = Score({"url": server.url, "model": "m", "batch_size": 10})
+        await streamlet.setup()
+        await asyncio.gather(*(streamlet.process(r) for r in pairs(30)))
+        await streamlet.teardown()
+        return streamlet
+
+    metrics = asyncio.run(scenario()).metrics.models["m"]
+    assert metrics.requests == 3
+    assert metrics.records == 30
+    assert metrics.retries == 2
+    assert metrics.batch_sizes.count == 3
+    assert metrics.latency.count == 3
+
+
+def test_embedded_scikit_learn_model(tmp_path: Path) -> None:
+    joblib = pytest.importorskip("joblib")
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit([[0, 0], [1, 0], [0, 1], [2, 3]], [0, 1, 1, 5])
+    path = tmp_path / "sum.joblib"
+    joblib.dump(model, path)
+    records = pairs(40)
+    records[5] = Pair(id=5, a=1, b=2, extra=[3.0])
+    result = run_streamlet(Score, {"records": records}, config={"path": str(path), "batch_size": 8})
+    out = result.outputs["results"]
+    assert [r.id for r in out] == [i for i in range(40) if i != 5]
+    assert all(abs(r.total - (r.id + 0.5)) < 1e-9 for r in out)
+    assert out[0].model == "sum" and out[0].version and len(out[0].version) == 12
+    (dead,) = result.dead_letters
+    assert "X has 3 features" in dead.error_message
+
+
+def test_embedded_model_file_errors_are_clear(tmp_path: Path) -> None:
+    result = run_streamlet(Score, {"control": [ModelUpdate(path=str(tmp_path / "none.joblib"))]})
+    assert "does not exist" in result.dead_letters[0].error_message
+    result = run_streamlet(
+        Score, {"records": pairs(1)}, config={"path": str(tmp_path / "x.joblib")}
+    )
+    assert result.error is not None and "does not exist" in str(result.error)
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match="url needs model"):
+        Score({"url": "http://x"})
+    with pytest.raises(ConfigError, match="either url"):
+        Score({"url": "http://x", "model": "m", "path": "m.joblib"})
+    with pytest.raises(ConfigError, match="protocol"):
+        Score({"url": "http://x", "model": "m", "protocol": "v3"})
+
+
+def test_definition_problems_name_what_is_missing() -> None:
+    class NoResult(ModelServingStreamlet):
+        records = Inlet(Pair)
+        results = Outlet(Scored)
+
+    class NoRecords(ModelServingStreamlet):
+        results = Outlet(Scored)
+
+        def to_result(self, record: Any, prediction: Any, model: ModelInfo) -> Any:
+            return None
+
+    assert any("to_result" in p for p in NoResult.definition_problems())
+    assert any("no inlet for the records" in p for p in NoRecords.definition_problems())
+    assert Score.definition_problems() == []
+    assert set(Score.inlets()) == {"control", "records"}
+    assert Score.inlets()["control"].schema.name == "streamlets.serving.ModelUpdate"
