@@ -264,6 +264,16 @@ def _add_kafka_commands() -> None:
 _add_kafka_commands()
 
 
+def _add_kubernetes_commands() -> None:
+    from runner.k8s_cli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_kubernetes_commands()
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
     """Console-script entry point of ``flow``."""
     return cli.main(args=list(argv) if argv is not None else None, prog_name="flow")

@@ -1,0 +1,76 @@
+"""KEDA ``ScaledObject``s: scale a consuming streamlet on its consumer group's lag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blueprint import StreamletSpec, VerifiedBlueprint
+from runner.k8s import naming
+from runner.k8s.options import DeployOptions
+from runner.k8s.workloads import metadata
+from runner.kafka.naming import group_id
+
+__all__ = ["DEFAULT_MAX_REPLICAS", "KEDA_API_VERSION", "can_autoscale", "scaled_object"]
+
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+#: Upper bound of an autoscaled streamlet whose input topics do not declare partitions.
+DEFAULT_MAX_REPLICAS = 10
+
+
+def _input_topics(verified: VerifiedBlueprint, spec: StreamletSpec) -> list[tuple[str, int | None]]:
+    found: list[tuple[str, int | None]] = []
+    for inlet in spec.cls.inlets():
+        topic = verified.inlet_topic(spec.name, inlet)
+        if topic is not None and all(name != topic.name for name, _ in found):
+            found.append((topic.name, topic.partitions))
+    return found
+
+
+def can_autoscale(verified: VerifiedBlueprint, spec: StreamletSpec) -> bool:
+    """Whether the streamlet consumes a topic (sources have no lag to scale on)."""
+    return bool(_input_topics(verified, spec))
+
+
+def scaled_object(
+    verified: VerifiedBlueprint, spec: StreamletSpec, options: DeployOptions
+) -> dict[str, Any]:
+    """A ScaledObject with a Kafka lag trigger per input topic of ``spec``.
+
+    The blueprint's (or ``--scale``) replicas are the minimum; the maximum is
+    ``--max-replicas``, else the largest partition count of the input topics (more
+    consumers than partitions would sit idle), else :data:`DEFAULT_MAX_REPLICAS`.
+    """
+    app = verified.name
+    inputs = _input_topics(verified, spec)
+    minimum = options.replicas(spec.name, spec.replicas)
+    partitions = [p for _, p in inputs if p is not None]
+    maximum = options.max_replicas or (max(partitions) if partitions else DEFAULT_MAX_REPLICAS)
+    triggers = [
+        {
+            "type": "kafka",
+            "metadata": {
+                "bootstrapServers": options.bootstrap_servers,
+                "consumerGroup": group_id(verified, spec.name),
+                "topic": topic,
+                "lagThreshold": str(options.lag_threshold),
+                "offsetResetPolicy": "earliest",
+            },
+        }
+        for topic, _ in inputs
+    ]
+    name = naming.deployment_name(app, spec.name)
+    return {
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "ScaledObject",
+        "metadata": metadata(
+            name, options.namespace, naming.streamlet_labels(app, spec.name, "autoscaler")
+        ),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicaCount": minimum,
+            "maxReplicaCount": max(minimum, maximum),
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "triggers": triggers,
+        },
+    }

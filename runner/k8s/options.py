@@ -1,0 +1,88 @@
+"""What ``flow deploy`` is told besides the blueprint: image, namespace, Kafka, scaling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "APP_DIR",
+    "BLUEPRINT_PATH",
+    "CONFIG_DIR",
+    "DEFAULT_KAFKA_CLUSTER",
+    "DEFAULT_RESOURCES",
+    "METRICS_PORT",
+    "RUN_AS_USER",
+    "SECRET_CONFIG_PATH",
+    "DeployOptions",
+    "Resources",
+]
+
+#: Port of each streamlet process's ``/metrics``, ``/healthz`` and ``/readyz`` endpoints.
+METRICS_PORT = 9090
+#: Where the image holds the application (the blueprint's directory); ``flow dockerfile``
+#: copies it here and relative file paths in config resolve against it in the pod.
+APP_DIR = "/app"
+#: Where the pod mounts the blueprint (from the ConfigMap) and the secret config.
+CONFIG_DIR = "/etc/streamlets"
+BLUEPRINT_PATH = f"{CONFIG_DIR}/blueprint.yaml"
+SECRET_CONFIG_PATH = f"{CONFIG_DIR}/secret-config.yaml"
+#: The non-root user and group the image creates and every pod runs as.
+RUN_AS_USER = 10001
+#: The Strimzi ``Kafka`` resource the topics belong to unless ``--kafka-cluster`` says.
+DEFAULT_KAFKA_CLUSTER = "my-cluster"
+
+#: ``requests``/``limits`` of a container, e.g. ``{"requests": {"cpu": "100m"}}``.
+Resources = Mapping[str, Mapping[str, str]]
+DEFAULT_RESOURCES: Resources = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "512Mi"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOptions:
+    """Settings of one deployment of a blueprint.
+
+    ``scale`` overrides the blueprint's ``replicas`` per streamlet; ``resources`` maps a
+    streamlet name (or ``"default"``) to its container resources; ``ingress_hosts`` maps an
+    HTTP ingress streamlet to the host name of an Ingress to create for it.
+    """
+
+    image: str
+    namespace: str | None = None
+    kafka_cluster: str = DEFAULT_KAFKA_CLUSTER
+    kafka_namespace: str | None = None
+    bootstrap: str | None = None
+    scale: Mapping[str, int] = field(default_factory=dict)
+    resources: Mapping[str, Resources] = field(default_factory=dict)
+    image_pull_policy: str = "IfNotPresent"
+    metrics_port: int = METRICS_PORT
+    autoscale: bool = False
+    lag_threshold: int = 100
+    max_replicas: int | None = None
+    ingress_hosts: Mapping[str, str] = field(default_factory=dict)
+    dead_letter_template: str | None = None
+
+    @property
+    def topic_namespace(self) -> str | None:
+        """The namespace of the KafkaTopics: the Kafka cluster's, else the application's."""
+        return self.kafka_namespace or self.namespace
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The Kafka bootstrap address the pods use."""
+        if self.bootstrap:
+            return self.bootstrap
+        service = f"{self.kafka_cluster}-kafka-bootstrap"
+        if self.kafka_namespace and self.kafka_namespace != self.namespace:
+            service = f"{service}.{self.kafka_namespace}.svc"
+        return f"{service}:9092"
+
+    def replicas(self, streamlet: str, declared: int) -> int:
+        """The replicas of ``streamlet``: ``--scale`` first, else the blueprint's."""
+        return self.scale.get(streamlet, declared)
+
+    def resources_for(self, streamlet: str) -> Resources:
+        """The container resources of ``streamlet``."""
+        return self.resources.get(streamlet) or self.resources.get("default") or DEFAULT_RESOURCES

@@ -1,0 +1,90 @@
+"""Strimzi ``KafkaTopic`` resources: one per blueprint topic and per dead-letter topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from blueprint import VerifiedBlueprint
+from runner.k8s import naming
+from runner.k8s.workloads import metadata
+from runner.kafka.naming import dead_letter_topic
+from runner.kafka.naming import kafka_topic as kafka_topic_name
+
+__all__ = ["STRIMZI_API_VERSION", "KafkaTopicSpec", "kafka_topic", "kafka_topics", "topics_of"]
+
+#: The Strimzi API the KafkaTopics use (the only version Strimzi 1.x serves).
+STRIMZI_API_VERSION = "kafka.strimzi.io/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaTopicSpec:
+    """A Kafka topic the application needs, with its settings from the blueprint."""
+
+    name: str
+    partitions: int | None = None
+    replicas: int | None = None
+    config: tuple[tuple[str, Any], ...] = ()
+    component: str = "topic"
+
+
+def topics_of(
+    verified: VerifiedBlueprint, dead_letter_template: str | None = None
+) -> list[KafkaTopicSpec]:
+    """The blueprint's topics, then one dead-letter topic per dead-lettering streamlet.
+
+    ``dead_letter_template`` is the ``runner.dead_letter_topic`` setting of the config
+    file (``{app}`` and ``{streamlet}`` in it are replaced), as the Kafka runner uses it.
+    """
+    found = [
+        KafkaTopicSpec(
+            name=kafka_topic_name(topic),
+            partitions=topic.partitions,
+            replicas=topic.replication_factor,
+            config=tuple(topic.config.items()),
+        )
+        for topic in verified.topics.values()
+    ]
+    names = {t.name for t in found}
+    for name, spec in verified.streamlets.items():
+        topic = dead_letter_topic(verified, name, dead_letter_template)
+        if spec.on_error == "dead-letter" and topic not in names:
+            names.add(topic)
+            found.append(KafkaTopicSpec(name=topic, component="dead-letters"))
+    return found
+
+
+def kafka_topic(
+    app: str, topic: KafkaTopicSpec, cluster: str, namespace: str | None
+) -> dict[str, Any]:
+    """The KafkaTopic of one topic, labelled for the Strimzi cluster ``cluster``."""
+    resource_name = naming.topic_resource_name(topic.name)
+    labels = {"strimzi.io/cluster": cluster, **naming.app_labels(app, topic.component)}
+    spec: dict[str, Any] = {}
+    if resource_name != topic.name:
+        spec["topicName"] = topic.name
+    if topic.partitions is not None:
+        spec["partitions"] = topic.partitions
+    if topic.replicas is not None:
+        spec["replicas"] = topic.replicas
+    if topic.config:
+        spec["config"] = dict(topic.config)
+    return {
+        "apiVersion": STRIMZI_API_VERSION,
+        "kind": "KafkaTopic",
+        "metadata": metadata(resource_name, namespace, labels),
+        "spec": spec,
+    }
+
+
+def kafka_topics(
+    verified: VerifiedBlueprint,
+    cluster: str,
+    namespace: str | None,
+    dead_letter_template: str | None = None,
+) -> list[dict[str, Any]]:
+    """Every KafkaTopic of the application."""
+    return [
+        kafka_topic(verified.name, t, cluster, namespace)
+        for t in topics_of(verified, dead_letter_template)
+    ]

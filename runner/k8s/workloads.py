@@ -1,0 +1,264 @@
+"""Deployments, Services and Ingresses: the pods that run the streamlets and their doors.
+
+Every pod meets the *restricted* Pod Security Standard: it runs as a non-root user, cannot
+escalate privileges, drops every capability, uses the runtime's default seccomp profile
+and has a read-only root filesystem (``/tmp`` is an ``emptyDir``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blueprint import StreamletSpec, VerifiedBlueprint
+from runner.k8s import naming
+from runner.k8s.ingress import http_port
+from runner.k8s.options import (
+    BLUEPRINT_PATH,
+    CONFIG_DIR,
+    RUN_AS_USER,
+    SECRET_CONFIG_PATH,
+    DeployOptions,
+)
+
+__all__ = [
+    "container_args",
+    "deployment",
+    "ingress",
+    "metadata",
+    "pod_security_context",
+    "service",
+]
+
+_CONFIG_VOLUME = "config"
+_TMP_VOLUME = "tmp"
+
+
+def metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:
+    """``metadata`` of a namespaced resource (no namespace: kubectl's current one)."""
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    meta["labels"] = labels
+    return meta
+
+
+def container_args(streamlet: str, options: DeployOptions) -> list[str]:
+    """The arguments of ``flow`` in the container: run one streamlet against Kafka."""
+    return [
+        "run-streamlet",
+        BLUEPRINT_PATH,
+        streamlet,
+        "--config",
+        SECRET_CONFIG_PATH,
+        "--bootstrap",
+        options.bootstrap_servers,
+        "--metrics-port",
+        str(options.metrics_port),
+    ]
+
+
+def pod_security_context() -> dict[str, Any]:
+    """The pod-level security context (restricted profile)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container(spec: StreamletSpec, options: DeployOptions) -> dict[str, Any]:
+    ports: list[dict[str, Any]] = [
+        {"name": "metrics", "containerPort": options.metrics_port, "protocol": "TCP"}
+    ]
+    port = http_port(spec)
+    if port is not None:
+        ports.append({"name": "http", "containerPort": port, "protocol": "TCP"})
+    resources = {kind: dict(values) for kind, values in options.resources_for(spec.name).items()}
+    return {
+        "name": "streamlet",
+        "image": options.image,
+        "imagePullPolicy": options.image_pull_policy,
+        "args": container_args(spec.name, options),
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "ports": ports,
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "resources": resources,
+        "securityContext": _container_security_context(),
+        "volumeMounts": [
+            {"name": _CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": _TMP_VOLUME, "mountPath": "/tmp"},
+        ],
+    }
+
+
+def _volumes(app: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": _CONFIG_VOLUME,
+            "projected": {
+                "defaultMode": 0o440,
+                "sources": [
+                    {
+                        "configMap": {
+                            "name": naming.config_map_name(app),
+                            "items": [{"key": "blueprint.yaml", "path": "blueprint.yaml"}],
+                        }
+                    },
+                    {
+                        "secret": {
+                            "name": naming.secret_name(app),
+                            "items": [{"key": "secret-config.yaml", "path": "secret-config.yaml"}],
+                        }
+                    },
+                ],
+            },
+        },
+        {"name": _TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
+
+
+def deployment(
+    verified: VerifiedBlueprint,
+    spec: StreamletSpec,
+    options: DeployOptions,
+    config_hash: str,
+    *,
+    autoscaled: bool = False,
+) -> dict[str, Any]:
+    """The Deployment that runs the replicas of one streamlet.
+
+    An autoscaled streamlet has no ``replicas`` field: its ScaledObject owns the count, and
+    re-applying the manifests must not reset it.
+    """
+    app = verified.name
+    labels = naming.streamlet_labels(app, spec.name)
+    body: dict[str, Any] = {}
+    if not autoscaled:
+        body["replicas"] = options.replicas(spec.name, spec.replicas)
+    body["revisionHistoryLimit"] = 5
+    body["selector"] = {"matchLabels": naming.selector_labels(app, spec.name)}
+    body["strategy"] = {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    body["template"] = {
+        "metadata": {
+            "labels": labels,
+            "annotations": {
+                naming.CONFIG_HASH_ANNOTATION: config_hash,
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(options.metrics_port),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 60,
+            "securityContext": pod_security_context(),
+            "containers": [_container(spec, options)],
+            "volumes": _volumes(app),
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(naming.deployment_name(app, spec.name), options.namespace, labels),
+        "spec": body,
+    }
+
+
+def service(
+    verified: VerifiedBlueprint, spec: StreamletSpec, options: DeployOptions
+) -> dict[str, Any]:
+    """The ClusterIP Service in front of an HTTP ingress streamlet's pods."""
+    port = http_port(spec)
+    assert port is not None, f"{spec.name} is not an HTTP ingress"
+    app = verified.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(
+            naming.service_name(app, spec.name),
+            options.namespace,
+            naming.streamlet_labels(app, spec.name, "ingress"),
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.selector_labels(app, spec.name),
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def ingress(
+    verified: VerifiedBlueprint, spec: StreamletSpec, options: DeployOptions, host: str
+) -> dict[str, Any]:
+    """An Ingress routing ``host`` to an HTTP ingress streamlet's Service."""
+    port = http_port(spec)
+    assert port is not None, f"{spec.name} is not an HTTP ingress"
+    app = verified.name
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(
+            naming.service_name(app, spec.name),
+            options.namespace,
+            naming.streamlet_labels(app, spec.name, "ingress"),
+        ),
+        "spec": {
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {
+                                        "name": naming.service_name(app, spec.name),
+                                        "port": {"name": "http"},
+                                    }
+                                },
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }

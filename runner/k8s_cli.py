@@ -1,0 +1,525 @@
+"""The Kubernetes commands of ``flow``: deploy, undeploy, scale, configure, status, dockerfile."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from blueprint import (
+    ConfigOverrides,
+    OverrideSyntaxError,
+    Severity,
+    VerifiedBlueprint,
+    load_overrides,
+    verify,
+)
+from runner.k8s import (
+    METRICS_PORT,
+    DeployOptions,
+    build_app_config,
+    manifest_stream,
+    operations,
+    option_problems,
+    render,
+    write_manifests,
+)
+from runner.k8s.dockerfile import DEFAULT_BASE_IMAGE, DockerfileError, dockerfile, plan_image
+from runner.k8s.kubectl import Kubectl, KubectlError
+from runner.k8s.operations import ConfigProblemsError
+from runner.k8s.options import DEFAULT_KAFKA_CLUSTER, DEFAULT_RESOURCES, Resources
+
+__all__ = [
+    "configure_command",
+    "deploy_command",
+    "dockerfile_command",
+    "scale_command",
+    "status_command",
+    "undeploy_command",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_BLUEPRINT = click.Path(exists=True, dir_okay=False, readable=True)
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+
+
+def _config_options(func: F) -> F:
+    func = click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="NAME.KEY=VALUE",
+        help="Override one config value of one streamlet (repeatable); VALUE is read as YAML.",
+    )(func)
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(exists=True, dir_okay=False, readable=True),
+        help="YAML file of config overrides: 'streamlet-name: {key: value}', plus the "
+        "runner sections (kafka:, schema_registry:, runner:), which go to the Secret.",
+    )(func)
+
+
+def _cluster_options(func: F) -> F:
+    func = click.option(
+        "--context", help="kubeconfig context to use (default: kubectl's current one)."
+    )(func)
+    return click.option(
+        "-n",
+        "--namespace",
+        help="Namespace of the application (default: the kubeconfig context's namespace).",
+    )(func)
+
+
+def _overrides(config_file: str | None, sets: Sequence[str]) -> ConfigOverrides:
+    try:
+        return load_overrides(config_file, sets)
+    except OverrideSyntaxError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--set'") from None
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {exc.filename}: {exc.strerror}", param_hint="'--config'"
+        ) from None
+
+
+def _show_problems(problems: Sequence[Any]) -> None:
+    from runner.cli import _format_problem
+
+    for problem in problems:
+        click.echo(_format_problem(problem), err=True)
+
+
+def _verified(blueprint: str, overrides: ConfigOverrides) -> VerifiedBlueprint:
+    try:
+        result = verify(blueprint, overrides)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {blueprint}: {exc.strerror}", param_hint="'BLUEPRINT'"
+        ) from None
+    if not isinstance(result, VerifiedBlueprint):
+        _show_problems(result)
+        errors = sum(1 for p in result if p.severity is Severity.ERROR)
+        raise click.ClickException(
+            f"blueprint is invalid ({errors} error{'s' if errors != 1 else ''}): "
+            "fix it ('flow verify' shows the same problems) before deploying"
+        )
+    _show_problems([p for p in result.problems if p.severity is Severity.WARNING])
+    return result
+
+
+def _pairs(values: Sequence[str], option: str, example: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        name, eq, rest = value.partition("=")
+        if not eq or not name.strip() or not rest.strip():
+            raise click.BadParameter(
+                f"{value!r} is not of the form NAME=VALUE (e.g. {example})", param_hint=option
+            )
+        pairs.append((name.strip(), rest.strip()))
+    return pairs
+
+
+def _replicas(text: str, option: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise click.BadParameter(
+            f"replicas must be a whole number, 0 or more; got {text!r}", param_hint=option
+        )
+    return count
+
+
+def _resources(cpu: Sequence[str], memory: Sequence[str]) -> dict[str, Resources]:
+    """``--cpu [NAME=]Q`` sets the CPU request; ``--memory [NAME=]Q`` request and limit."""
+    found: dict[str, dict[str, dict[str, str]]] = {}
+
+    def entry(name: str) -> dict[str, dict[str, str]]:
+        if name not in found:
+            found[name] = {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
+        return found[name]
+
+    for option, values in (("--cpu", cpu), ("--memory", memory)):
+        for value in values:
+            name, eq, quantity = value.rpartition("=")
+            target = name.strip() if eq else "default"
+            quantity = quantity.strip()
+            if not quantity or not _QUANTITY.fullmatch(quantity):
+                raise click.BadParameter(
+                    f"{value!r}: {quantity!r} is not a Kubernetes quantity "
+                    f"(e.g. {'500m or 2' if option == '--cpu' else '512Mi or 2Gi'})",
+                    param_hint=option,
+                )
+            res = entry(target)
+            if option == "--cpu":
+                res["requests"]["cpu"] = quantity
+            else:
+                res["requests"]["memory"] = quantity
+                res["limits"]["memory"] = quantity
+    if "default" in found:
+        for name, res in found.items():
+            if name == "default":
+                continue
+            for kind, defaults in found["default"].items():
+                for key, quantity in defaults.items():
+                    if res[kind][key] == DEFAULT_RESOURCES.get(kind, {}).get(key):
+                        res[kind][key] = quantity
+    return dict(found)
+
+
+def _section_value(overrides: ConfigOverrides, section: str, key: str) -> str | None:
+    """A text setting of a runner section of the config file (``None`` when unset)."""
+    body = overrides.sections.get(section)
+    value = body.get(key) if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _kubectl(context: str | None) -> Kubectl:
+    try:
+        return Kubectl.find(context)
+    except KubectlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("deploy")
+@click.argument("blueprint", type=_BLUEPRINT)
+@click.option(
+    "--image", required=True, help="Container image with the application (see 'flow dockerfile')."
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_dir",
+    type=click.Path(file_okay=False, writable=True),
+    help="Write the manifests and kustomization.yaml into this directory.",
+)
+@click.option("--apply", "apply_", is_flag=True, help="Hand the manifests to 'kubectl apply -k'.")
+@click.option("-n", "--namespace", help="Namespace of the application's resources.")
+@click.option("--context", help="kubeconfig context for --apply.")
+@click.option(
+    "--kafka-cluster",
+    default=DEFAULT_KAFKA_CLUSTER,
+    show_default=True,
+    help="Name of the Strimzi Kafka cluster (the strimzi.io/cluster label of the topics).",
+)
+@click.option(
+    "--kafka-namespace",
+    help="Namespace of the Strimzi Kafka cluster, where the KafkaTopics go "
+    "(default: the application's).",
+)
+@click.option(
+    "--bootstrap",
+    metavar="HOST:PORT",
+    help="Kafka bootstrap servers for the pods (default: <cluster>-kafka-bootstrap:9092).",
+)
+@click.option(
+    "--scale",
+    multiple=True,
+    metavar="NAME=REPLICAS",
+    help="Replicas of one streamlet (repeatable).",
+)
+@click.option(
+    "--cpu",
+    multiple=True,
+    metavar="[NAME=]QUANTITY",
+    help="CPU request, of one streamlet or all (repeatable).",
+)
+@click.option(
+    "--memory",
+    multiple=True,
+    metavar="[NAME=]QUANTITY",
+    help="Memory request and limit, of one streamlet or all (repeatable).",
+)
+@click.option(
+    "--autoscale",
+    is_flag=True,
+    help="Add a KEDA ScaledObject per consuming streamlet (scales on consumer lag).",
+)
+@click.option(
+    "--lag-threshold",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="With --autoscale: target lag per replica.",
+)
+@click.option(
+    "--max-replicas",
+    type=click.IntRange(min=1),
+    help="With --autoscale: upper bound (default: partitions of the input topic).",
+)
+@click.option(
+    "--ingress",
+    "ingress_hosts",
+    multiple=True,
+    metavar="NAME=HOST",
+    help="Add an Ingress for an HTTP ingress streamlet (repeatable).",
+)
+@click.option(
+    "--image-pull-policy",
+    type=click.Choice(["IfNotPresent", "Always", "Never"]),
+    default="IfNotPresent",
+    show_default=True,
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=METRICS_PORT,
+    show_default=True,
+    help="Port of /metrics, /healthz and /readyz in the pods.",
+)
+@_config_options
+def deploy_command(
+    blueprint: str,
+    image: str,
+    output_dir: str | None,
+    apply_: bool,
+    namespace: str | None,
+    context: str | None,
+    kafka_cluster: str,
+    kafka_namespace: str | None,
+    bootstrap: str | None,
+    scale: tuple[str, ...],
+    cpu: tuple[str, ...],
+    memory: tuple[str, ...],
+    autoscale: bool,
+    lag_threshold: int,
+    max_replicas: int | None,
+    ingress_hosts: tuple[str, ...],
+    image_pull_policy: str,
+    metrics_port: int,
+    config_file: str | None,
+    sets: tuple[str, ...],
+) -> None:
+    """Write Kubernetes manifests for a blueprint (and apply them with --apply).
+
+    Per application: a Deployment per streamlet (running 'flow run-streamlet'), a
+    ConfigMap with the blueprint and its non-secret config, a Secret with secret config
+    values and the runner sections of --config, a Strimzi KafkaTopic per topic and per
+    dead-letter topic, a Service per HTTP ingress streamlet, KEDA ScaledObjects with
+    --autoscale, and a kustomization.yaml ('kubectl apply -k DIR').
+
+    Without -o and --apply the manifests are printed as one YAML stream; the Secret is
+    then left out when it holds secret values (they are never printed).
+    """
+    overrides = _overrides(config_file, sets)
+    verified = _verified(blueprint, overrides)
+    options = DeployOptions(
+        image=image,
+        namespace=namespace,
+        kafka_cluster=kafka_cluster,
+        kafka_namespace=kafka_namespace,
+        bootstrap=bootstrap or _section_value(overrides, "kafka", "bootstrap.servers"),
+        scale={n: _replicas(c, "'--scale'") for n, c in _pairs(scale, "'--scale'", "threshold=4")},
+        resources=_resources(cpu, memory),
+        image_pull_policy=image_pull_policy,
+        metrics_port=metrics_port,
+        autoscale=autoscale,
+        lag_threshold=lag_threshold,
+        max_replicas=max_replicas,
+        ingress_hosts=dict(_pairs(ingress_hosts, "'--ingress'", "ingest=ingest.example.com")),
+        dead_letter_template=_section_value(overrides, "runner", "dead_letter_topic"),
+    )
+    problems = option_problems(verified, options)
+    if problems:
+        raise click.UsageError("; ".join(problems))
+    with open(verified.path, encoding="utf-8") as fh:
+        document = yaml.safe_load(fh)
+    app_config = build_app_config(
+        verified, document, overrides, source=os.path.basename(verified.path)
+    )
+    manifests = render(verified, options, app_config)
+    kubectl = _kubectl(context) if apply_ else None
+    if output_dir is None and not apply_:
+        click.echo(manifest_stream(manifests, include_secret=not app_config.has_secrets), nl=False)
+        if app_config.has_secrets:
+            click.echo(
+                "note: the Secret is not printed because it holds secret values; "
+                "write the manifests with -o DIR or use --apply",
+                err=True,
+            )
+        return
+    with tempfile.TemporaryDirectory(prefix="flow-deploy-") as tmp:
+        directory = output_dir or tmp
+        try:
+            written = write_manifests(manifests, directory)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot write the manifests to {directory}: {exc.strerror}"
+            ) from None
+        if output_dir is not None:
+            click.echo(
+                f"wrote {len(written)} files to {output_dir} "
+                f"(apply them with: kubectl apply -k {output_dir})",
+                err=True,
+            )
+        if kubectl is not None:
+            try:
+                report = operations.apply_directory(kubectl, directory)
+            except KubectlError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(report, nl=False)
+            click.echo(
+                f"deployed {verified.name}; follow it with: flow status {verified.name}"
+                + (f" -n {namespace}" if namespace else ""),
+                err=True,
+            )
+
+
+@click.command("undeploy")
+@click.argument("app")
+@_cluster_options
+@click.option(
+    "--delete-topics",
+    is_flag=True,
+    help="Also delete the application's KafkaTopics, and with them their records.",
+)
+@click.option(
+    "--kafka-namespace", help="Namespace of the KafkaTopics (default: the application's)."
+)
+def undeploy_command(
+    app: str,
+    namespace: str | None,
+    context: str | None,
+    delete_topics: bool,
+    kafka_namespace: str | None,
+) -> None:
+    """Delete a deployed application: Deployments, Services, ConfigMap, Secret, ScaledObjects.
+
+    Its Kafka topics and their records stay unless --delete-topics is given.
+    """
+    kubectl = _kubectl(context)
+    try:
+        report = operations.undeploy(
+            kubectl, app, namespace, delete_topics=delete_topics, topic_namespace=kafka_namespace
+        )
+    except KubectlError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report or f"nothing of '{app}' was deployed\n", nl=False)
+
+
+@click.command("scale")
+@click.argument("app")
+@click.argument("streamlet")
+@click.argument("replicas")
+@_cluster_options
+def scale_command(
+    app: str, streamlet: str, replicas: str, namespace: str | None, context: str | None
+) -> None:
+    """Set the number of replicas of one streamlet of a deployed application."""
+    count = _replicas(replicas, "'REPLICAS'")
+    kubectl = _kubectl(context)
+    try:
+        report = operations.scale(kubectl, app, streamlet, count, namespace)
+    except KubectlError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report, nl=False)
+
+
+@click.command("configure")
+@click.argument("app")
+@_cluster_options
+@_config_options
+@click.option(
+    "--code-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=".",
+    show_default=True,
+    help="Directory the streamlet classes import from, to validate the new config "
+    "(the blueprint's directory).",
+)
+def configure_command(
+    app: str,
+    namespace: str | None,
+    context: str | None,
+    config_file: str | None,
+    sets: tuple[str, ...],
+    code_dir: str,
+) -> None:
+    """Change the config of a deployed application; its pods restart one by one.
+
+    The new values are validated against the deployed blueprint, like 'flow verify',
+    before anything changes. Secret config values go to the Secret.
+    """
+    overrides = _overrides(config_file, sets)
+    if not overrides.values and not overrides.sections:
+        raise click.UsageError("nothing to configure: give --set NAME.KEY=VALUE or --config FILE")
+    kubectl = _kubectl(context)
+    try:
+        result = operations.configure(kubectl, app, overrides, namespace, code_dir=code_dir)
+    except ConfigProblemsError as exc:
+        _show_problems(exc.problems)
+        raise click.ClickException("the new config is invalid; nothing was changed") from None
+    except KubectlError as exc:
+        raise click.ClickException(str(exc)) from None
+    restarted = ", ".join(result.restarted) or "none (config unchanged)"
+    click.echo(f"configured {app}: {', '.join(result.changed)}; restarting: {restarted}")
+
+
+@click.command("status")
+@click.argument("app")
+@_cluster_options
+def status_command(app: str, namespace: str | None, context: str | None) -> None:
+    """Show each streamlet's desired and ready replicas, restarts and state."""
+    kubectl = _kubectl(context)
+    try:
+        rows = operations.status(kubectl, app, namespace)
+    except KubectlError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(operations.format_status(rows), nl=False)
+
+
+@click.command("dockerfile")
+@click.argument("blueprint", type=_BLUEPRINT)
+@click.option(
+    "--context",
+    "build_context",
+    type=click.Path(exists=True, file_okay=False),
+    default=".",
+    show_default=True,
+    help="The docker build context the Dockerfile's paths are relative to.",
+)
+@click.option(
+    "--base-image", default=DEFAULT_BASE_IMAGE, show_default=True, help="Python base image."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file instead of standard output.",
+)
+def dockerfile_command(
+    blueprint: str, build_context: str, base_image: str, output: str | None
+) -> None:
+    """Write a Dockerfile for the application image that 'flow deploy --image' expects."""
+    verified = _verified(blueprint, ConfigOverrides())
+    try:
+        plan = plan_image(verified.name, verified.directory, build_context, base_image)
+    except DockerfileError as exc:
+        raise click.ClickException(str(exc)) from None
+    text = dockerfile(plan)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output}", err=True)
+
+
+COMMANDS = (
+    deploy_command,
+    undeploy_command,
+    scale_command,
+    configure_command,
+    status_command,
+    dockerfile_command,
+)
