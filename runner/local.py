@@ -57,19 +57,15 @@ class _Topic:
     async def publish(self, messages: list[Message]) -> None:
         if not messages:
             return
-        stamped = []
+        # Each message is this topic's own (one per topic and record): stamp it in place.
+        key, offset = self.key, self.offset
         for message in messages:
-            stamped.append(
-                Message(
-                    message.value,
-                    message.key,
-                    message.headers,
-                    topic=self.key,
-                    partition=0,
-                    offset=self.offset,
-                )
-            )
-            self.offset += 1
+            message.topic = key
+            message.partition = 0
+            message.offset = offset
+            offset += 1
+        self.offset = offset
+        stamped = messages
         if self.collected is not None:
             self.collected.extend(stamped)
         for group in self.groups:
