@@ -15,9 +15,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@echo "== flow verify: the sensor pipeline is valid"
 	$(BIN)/flow verify examples/sensors/blueprint.yaml
-	$(BIN)/flow graph examples/sensors/blueprint.yaml --format mermaid
+	@echo "== flow verify: what verify catches in broken.yaml (exit 1 expected)"
 	-$(BIN)/flow verify examples/sensors/broken.yaml
+	@echo "== flow graph"
+	$(BIN)/flow graph examples/sensors/blueprint.yaml --format mermaid
+	@echo "== flow run-local: 1,000 readings through source -> threshold (2 replicas) -> store"
+	$(BIN)/flow run-local examples/sensors/blueprint.yaml --run-dir runs/demo
+	@echo "== the first alerts, of $$(wc -l < examples/sensors/output/alerts.jsonl), in examples/sensors/output/alerts.jsonl"
+	@head -n 5 examples/sensors/output/alerts.jsonl
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -70,18 +70,18 @@ class Threshold(Streamlet):
 
 
 class AlertFile(Streamlet):
-    """Appends each alert to a JSON Lines file."""
+    """Writes each alert to a JSON Lines file (replaced at the start of each run)."""
 
     alerts = Inlet(Alert)
 
     class Config(BaseModel):
-        path: Path = Field(description="JSON Lines file the alerts are appended to")
+        path: Path = Field(description="JSON Lines file the alerts are written to")
 
     config: Config
 
     def setup(self) -> None:
         self.config.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.config.path.open("a", encoding="utf-8")
+        self._file = self.config.path.open("w", encoding="utf-8")  # a fresh file per run
 
     def process(self, alert: Alert) -> None:
         self._file.write(alert.model_dump_json() + "\n")
