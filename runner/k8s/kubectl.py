@@ -74,6 +74,7 @@ class Kubectl:
             proc = subprocess.run(
                 command,
                 input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=self.timeout,
