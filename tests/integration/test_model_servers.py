@@ -1,0 +1,279 @@
+"""The model-serving streamlet against real model servers installed by the test suite.
+
+MLServer (Open Inference Protocol V2) and KServe's scikit-learn server (V1) each run in
+their own virtualenv (see ``model_servers.py``; the first run installs them, later runs
+reuse ``.cache/model-servers``), on free loopback ports, serving scikit-learn models
+trained here on the iris data set that ships with scikit-learn.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+from runner.testkit import run_blueprint, run_streamlet
+from tests.integration.model_servers import ModelServer, ServedModel, running
+from tests.integration.model_serving_app import Flower, ScoreFlowers, iris_rows
+
+pytestmark = pytest.mark.slow
+
+APP = Path(__file__).with_name("model_serving_app.py")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two different iris classifiers saved with joblib."""
+    folder = tmp_path_factory.mktemp("models")
+    x, y = load_iris(return_X_y=True)
+    paths = {
+        "logistic": folder / "logistic.joblib",
+        "tree": folder / "tree.joblib",
+    }
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), paths["logistic"])
+    joblib.dump(DecisionTreeClassifier(max_depth=2, random_state=0).fit(x, y), paths["tree"])
+    return paths
+
+
+def expected(path: Path, count: int) -> list[int]:
+    """What the model in ``path`` predicts in-process for the first ``count`` flowers."""
+    rows = iris_rows()
+    predictions = joblib.load(path).predict([rows[i % len(rows)] for i in range(count)])
+    return [int(p) for p in predictions]
+
+
+@pytest.fixture(scope="module")
+def mlserver(
+    models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelServer]:
+    """MLServer serving iris v1 (logistic regression) and iris v2 (decision tree)."""
+    served = (
+        ServedModel("iris", models["logistic"], "v1"),
+        ServedModel("iris", models["tree"], "v2"),
+    )
+    with running("mlserver", served, tmp_path_factory.mktemp("mlserver")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def kserve(
+    models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelServer]:
+    """KServe's sklearnserver serving the decision tree as ``iris``."""
+    with running("kserve", {"iris": models["tree"]}, tmp_path_factory.mktemp("kserve")) as server:
+        yield server
+
+
+def flowers(count: int) -> list[Flower]:
+    rows = iris_rows()
+    return [Flower(id=i, features=rows[i % len(rows)]) for i in range(count)]
+
+
+def test_mlserver_v2_predictions_match_the_in_process_model_in_order(
+    mlserver: ModelServer, models: dict[str, Path]
+) -> None:
+    config = {
+        "url": mlserver.url,
+        "model": "iris",
+        "version": "v1",
+        "protocol": "v2",
+        "outputs": ["predict"],
+        "batch_size": 32,
+        "concurrency": 4,
+    }
+    result = run_streamlet(ScoreFlowers, {"records": flowers(3000)}, config=config)
+    assert result.error is None and result.dead_letters == []
+    out = result.outputs["results"]
+    assert [r.id for r in out] == list(range(3000))
+    assert [r.label for r in out] == expected(models["logistic"], 3000)
+    assert {(r.model, r.version, r.protocol) for r in out} == {("iris", "v1", "v2")}
+    sizes = [r.batch_size for r in out]
+    assert max(sizes) == 32
+    assert sum(sizes) / len(sizes) > 16  # records really went in batches
+
+
+def test_mlserver_serves_the_version_asked_for(
+    mlserver: ModelServer, models: dict[str, Path]
+) -> None:
+    config = {"url": mlserver.url, "model": "iris", "version": "v2", "protocol": "v2"}
+    config["outputs"] = ["predict"]
+    result = run_streamlet(ScoreFlowers, {"records": flowers(300)}, config=config)
+    assert [r.label for r in result.outputs["results"]] == expected(models["tree"], 300)
+    assert {r.version for r in result.outputs["results"]} == {"v2"}
+
+
+def test_kserve_v1_predictions_match_the_in_process_model_in_order(
+    kserve: ModelServer, models: dict[str, Path]
+) -> None:
+    config = {"url": kserve.url, "model": "iris", "protocol": "v1", "batch_size": 50}
+    result = run_streamlet(ScoreFlowers, {"records": flowers(2000)}, config=config)
+    assert result.error is None and result.dead_letters == []
+    out = result.outputs["results"]
+    assert [r.id for r in out] == list(range(2000))
+    assert [r.label for r in out] == expected(models["tree"], 2000)
+    assert max(r.batch_size for r in out) == 50
+
+
+@pytest.mark.parametrize("server_name", ["mlserver", "kserve"])
+def test_a_malformed_record_is_dead_lettered_with_the_servers_message(
+    server_name: str, request: pytest.FixtureRequest, models: dict[str, Path]
+) -> None:
+    server: ModelServer = request.getfixturevalue(server_name)
+    records = flowers(200)
+    records[77] = Flower(id=77, features=[5.1, 3.5, 1.4])
+    config: dict[str, Any] = {"url": server.url, "model": "iris", "protocol": server.protocol}
+    if server.protocol == "v2":
+        config.update(version="v1", outputs=["predict"])
+    result = run_streamlet(ScoreFlowers, {"records": records}, config=config)
+    out = result.outputs["results"]
+    assert [r.id for r in out] == [i for i in range(200) if i != 77]
+    (dead,) = result.dead_letters
+    assert dead.error_class == "ModelRejected"
+    assert "X has 3 features, but" in dead.error_message
+    assert "expecting 4 features as input" in dead.error_message
+    assert b"5.1" in dead.original.value or dead.original.value  # the original record is kept
+
+
+def write_blueprint(folder: Path, text: str) -> Path:
+    shutil.copy(APP, folder / "model_serving_app.py")
+    path = folder / "blueprint.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_control_switches_servers_mid_stream_without_loss_or_duplicates(
+    mlserver: ModelServer, kserve: ModelServer, models: dict[str, Path], tmp_path: Path
+) -> None:
+    blueprint = write_blueprint(
+        tmp_path,
+        f"""
+        name: switch-servers
+        streamlets:
+          flowers:
+            class: model_serving_app:FlowerSource
+            config: {{count: 4000, per_second: 4000}}
+          switch:
+            class: model_serving_app:SwitchAfter
+            config: {{after: 2000, url: "{kserve.url}", model: iris, protocol: v1}}
+          score:
+            class: model_serving_app:ScoreFlowers
+            config:
+              url: "{mlserver.url}"
+              model: iris
+              version: v1
+              protocol: v2
+              outputs: [predict]
+              batch_size: 16
+        topics:
+          flowers: {{producers: [flowers.out], consumers: [score.records]}}
+          control: {{producers: [switch.out], consumers: [score.control]}}
+          scored: {{producers: [score.results]}}
+        """,
+    )
+    result = run_blueprint(blueprint, collect=["scored"])
+    assert result.error is None and result.dead_letters == []
+    out = result.topics["scored"]
+    assert [r.id for r in out] == list(range(4000))
+    protocols = [r.protocol for r in out]
+    switch_at = protocols.index("v1")
+    assert 1000 < switch_at <= 2600  # about when the control record came
+    assert protocols == ["v2"] * switch_at + ["v1"] * (4000 - switch_at)
+    logistic, tree = expected(models["logistic"], 4000), expected(models["tree"], 4000)
+    assert [r.label for r in out] == logistic[:switch_at] + tree[switch_at:]
+
+
+def test_server_killed_and_restarted_mid_stream_loses_nothing(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    server = ModelServer("mlserver", (ServedModel("iris", models["logistic"], "v1"),), tmp_path)
+    server.start()
+    count = 3000
+    blueprint = write_blueprint(
+        tmp_path,
+        f"""
+        name: restart-server
+        streamlets:
+          flowers:
+            class: model_serving_app:FlowerSource
+            config: {{count: {count}, per_second: 1500}}
+          score:
+            class: model_serving_app:ScoreFlowers
+            config: {{url: "{server.url}", model: iris, protocol: v2, outputs: [predict]}}
+        topics:
+          flowers: {{producers: [flowers.out], consumers: [score.records]}}
+          control: {{consumers: [score.control]}}
+          scored: {{producers: [score.results]}}
+        """,
+    )
+    seen: dict[str, Any] = {}
+
+    def app_module() -> Any:
+        """The copy of model_serving_app this run loaded (from tmp_path)."""
+        while True:
+            module = sys.modules.get("model_serving_app")
+            if module is not None and str(tmp_path) in str(getattr(module, "__file__", "")):
+                return module
+            time.sleep(0.005)
+
+    def kill_and_restart() -> None:
+        progress = app_module().PROGRESS
+        while progress["produced"] < 800:
+            time.sleep(0.005)
+        server.kill()
+        seen["at_kill"] = progress["produced"]
+        time.sleep(1.0)
+        server.start()
+        seen["back_up"] = progress["produced"]
+
+    def run() -> None:
+        seen["result"] = run_blueprint(blueprint, collect=["scored"])
+
+    runner = threading.Thread(target=run, daemon=True)
+    chaos = threading.Thread(target=kill_and_restart, daemon=True)
+    try:
+        runner.start()
+        chaos.start()
+        runner.join(180)
+        chaos.join(60)
+    finally:
+        server.stop()
+    result: Any = seen["result"]
+    assert result.error is None and result.dead_letters == []
+    out = result.topics["scored"]
+    assert [r.id for r in out] == list(range(count))
+    assert [r.label for r in out] == expected(models["logistic"], count)
+    assert seen["at_kill"] < count  # it was killed mid-stream
+    # Backpressure: while the server was down the source was held back, not buffered.
+    assert seen["back_up"] - seen["at_kill"] < 1000
+
+
+def test_embedded_model_matches_the_served_model(
+    mlserver: ModelServer, models: dict[str, Path]
+) -> None:
+    records = flowers(1000)
+    embedded = run_streamlet(
+        ScoreFlowers, {"records": records}, config={"path": str(models["logistic"])}
+    )
+    served = run_streamlet(
+        ScoreFlowers,
+        {"records": records},
+        config={"url": mlserver.url, "model": "iris", "version": "v1", "protocol": "v2"}
+        | {"outputs": ["predict"]},
+    )
+    assert embedded.dead_letters == [] and served.dead_letters == []
+    assert [r.label for r in embedded.outputs["results"]] == [
+        r.label for r in served.outputs["results"]
+    ]
+    assert {r.protocol for r in embedded.outputs["results"]} == {"embedded"}
+    assert {r.model for r in embedded.outputs["results"]} == {"logistic"}
