@@ -7,7 +7,7 @@ from typing import Any
 from blueprint import StreamletSpec, VerifiedBlueprint
 from runner.k8s import naming
 from runner.k8s.options import DeployOptions
-from runner.k8s.workloads import metadata
+from runner.k8s.workloads import metadata, workload_kind
 from runner.kafka.naming import group_id
 
 __all__ = ["DEFAULT_MAX_REPLICAS", "KEDA_API_VERSION", "can_autoscale", "scaled_object"]
@@ -66,7 +66,7 @@ def scaled_object(
             name, options.namespace, naming.streamlet_labels(app, spec.name, "autoscaler")
         ),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": workload_kind(spec), "name": name},
             "minReplicaCount": minimum,
             "maxReplicaCount": max(minimum, maximum),
             "pollingInterval": 15,

@@ -67,13 +67,14 @@ def undeploy(
 ) -> str:
     """Delete the application's resources; its Kafka topics (and data) stay unless asked.
 
-    Calls ``kubectl delete deployments,services,ingresses.networking.k8s.io,configmaps,
-    secrets -l SELECTOR --ignore-not-found``, then ``kubectl delete scaledobjects.keda.sh``
-    with the same selector (skipped when KEDA is not installed) and, with
+    Calls ``kubectl delete deployments,statefulsets,services,ingresses.networking.k8s.io,
+    configmaps,secrets -l SELECTOR --ignore-not-found``, then
+    ``kubectl delete scaledobjects.keda.sh`` with the same selector (skipped when KEDA is
+    not installed) and, with
     ``delete_topics``, ``kubectl delete kafkatopics.kafka.strimzi.io``.
     """
     selector = ["-l", app_selector(app), "--ignore-not-found"]
-    kinds = "deployments,services,ingresses.networking.k8s.io,configmaps,secrets"
+    kinds = "deployments,statefulsets,services,ingresses.networking.k8s.io,configmaps,secrets"
     reports = [kubectl.run(["delete", kinds, *selector, *_ns(namespace)])]
     optional = [("scaledobjects.keda.sh", namespace)]
     if delete_topics:
@@ -87,9 +88,17 @@ def undeploy(
     return "".join(r for r in reports if r.strip())
 
 
-def _deployments(kubectl: Kubectl, app: str, namespace: str | None) -> list[dict[str, Any]]:
-    found = kubectl.json(["get", "deployments", "-l", app_selector(app), *_ns(namespace)])
+#: The workloads of the streamlets: Deployments, and StatefulSets for exactly-once ones.
+WORKLOADS = "deployments,statefulsets"
+
+
+def _workloads(kubectl: Kubectl, app: str, namespace: str | None) -> list[dict[str, Any]]:
+    found = kubectl.json(["get", WORKLOADS, "-l", app_selector(app), *_ns(namespace)])
     return list(found.get("items", []))
+
+
+def _kind(workload: Mapping[str, Any]) -> str:
+    return str(workload.get("kind") or "Deployment").lower()
 
 
 def _streamlet_of(resource: Mapping[str, Any]) -> str:
@@ -99,10 +108,10 @@ def _streamlet_of(resource: Mapping[str, Any]) -> str:
 def scale(kubectl: Kubectl, app: str, streamlet: str, replicas: int, namespace: str | None) -> str:
     """Set the replicas of one streamlet.
 
-    Calls ``kubectl get deployments -l SELECTOR -o json`` (to find the streamlet's
-    Deployment) and ``kubectl scale deployment NAME --replicas=N``.
+    Calls ``kubectl get deployments,statefulsets -l SELECTOR -o json`` (to find the
+    streamlet's workload) and ``kubectl scale deployment|statefulset NAME --replicas=N``.
     """
-    deployments = _deployments(kubectl, app, namespace)
+    deployments = _workloads(kubectl, app, namespace)
     if not deployments:
         raise KubectlError(f"no application '{app}' is deployed in {_where(namespace)}")
     by_streamlet = {_streamlet_of(d): d for d in deployments}
@@ -112,7 +121,7 @@ def scale(kubectl: Kubectl, app: str, streamlet: str, replicas: int, namespace: 
         hint = did_you_mean(streamlet, names) or f"its streamlets are: {', '.join(names)}"
         raise KubectlError(f"application '{app}' has no streamlet '{streamlet}' ({hint})")
     name = str(target["metadata"]["name"])
-    return kubectl.run(["scale", "deployment", name, f"--replicas={replicas}", *_ns(namespace)])
+    return kubectl.run(["scale", _kind(target), name, f"--replicas={replicas}", *_ns(namespace)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +179,10 @@ def configure(
     makes Kubernetes restart the pods one by one.
 
     Calls ``kubectl get configmap NAME -o json``, ``kubectl get secret NAME -o json``,
-    ``kubectl get deployments -l SELECTOR -o json``, ``kubectl apply -f -`` (ConfigMap and
+    ``kubectl get deployments,statefulsets -l SELECTOR -o json``, ``kubectl apply -f -``
+    (ConfigMap and
     Secret on standard input, so no secret value is on a command line) and
-    ``kubectl patch deployment NAME --type merge -p PATCH`` per streamlet.
+    ``kubectl patch deployment|statefulset NAME --type merge -p PATCH`` per streamlet.
     """
     try:
         current_map = kubectl.json(
@@ -216,12 +226,12 @@ def configure(
         separators=(",", ":"),
     )
     restarted: list[str] = []
-    for item in _deployments(kubectl, app, namespace):
+    for item in _workloads(kubectl, app, namespace):
         name = str(item["metadata"]["name"])
         annotations = item.get("spec", {}).get("template", {}).get("metadata", {})
         if annotations.get("annotations", {}).get(naming.CONFIG_HASH_ANNOTATION) == config_hash:
             continue
-        kubectl.run(["patch", "deployment", name, "--type", "merge", "-p", patch, *_ns(namespace)])
+        kubectl.run(["patch", _kind(item), name, "--type", "merge", "-p", patch, *_ns(namespace)])
         restarted.append(_streamlet_of(item) or name)
     changed = tuple(
         f"{name}.{key}" for name, entries in overrides.values.items() for key in entries
@@ -299,10 +309,10 @@ def status_rows(
 def status(kubectl: Kubectl, app: str, namespace: str | None) -> list[StreamletStatus]:
     """The status of every streamlet of ``app``.
 
-    Calls ``kubectl get deployments -l SELECTOR -o json`` and
+    Calls ``kubectl get deployments,statefulsets -l SELECTOR -o json`` and
     ``kubectl get pods -l SELECTOR -o json``.
     """
-    deployments = _deployments(kubectl, app, namespace)
+    deployments = _workloads(kubectl, app, namespace)
     if not deployments:
         raise KubectlError(f"no application '{app}' is deployed in {_where(namespace)}")
     pods = kubectl.json(["get", "pods", "-l", app_selector(app), *_ns(namespace)])

@@ -172,7 +172,7 @@ def render(verified: VerifiedBlueprint, options: DeployOptions, config: AppConfi
     }
     for name, spec in verified.streamlets.items():
         resource = deployment(verified, spec, options, config_hash, autoscaled=name in autoscaled)
-        items.append(Manifest(f"deployment-{name}.yaml", resource))
+        items.append(Manifest(f"{resource['kind'].lower()}-{name}.yaml", resource))
     for name, spec in verified.streamlets.items():
         if http_port(spec) is not None:
             items.append(Manifest(f"service-{name}.yaml", service(verified, spec, options)))

@@ -27,10 +27,13 @@ __all__ = [
     "metadata",
     "pod_security_context",
     "service",
+    "workload_kind",
 ]
 
 _CONFIG_VOLUME = "config"
 _TMP_VOLUME = "tmp"
+#: Label the StatefulSet controller puts on each pod: its ordinal (Kubernetes >= 1.28).
+_POD_INDEX = "apps.kubernetes.io/pod-index"
 
 
 def metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:
@@ -151,6 +154,18 @@ def _volumes(app: str) -> list[dict[str, Any]]:
     ]
 
 
+def workload_kind(spec: StreamletSpec) -> str:
+    """``"StatefulSet"`` for an exactly-once streamlet, else ``"Deployment"``.
+
+    An exactly-once streamlet's transactional id is derived from its replica index, which
+    must be unique among the running replicas and stable across restarts (a restarted
+    replica then fences its predecessor). A StatefulSet gives each pod such an index (the
+    ``apps.kubernetes.io/pod-index`` label, passed as ``STREAMLETS_REPLICA``) and never
+    runs two pods with the same index; a Deployment's pods are interchangeable.
+    """
+    return "StatefulSet" if spec.processing == "exactly-once" else "Deployment"
+
+
 def deployment(
     verified: VerifiedBlueprint,
     spec: StreamletSpec,
@@ -159,22 +174,36 @@ def deployment(
     *,
     autoscaled: bool = False,
 ) -> dict[str, Any]:
-    """The Deployment that runs the replicas of one streamlet.
+    """The workload that runs the replicas of one streamlet: a Deployment, or a StatefulSet
+    for an exactly-once streamlet (see :func:`workload_kind`).
 
     An autoscaled streamlet has no ``replicas`` field: its ScaledObject owns the count, and
     re-applying the manifests must not reset it.
     """
     app = verified.name
+    kind = workload_kind(spec)
     labels = naming.streamlet_labels(app, spec.name)
+    container = _container(spec, options)
     body: dict[str, Any] = {}
     if not autoscaled:
         body["replicas"] = options.replicas(spec.name, spec.replicas)
     body["revisionHistoryLimit"] = 5
     body["selector"] = {"matchLabels": naming.selector_labels(app, spec.name)}
-    body["strategy"] = {
-        "type": "RollingUpdate",
-        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-    }
+    if kind == "StatefulSet":
+        body["serviceName"] = naming.deployment_name(app, spec.name)
+        body["podManagementPolicy"] = "Parallel"
+        body["updateStrategy"] = {"type": "RollingUpdate"}
+        container["env"].append(
+            {
+                "name": "STREAMLETS_REPLICA",
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{_POD_INDEX}']"}},
+            }
+        )
+    else:
+        body["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }
     body["template"] = {
         "metadata": {
             "labels": labels,
@@ -190,13 +219,13 @@ def deployment(
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 60,
             "securityContext": pod_security_context(),
-            "containers": [_container(spec, options)],
+            "containers": [container],
             "volumes": _volumes(app),
         },
     }
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": kind,
         "metadata": metadata(naming.deployment_name(app, spec.name), options.namespace, labels),
         "spec": body,
     }

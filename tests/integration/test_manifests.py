@@ -153,6 +153,7 @@ def test_every_resource_validates(deployed: dict[str, Path]) -> None:
         "ConfigMap",
         "Secret",
         "Deployment",
+        "StatefulSet",
         "Service",
         "Ingress",
         "KafkaTopic",
@@ -268,7 +269,7 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
 def test_every_pod_meets_the_restricted_profile(deployed: dict[str, Path]) -> None:
     pods = 0
     for app, resource in all_resources(deployed):
-        if resource["kind"] == "Deployment":
+        if resource["kind"] in ("Deployment", "StatefulSet"):
             pods += 1
             pod = resource["spec"]["template"]["spec"]
             assert restricted_violations(pod) == [], (app, resource["metadata"]["name"])
@@ -287,7 +288,7 @@ def test_the_restricted_check_can_fail(deployed: dict[str, Path]) -> None:
 
 def test_pods_run_the_streamlet_with_probes_and_metrics(deployed: dict[str, Path]) -> None:
     for _, resource in all_resources(deployed):
-        if resource["kind"] != "Deployment":
+        if resource["kind"] not in ("Deployment", "StatefulSet"):
             continue
         template = resource["spec"]["template"]
         container = template["spec"]["containers"][0]
@@ -337,6 +338,16 @@ def test_options_reach_the_manifests(deployed: dict[str, Path]) -> None:
     assert odd[0]["spec"]["partitions"] == 6 and odd[0]["spec"]["replicas"] == 3
     dead = sorted(n for k, n in orders if k == "KafkaTopic" and n.endswith(".dead-letters"))
     assert dead == ["orders.http-in.dead-letters", "orders.pricing.dead-letters"]  # archive skips
+    # The exactly-once streamlet runs as a StatefulSet whose pods know their index.
+    pricing = orders[("StatefulSet", "orders-pricing")]
+    assert ("Deployment", "orders-pricing") not in orders
+    env = pricing["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {
+        "name": "STREAMLETS_REPLICA",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}},
+    } in env
+    target = orders[("ScaledObject", "orders-pricing")]["spec"]["scaleTargetRef"]
+    assert target == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "orders-pricing"}
     blueprint = yaml.safe_load(orders[("ConfigMap", "orders-config")]["data"]["blueprint.yaml"])
     assert blueprint["streamlets"]["http-in"]["config"]["host"] == "0.0.0.0"
     assert blueprint["streamlets"]["archive"]["config"] == {"directory": "/app/out"}

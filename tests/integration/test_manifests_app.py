@@ -1,4 +1,5 @@
-"""A second application for the manifest tests: HTTP ingress, secrets, odd topic names.
+"""A second application for the manifest tests: HTTP ingress, secrets, odd topic names,
+an exactly-once streamlet.
 
 ``write_orders_app`` writes it into a directory; the tests here check that it verifies
 and that deploying it finds what makes it interesting (the other manifest tests use it).
@@ -72,6 +73,7 @@ streamlets:
     class: orders_app:Pricing
     config: {currency: USD, api_key: "s3cr3t-api-key-0001"}
     replicas: 2
+    processing: exactly-once
   archive:
     class: orders_app:Archive
     config: {directory: out, password: "hunter2-archive-pw"}

@@ -180,7 +180,7 @@ def test_kubectl_errors_pass_through(kubectl: FakeKubectl) -> None:
 def test_undeploy_deletes_by_label_and_keeps_topics(kubectl: FakeKubectl) -> None:
     kubectl.on(
         "delete",
-        "deployments,services,ingresses.networking.k8s.io,configmaps,secrets",
+        "deployments,statefulsets,services,ingresses.networking.k8s.io,configmaps,secrets",
         stdout='deployment.apps "sensor-alerts-threshold" deleted\n',
     )
     kubectl.on(
@@ -194,7 +194,7 @@ def test_undeploy_deletes_by_label_and_keeps_topics(kubectl: FakeKubectl) -> Non
     assert kubectl.argv == [
         [
             "delete",
-            "deployments,services,ingresses.networking.k8s.io,configmaps,secrets",
+            "deployments,statefulsets,services,ingresses.networking.k8s.io,configmaps,secrets",
             "-l",
             selector,
             "--ignore-not-found",
@@ -238,10 +238,25 @@ def test_scale_finds_the_streamlet_and_scales_its_deployment(kubectl: FakeKubect
     result = flow("scale", "sensor-alerts", "threshold", "6")
     assert result.exit_code == 0, result.output
     assert kubectl.argv == [
-        ["get", "deployments", "-l", SELECTOR.format(app="sensor-alerts"), "-o", "json"],
+        [
+            "get",
+            "deployments,statefulsets",
+            "-l",
+            SELECTOR.format(app="sensor-alerts"),
+            "-o",
+            "json",
+        ],
         ["scale", "deployment", "sensor-alerts-threshold", "--replicas=6"],
     ]
     assert "scaled" in result.output
+
+
+def test_scale_an_exactly_once_streamlet_scales_its_statefulset(kubectl: FakeKubectl) -> None:
+    item = {**deployment_json("orders", "pricing"), "kind": "StatefulSet"}
+    kubectl.on("get", "deployments,statefulsets", stdout={"items": [item]})
+    result = flow("scale", "orders", "pricing", "3")
+    assert result.exit_code == 0, result.output
+    assert kubectl.argv[-1] == ["scale", "statefulset", "orders-pricing", "--replicas=3"]
 
 
 def test_scale_unknown_streamlet_or_app(kubectl: FakeKubectl) -> None:
@@ -459,7 +474,7 @@ def test_status_shows_a_table_per_streamlet(kubectl: FakeKubectl) -> None:
     assert lines[2].split() == ["threshold", "4", "2", "4", "2", "4", "CrashLoopBackOff"]
     selector = SELECTOR.format(app="sensor-alerts")
     assert kubectl.argv == [
-        ["get", "deployments", "-l", selector, "--namespace", "prod", "-o", "json"],
+        ["get", "deployments,statefulsets", "-l", selector, "--namespace", "prod", "-o", "json"],
         ["get", "pods", "-l", selector, "--namespace", "prod", "-o", "json"],
     ]
 
