@@ -262,6 +262,13 @@ def _kubectl(context: str | None) -> Kubectl:
     help="Add an Ingress for an HTTP ingress streamlet (repeatable).",
 )
 @click.option(
+    "--job",
+    "jobs",
+    multiple=True,
+    metavar="NAME",
+    help="Run this bounded source once, to completion, as a Job (repeatable).",
+)
+@click.option(
     "--image-pull-policy",
     type=click.Choice(["IfNotPresent", "Always", "Never"]),
     default="IfNotPresent",
@@ -292,6 +299,7 @@ def deploy_command(
     lag_threshold: int,
     max_replicas: int | None,
     ingress_hosts: tuple[str, ...],
+    jobs: tuple[str, ...],
     image_pull_policy: str,
     metrics_port: int,
     config_file: str | None,
@@ -299,7 +307,8 @@ def deploy_command(
 ) -> None:
     """Write Kubernetes manifests for a blueprint (and apply them with --apply).
 
-    Per application: a Deployment per streamlet (running 'flow run-streamlet'), a
+    Per application: a Deployment per streamlet (running 'flow run-streamlet'; a
+    StatefulSet for exactly-once streamlets, a Job for sources given with --job), a
     ConfigMap with the blueprint and its non-secret config, a Secret with secret config
     values and the runner sections of --config, a Strimzi KafkaTopic per topic and per
     dead-letter topic, a Service per HTTP ingress streamlet, KEDA ScaledObjects with
@@ -325,6 +334,7 @@ def deploy_command(
         max_replicas=max_replicas,
         ingress_hosts=dict(_pairs(ingress_hosts, "'--ingress'", "ingest=ingest.example.com")),
         dead_letter_template=_section_value(overrides, "runner", "dead_letter_topic"),
+        jobs=frozenset(jobs),
     )
     problems = option_problems(verified, options)
     if problems:

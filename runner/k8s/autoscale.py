@@ -26,9 +26,9 @@ def _input_topics(verified: VerifiedBlueprint, spec: StreamletSpec) -> list[tupl
     return found
 
 
-def can_autoscale(verified: VerifiedBlueprint, spec: StreamletSpec) -> bool:
+def can_autoscale(verified: VerifiedBlueprint, spec: StreamletSpec, options: DeployOptions) -> bool:
     """Whether the streamlet consumes a topic (sources have no lag to scale on)."""
-    return bool(_input_topics(verified, spec))
+    return spec.name not in options.jobs and bool(_input_topics(verified, spec))
 
 
 def scaled_object(
@@ -66,7 +66,11 @@ def scaled_object(
             name, options.namespace, naming.streamlet_labels(app, spec.name, "autoscaler")
         ),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": workload_kind(spec), "name": name},
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": workload_kind(spec, options),
+                "name": name,
+            },
             "minReplicaCount": minimum,
             "maxReplicaCount": max(minimum, maximum),
             "pollingInterval": 15,

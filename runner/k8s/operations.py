@@ -67,14 +67,14 @@ def undeploy(
 ) -> str:
     """Delete the application's resources; its Kafka topics (and data) stay unless asked.
 
-    Calls ``kubectl delete deployments,statefulsets,services,ingresses.networking.k8s.io,
-    configmaps,secrets -l SELECTOR --ignore-not-found``, then
+    Calls ``kubectl delete deployments,statefulsets,jobs,services,
+    ingresses.networking.k8s.io,configmaps,secrets -l SELECTOR --ignore-not-found``, then
     ``kubectl delete scaledobjects.keda.sh`` with the same selector (skipped when KEDA is
     not installed) and, with
     ``delete_topics``, ``kubectl delete kafkatopics.kafka.strimzi.io``.
     """
     selector = ["-l", app_selector(app), "--ignore-not-found"]
-    kinds = "deployments,statefulsets,services,ingresses.networking.k8s.io,configmaps,secrets"
+    kinds = "deployments,statefulsets,jobs,services,ingresses.networking.k8s.io,configmaps,secrets"
     reports = [kubectl.run(["delete", kinds, *selector, *_ns(namespace)])]
     optional = [("scaledobjects.keda.sh", namespace)]
     if delete_topics:
@@ -88,8 +88,8 @@ def undeploy(
     return "".join(r for r in reports if r.strip())
 
 
-#: The workloads of the streamlets: Deployments, and StatefulSets for exactly-once ones.
-WORKLOADS = "deployments,statefulsets"
+#: The workloads of the streamlets: Deployments, StatefulSets (exactly-once), Jobs (--job).
+WORKLOADS = "deployments,statefulsets,jobs"
 
 
 def _workloads(kubectl: Kubectl, app: str, namespace: str | None) -> list[dict[str, Any]]:
@@ -108,7 +108,7 @@ def _streamlet_of(resource: Mapping[str, Any]) -> str:
 def scale(kubectl: Kubectl, app: str, streamlet: str, replicas: int, namespace: str | None) -> str:
     """Set the replicas of one streamlet.
 
-    Calls ``kubectl get deployments,statefulsets -l SELECTOR -o json`` (to find the
+    Calls ``kubectl get deployments,statefulsets,jobs -l SELECTOR -o json`` (to find the
     streamlet's workload) and ``kubectl scale deployment|statefulset NAME --replicas=N``.
     """
     deployments = _workloads(kubectl, app, namespace)
@@ -121,6 +121,11 @@ def scale(kubectl: Kubectl, app: str, streamlet: str, replicas: int, namespace: 
         hint = did_you_mean(streamlet, names) or f"its streamlets are: {', '.join(names)}"
         raise KubectlError(f"application '{app}' has no streamlet '{streamlet}' ({hint})")
     name = str(target["metadata"]["name"])
+    if _kind(target) == "job":
+        raise KubectlError(
+            f"streamlet '{streamlet}' of '{app}' runs as a Job (a bounded source run once); "
+            "a Job is not scaled: deploy it with --scale instead"
+        )
     return kubectl.run(["scale", _kind(target), name, f"--replicas={replicas}", *_ns(namespace)])
 
 
@@ -179,7 +184,7 @@ def configure(
     makes Kubernetes restart the pods one by one.
 
     Calls ``kubectl get configmap NAME -o json``, ``kubectl get secret NAME -o json``,
-    ``kubectl get deployments,statefulsets -l SELECTOR -o json``, ``kubectl apply -f -``
+    ``kubectl get deployments,statefulsets,jobs -l SELECTOR -o json``, ``kubectl apply -f -``
     (ConfigMap and
     Secret on standard input, so no secret value is on a command line) and
     ``kubectl patch deployment|statefulset NAME --type merge -p PATCH`` per streamlet.
@@ -228,6 +233,8 @@ def configure(
     restarted: list[str] = []
     for item in _workloads(kubectl, app, namespace):
         name = str(item["metadata"]["name"])
+        if _kind(item) == "job":
+            continue  # a Job's pod template cannot change; its next run reads the new config
         annotations = item.get("spec", {}).get("template", {}).get("metadata", {})
         if annotations.get("annotations", {}).get(naming.CONFIG_HASH_ANNOTATION) == config_hash:
             continue
@@ -267,10 +274,16 @@ def status_rows(
         labels = item.get("metadata", {}).get("labels", {})
         instance = labels.get("app.kubernetes.io/instance")
         spec, state_of = item.get("spec", {}), item.get("status", {})
-        desired = int(spec.get("replicas", 1))
-        ready = int(state_of.get("readyReplicas", 0))
-        updated = int(state_of.get("updatedReplicas", 0))
-        available = int(state_of.get("availableReplicas", 0))
+        job = _kind(item) == "job"
+        if job:  # desired: completions; up-to-date and available: pods that succeeded
+            desired = int(spec.get("completions", 1))
+            ready = int(state_of.get("ready", 0))
+            updated = available = int(state_of.get("succeeded", 0))
+        else:
+            desired = int(spec.get("replicas", 1))
+            ready = int(state_of.get("readyReplicas", 0))
+            updated = int(state_of.get("updatedReplicas", 0))
+            available = int(state_of.get("availableReplicas", 0))
         restarts = 0
         reasons: set[str] = set()
         for pod in pods:
@@ -282,8 +295,15 @@ def status_rows(
                 waiting = container.get("state", {}).get("waiting") or {}
                 if waiting.get("reason"):
                     reasons.add(str(waiting["reason"]))
-        if reasons:
+        conditions = {c.get("type"): c.get("status") for c in state_of.get("conditions", []) if job}
+        if conditions.get("Complete") == "True":
+            state = "complete"
+        elif conditions.get("Failed") == "True":
+            state = "failed"
+        elif reasons:
             state = ", ".join(sorted(reasons))
+        elif job:
+            state = "running"
         elif desired == 0:
             state = "scaled to 0"
         elif ready >= desired and updated >= desired:
@@ -309,7 +329,7 @@ def status_rows(
 def status(kubectl: Kubectl, app: str, namespace: str | None) -> list[StreamletStatus]:
     """The status of every streamlet of ``app``.
 
-    Calls ``kubectl get deployments,statefulsets -l SELECTOR -o json`` and
+    Calls ``kubectl get deployments,statefulsets,jobs -l SELECTOR -o json`` and
     ``kubectl get pods -l SELECTOR -o json``.
     """
     deployments = _workloads(kubectl, app, namespace)

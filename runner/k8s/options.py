@@ -46,7 +46,8 @@ class DeployOptions:
 
     ``scale`` overrides the blueprint's ``replicas`` per streamlet; ``resources`` maps a
     streamlet name (or ``"default"``) to its container resources; ``ingress_hosts`` maps an
-    HTTP ingress streamlet to the host name of an Ingress to create for it.
+    HTTP ingress streamlet to the host name of an Ingress to create for it; ``jobs`` names
+    the bounded sources to run to completion as Jobs.
     """
 
     image: str
@@ -63,6 +64,7 @@ class DeployOptions:
     max_replicas: int | None = None
     ingress_hosts: Mapping[str, str] = field(default_factory=dict)
     dead_letter_template: str | None = None
+    jobs: frozenset[str] = frozenset()
 
     @property
     def topic_namespace(self) -> str | None:

@@ -140,6 +140,15 @@ def option_problems(verified: VerifiedBlueprint, options: DeployOptions) -> list
                 f"'port' in its config (got {getattr(spec.config, 'port', None)!r}); set one, "
                 f"e.g. --set {name}.port=8080, so its Service has a port to send to"
             )
+    for name in sorted(options.jobs):
+        job = verified.streamlets.get(name)
+        if job is None:
+            unknown("--job", name)
+        elif job.cls.inlets():
+            problems.append(
+                f"--job {name}: streamlet '{name}' ({job.cls.__name__}) reads a topic, so it "
+                "never ends by itself; only a source (no inlets) can run as a Job"
+            )
     for name in options.ingress_hosts:
         target = verified.streamlets.get(name)
         if target is None:
@@ -168,7 +177,7 @@ def render(verified: VerifiedBlueprint, options: DeployOptions, config: AppConfi
     autoscaled = {
         name
         for name, spec in verified.streamlets.items()
-        if options.autoscale and can_autoscale(verified, spec)
+        if options.autoscale and can_autoscale(verified, spec, options)
     }
     for name, spec in verified.streamlets.items():
         resource = deployment(verified, spec, options, config_hash, autoscaled=name in autoscaled)

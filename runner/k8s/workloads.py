@@ -34,6 +34,8 @@ _CONFIG_VOLUME = "config"
 _TMP_VOLUME = "tmp"
 #: Label the StatefulSet controller puts on each pod: its ordinal (Kubernetes >= 1.28).
 _POD_INDEX = "apps.kubernetes.io/pod-index"
+#: Annotation the Job controller puts on each pod of an Indexed Job: its index.
+_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 
 def metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:
@@ -154,16 +156,25 @@ def _volumes(app: str) -> list[dict[str, Any]]:
     ]
 
 
-def workload_kind(spec: StreamletSpec) -> str:
-    """``"StatefulSet"`` for an exactly-once streamlet, else ``"Deployment"``.
+def workload_kind(spec: StreamletSpec, options: DeployOptions) -> str:
+    """``"Job"`` for a streamlet deployed with ``--job``, ``"StatefulSet"`` for an
+    exactly-once streamlet, else ``"Deployment"``.
 
-    An exactly-once streamlet's transactional id is derived from its replica index, which
-    must be unique among the running replicas and stable across restarts (a restarted
-    replica then fences its predecessor). A StatefulSet gives each pod such an index (the
-    ``apps.kubernetes.io/pod-index`` label, passed as ``STREAMLETS_REPLICA``) and never
-    runs two pods with the same index; a Deployment's pods are interchangeable.
+    A Job runs a bounded source to completion once (a Deployment would restart it when it
+    ends, and it would produce its data again). An exactly-once streamlet's transactional
+    id is derived from its replica index, which must be unique among the running replicas
+    and stable across restarts (a restarted replica then fences its predecessor). A
+    StatefulSet gives each pod such an index (the ``apps.kubernetes.io/pod-index`` label,
+    passed as ``STREAMLETS_REPLICA``) and never runs two pods with the same index; a
+    Deployment's pods are interchangeable.
     """
+    if spec.name in options.jobs:
+        return "Job"
     return "StatefulSet" if spec.processing == "exactly-once" else "Deployment"
+
+
+def _replica_index(field_path: str) -> dict[str, Any]:
+    return {"name": "STREAMLETS_REPLICA", "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
 
 
 def deployment(
@@ -174,32 +185,35 @@ def deployment(
     *,
     autoscaled: bool = False,
 ) -> dict[str, Any]:
-    """The workload that runs the replicas of one streamlet: a Deployment, or a StatefulSet
-    for an exactly-once streamlet (see :func:`workload_kind`).
+    """The workload that runs the replicas of one streamlet: a Deployment, a StatefulSet or
+    a Job (see :func:`workload_kind`).
 
     An autoscaled streamlet has no ``replicas`` field: its ScaledObject owns the count, and
     re-applying the manifests must not reset it.
     """
     app = verified.name
-    kind = workload_kind(spec)
+    kind = workload_kind(spec, options)
     labels = naming.streamlet_labels(app, spec.name)
     container = _container(spec, options)
+    replicas = options.replicas(spec.name, spec.replicas)
     body: dict[str, Any] = {}
-    if not autoscaled:
-        body["replicas"] = options.replicas(spec.name, spec.replicas)
-    body["revisionHistoryLimit"] = 5
-    body["selector"] = {"matchLabels": naming.selector_labels(app, spec.name)}
+    if kind == "Job":
+        body["completions"] = replicas
+        body["parallelism"] = replicas
+        body["completionMode"] = "Indexed"
+        body["backoffLimit"] = 6
+        container["env"].append(_replica_index(f"metadata.annotations['{_COMPLETION_INDEX}']"))
+    else:
+        if not autoscaled:
+            body["replicas"] = replicas
+        body["revisionHistoryLimit"] = 5
+        body["selector"] = {"matchLabels": naming.selector_labels(app, spec.name)}
     if kind == "StatefulSet":
         body["serviceName"] = naming.deployment_name(app, spec.name)
         body["podManagementPolicy"] = "Parallel"
         body["updateStrategy"] = {"type": "RollingUpdate"}
-        container["env"].append(
-            {
-                "name": "STREAMLETS_REPLICA",
-                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{_POD_INDEX}']"}},
-            }
-        )
-    else:
+        container["env"].append(_replica_index(f"metadata.labels['{_POD_INDEX}']"))
+    elif kind == "Deployment":
         body["strategy"] = {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
@@ -219,12 +233,13 @@ def deployment(
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 60,
             "securityContext": pod_security_context(),
+            **({"restartPolicy": "OnFailure"} if kind == "Job" else {}),
             "containers": [container],
             "volumes": _volumes(app),
         },
     }
     return {
-        "apiVersion": "apps/v1",
+        "apiVersion": "batch/v1" if kind == "Job" else "apps/v1",
         "kind": kind,
         "metadata": metadata(naming.deployment_name(app, spec.name), options.namespace, labels),
         "spec": body,

@@ -39,6 +39,7 @@ CRDS = {
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+WORKLOADS = ("Deployment", "StatefulSet", "Job")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
 
@@ -78,6 +79,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 "1Gi",
                 "--cpu",
                 "threshold=500m",
+                "--job",
+                "ingest",
             ],
             tmp / "sp",
         ),
@@ -154,6 +157,7 @@ def test_every_resource_validates(deployed: dict[str, Path]) -> None:
         "Secret",
         "Deployment",
         "StatefulSet",
+        "Job",
         "Service",
         "Ingress",
         "KafkaTopic",
@@ -269,7 +273,7 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
 def test_every_pod_meets_the_restricted_profile(deployed: dict[str, Path]) -> None:
     pods = 0
     for app, resource in all_resources(deployed):
-        if resource["kind"] in ("Deployment", "StatefulSet"):
+        if resource["kind"] in WORKLOADS:
             pods += 1
             pod = resource["spec"]["template"]["spec"]
             assert restricted_violations(pod) == [], (app, resource["metadata"]["name"])
@@ -288,7 +292,7 @@ def test_the_restricted_check_can_fail(deployed: dict[str, Path]) -> None:
 
 def test_pods_run_the_streamlet_with_probes_and_metrics(deployed: dict[str, Path]) -> None:
     for _, resource in all_resources(deployed):
-        if resource["kind"] not in ("Deployment", "StatefulSet"):
+        if resource["kind"] not in WORKLOADS:
             continue
         template = resource["spec"]["template"]
         container = template["spec"]["containers"][0]
@@ -314,7 +318,10 @@ def test_options_reach_the_manifests(deployed: dict[str, Path]) -> None:
     assert trigger["consumerGroup"] == "sensor-alerts.threshold"
     assert trigger["bootstrapServers"] == "my-cluster-kafka-bootstrap.kafka.svc:9092"
     assert ("ScaledObject", "sensor-alerts-ingest") not in prod  # a source has no lag
-    assert prod[("Deployment", "sensor-alerts-ingest")]["spec"]["replicas"] == 1
+    job = prod[("Job", "sensor-alerts-ingest")]["spec"]  # --job: the bounded source runs once
+    assert (job["completions"], job["parallelism"], job["completionMode"]) == (1, 1, "Indexed")
+    assert job["template"]["spec"]["restartPolicy"] == "OnFailure"
+    assert ("Deployment", "sensor-alerts-ingest") not in prod
     container = threshold["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"] == {
         "requests": {"cpu": "500m", "memory": "1Gi"},

@@ -149,6 +149,8 @@ def test_invalid_blueprint_is_reported_like_verify() -> None:
         (["--memory", "threshold=lots"], "is not a Kubernetes quantity"),
         (["--cpu", "nobody=1"], "no streamlet 'nobody'"),
         (["--ingress", "ingest=a.example"], "is not an HTTP ingress"),
+        (["--job", "threshold"], "only a source (no inlets) can run as a Job"),
+        (["--job", "ingst"], "did you mean 'ingest'"),
         (["--set", "threshold.limit=hot"], "invalid-config"),
     ],
 )

@@ -180,7 +180,7 @@ def test_kubectl_errors_pass_through(kubectl: FakeKubectl) -> None:
 def test_undeploy_deletes_by_label_and_keeps_topics(kubectl: FakeKubectl) -> None:
     kubectl.on(
         "delete",
-        "deployments,statefulsets,services,ingresses.networking.k8s.io,configmaps,secrets",
+        "deployments,statefulsets,jobs,services,ingresses.networking.k8s.io,configmaps,secrets",
         stdout='deployment.apps "sensor-alerts-threshold" deleted\n',
     )
     kubectl.on(
@@ -194,7 +194,7 @@ def test_undeploy_deletes_by_label_and_keeps_topics(kubectl: FakeKubectl) -> Non
     assert kubectl.argv == [
         [
             "delete",
-            "deployments,statefulsets,services,ingresses.networking.k8s.io,configmaps,secrets",
+            "deployments,statefulsets,jobs,services,ingresses.networking.k8s.io,configmaps,secrets",
             "-l",
             selector,
             "--ignore-not-found",
@@ -240,7 +240,7 @@ def test_scale_finds_the_streamlet_and_scales_its_deployment(kubectl: FakeKubect
     assert kubectl.argv == [
         [
             "get",
-            "deployments,statefulsets",
+            "deployments,statefulsets,jobs",
             "-l",
             SELECTOR.format(app="sensor-alerts"),
             "-o",
@@ -257,6 +257,15 @@ def test_scale_an_exactly_once_streamlet_scales_its_statefulset(kubectl: FakeKub
     result = flow("scale", "orders", "pricing", "3")
     assert result.exit_code == 0, result.output
     assert kubectl.argv[-1] == ["scale", "statefulset", "orders-pricing", "--replicas=3"]
+
+
+def test_a_job_is_not_scaled(kubectl: FakeKubectl) -> None:
+    item = {**deployment_json("sensor-alerts", "ingest"), "kind": "Job"}
+    kubectl.on("get", "deployments", stdout={"items": [item]})
+    result = flow("scale", "sensor-alerts", "ingest", "3")
+    assert result.exit_code == 1
+    assert "runs as a Job" in result.output
+    assert not any(a[0] == "scale" for a in kubectl.argv)
 
 
 def test_scale_unknown_streamlet_or_app(kubectl: FakeKubectl) -> None:
@@ -456,7 +465,19 @@ def test_status_shows_a_table_per_streamlet(kubectl: FakeKubectl) -> None:
             "status": {"containerStatuses": [{"restartCount": 1, "state": {"running": {}}}]},
         },
     ]
-    kubectl.on("get", "deployments", stdout={"items": items})
+    job = {
+        "kind": "Job",
+        "metadata": {
+            "name": "sensor-alerts-backfill",
+            "labels": {
+                "app.kubernetes.io/name": "backfill",
+                "app.kubernetes.io/instance": "sensor-alerts-backfill",
+            },
+        },
+        "spec": {"completions": 2, "parallelism": 2},
+        "status": {"succeeded": 2, "conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    kubectl.on("get", "deployments", stdout={"items": [*items, job]})
     kubectl.on("get", "pods", stdout={"items": pods})
     result = flow("status", "sensor-alerts", "-n", "prod")
     assert result.exit_code == 0, result.output
@@ -470,11 +491,21 @@ def test_status_shows_a_table_per_streamlet(kubectl: FakeKubectl) -> None:
         "RESTARTS",
         "STATE",
     ]
-    assert lines[1].split() == ["ingest", "1", "1", "1", "1", "0", "ready"]
-    assert lines[2].split() == ["threshold", "4", "2", "4", "2", "4", "CrashLoopBackOff"]
+    assert lines[1].split() == ["backfill", "2", "0", "2", "2", "0", "complete"]
+    assert lines[2].split() == ["ingest", "1", "1", "1", "1", "0", "ready"]
+    assert lines[3].split() == ["threshold", "4", "2", "4", "2", "4", "CrashLoopBackOff"]
     selector = SELECTOR.format(app="sensor-alerts")
     assert kubectl.argv == [
-        ["get", "deployments,statefulsets", "-l", selector, "--namespace", "prod", "-o", "json"],
+        [
+            "get",
+            "deployments,statefulsets,jobs",
+            "-l",
+            selector,
+            "--namespace",
+            "prod",
+            "-o",
+            "json",
+        ],
         ["get", "pods", "-l", selector, "--namespace", "prod", "-o", "json"],
     ]
 
