@@ -200,7 +200,46 @@ def test_flow_run_local_config_file_and_set(app: Write, tmp_path: Path) -> None:
     assert "fail_every" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_sigint_drains_and_loses_nothing(app: Write, tmp_path: Path) -> None:
+def test_flow_run_local_fan_out_fan_in_async_and_a_bad_input_line(
+    app: Write, tmp_path: Path
+) -> None:
+    (tmp_path / "extra.jsonl").write_text('{"value": 100}\n{"value": "many"}\n{"value": 101}\n')
+    app(
+        """
+        name: shapes
+        streamlets:
+          a: {class: pipeline_app:Numbers, config: {count: 40, label: a}}
+          b: {class: pipeline_app:Numbers, config: {count: 60, label: b}}
+          file:
+            class: streamlets.library:FileSource
+            config: {path: extra.jsonl, schema: "pipeline_app:Number"}
+          sync: {class: pipeline_app:Double, replicas: 2}
+          async: {class: pipeline_app:AsyncDouble}
+          sink: {class: pipeline_app:Collect, config: {path: out/all.jsonl}}
+        topics:
+          numbers:
+            producers: [a.out, b.out, file.out]
+            consumers: [sync.numbers, async.numbers]
+          doubled:
+            producers: [sync.out, async.out]
+            consumers: [sink.records]
+        """
+    )
+    proc = flow("run-local", "blueprint.yaml", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    values = sorted(r["value"] for r in lines(tmp_path / "out" / "all.jsonl"))
+    # every number (40 + 60 + 2 good lines) through both branches of the fan-out
+    expected = sorted([*range(40), *range(60), 100, 101] * 2)
+    assert values == expected
+    (dead,) = lines(tmp_path / "run" / "dead-letters.jsonl")
+    assert dead["streamlet"] == "file" and dead["value"] == '{"value": "many"}'  # type: ignore[comparison-overlap]
+    assert "extra.jsonl:2" in str(dead["error_message"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_drains_and_loses_nothing(
+    app: Write, tmp_path: Path, signum: signal.Signals
+) -> None:
     app(PIPELINE.replace("{count: 200}", "{count: null, delay_s: 0.002}"))
     proc = subprocess.Popen(
         [str(FLOW), "run-local", "blueprint.yaml", "--quiet"],
@@ -213,7 +252,7 @@ def test_sigint_drains_and_loses_nothing(app: Write, tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while len(lines(out)) < 100 and time.monotonic() < deadline:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     values = sorted(r["value"] for r in lines(out))
