@@ -465,7 +465,16 @@ def configure_command(
         result = operations.configure(kubectl, app, overrides, namespace, code_dir=code_dir)
     except ConfigProblemsError as exc:
         _show_problems(exc.problems)
-        raise click.ClickException("the new config is invalid; nothing was changed") from None
+        hint = ""
+        if any(p.code in ("class-not-found", "import-error") for p in exc.problems):
+            hint = (
+                f" (the streamlet classes must import from --code-dir, here "
+                f"{os.path.abspath(code_dir)}: run it in the blueprint's directory or pass "
+                "--code-dir DIR)"
+            )
+        raise click.ClickException(
+            f"the new config is invalid; nothing was changed{hint}"
+        ) from None
     except KubectlError as exc:
         raise click.ClickException(str(exc)) from None
     restarted = ", ".join(result.restarted) or "none (config unchanged)"

@@ -22,8 +22,10 @@ from runner.k8s import naming
 from runner.k8s.config import AppConfig, build_app_config, plain
 from runner.k8s.kubectl import Kubectl, KubectlError
 from runner.k8s.render import config_map, secret
+from streamlets.errors import StreamletsError
 
 __all__ = [
+    "ConfigProblemsError",
     "ConfigureResult",
     "StreamletStatus",
     "app_selector",
@@ -159,7 +161,7 @@ def _merged_overrides(deployed: Mapping[str, Any], new: ConfigOverrides) -> Conf
     return ConfigOverrides(values, sections, new.problems)
 
 
-class ConfigProblemsError(KubectlError):
+class ConfigProblemsError(StreamletsError):
     """The new config does not validate; ``problems`` says why."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:

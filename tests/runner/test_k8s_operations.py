@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,29 @@ def test_configure_unknown_app_or_nothing_to_do(kubectl: FakeKubectl) -> None:
     assert "no application 'nope' is deployed" in result.output
     result = flow("configure", "sensor-alerts")
     assert result.exit_code == 2 and "nothing to configure" in result.output
+
+
+def test_configure_says_where_the_classes_must_come_from(
+    kubectl: FakeKubectl, tmp_path: Path
+) -> None:
+    """Run as a user would (a fresh process): the classes are not importable from here."""
+    config_map, secret = deployed_config(tmp_path, SENSORS)
+    kubectl.on("get", "configmap", stdout=config_map)
+    kubectl.on("get", "secret", stdout=secret)
+    command = ["configure", "sensor-alerts", "--set", "threshold.limit=28"]
+    proc = subprocess.run(
+        [sys.executable, "-c", "from runner.cli import main; main()", *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "class-not-found" in proc.stderr
+    assert "run it in the blueprint's directory or pass --code-dir DIR" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [a[:2] for a in kubectl.argv] == [["get", "configmap"], ["get", "secret"]]
 
 
 # -- status -----------------------------------------------------------------------------
