@@ -181,6 +181,18 @@ def _section_value(overrides: ConfigOverrides, section: str, key: str) -> str | 
     return value if isinstance(value, str) and value else None
 
 
+def _check_runner_sections(overrides: ConfigOverrides) -> None:
+    """Reject the runner sections the pods would reject, before anything is deployed."""
+    from runner.kafka.settings import KafkaSettings, KafkaSettingsError
+    from runner.kafka_cli import runner_section
+
+    runner_section(overrides.sections.get("runner"))
+    try:
+        KafkaSettings.load(overrides.sections.get("kafka"), environ={})
+    except KafkaSettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _kubectl(context: str | None) -> Kubectl:
     try:
         return Kubectl.find(context)
@@ -273,6 +285,7 @@ def _kubectl(context: str | None) -> Kubectl:
     type=click.Choice(["IfNotPresent", "Always", "Never"]),
     default="IfNotPresent",
     show_default=True,
+    help="When the nodes pull the image.",
 )
 @click.option(
     "--metrics-port",
@@ -319,6 +332,7 @@ def deploy_command(
     """
     overrides = _overrides(config_file, sets)
     verified = _verified(blueprint, overrides)
+    _check_runner_sections(overrides)
     options = DeployOptions(
         image=image,
         namespace=namespace,

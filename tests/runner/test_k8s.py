@@ -161,6 +161,18 @@ def test_bad_options_are_clear_errors(args: list[str], message: str) -> None:
     assert "Traceback" not in result.output
 
 
+def test_runner_sections_the_pods_would_reject_are_rejected_here(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("runner: {grace_periodd: 10}\n")
+    result = flow("deploy", str(SENSORS), "--image", "i:1", "--config", str(config))
+    assert result.exit_code == 2
+    assert "unknown key 'grace_periodd' in the 'runner:' section" in result.output
+    config.write_text("kafka: [not, a, mapping]\n")
+    result = flow("deploy", str(SENSORS), "--image", "i:1", "--config", str(config))
+    assert result.exit_code == 2
+    assert "'kafka:' section" in result.output
+
+
 def test_an_http_ingress_needs_a_fixed_port(tmp_path: Path) -> None:
     blueprint, _ = write_orders_app(tmp_path / "orders")
     result = flow("deploy", str(blueprint), "--image", "i:1", "--set", "http-in.port=0")
