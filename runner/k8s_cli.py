@@ -350,14 +350,14 @@ def deploy_command(
         dead_letter_template=_section_value(overrides, "runner", "dead_letter_topic"),
         jobs=frozenset(jobs),
     )
-    problems = option_problems(verified, options)
-    if problems:
-        raise click.UsageError("; ".join(problems))
     with open(verified.path, encoding="utf-8") as fh:
         document = yaml.safe_load(fh)
     app_config = build_app_config(
         verified, document, overrides, source=os.path.basename(verified.path)
     )
+    problems = option_problems(verified, options, app_config)
+    if problems:
+        raise click.UsageError("; ".join(problems))
     manifests = render(verified, options, app_config)
     kubectl = _kubectl(context) if apply_ else None
     if output_dir is None and not apply_:

@@ -6,11 +6,18 @@ from typing import Any
 
 from blueprint import StreamletSpec, VerifiedBlueprint
 from runner.k8s import naming
+from runner.k8s.keda_auth import KafkaAuth
 from runner.k8s.options import DeployOptions
 from runner.k8s.workloads import metadata, workload_kind
 from runner.kafka.naming import group_id
 
-__all__ = ["DEFAULT_MAX_REPLICAS", "KEDA_API_VERSION", "can_autoscale", "scaled_object"]
+__all__ = [
+    "DEFAULT_MAX_REPLICAS",
+    "KEDA_API_VERSION",
+    "can_autoscale",
+    "scaled_object",
+    "trigger_authentication",
+]
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 #: Upper bound of an autoscaled streamlet whose input topics do not declare partitions.
@@ -31,8 +38,30 @@ def can_autoscale(verified: VerifiedBlueprint, spec: StreamletSpec, options: Dep
     return spec.name not in options.jobs and bool(_input_topics(verified, spec))
 
 
+def trigger_authentication(app: str, auth: KafkaAuth, options: DeployOptions) -> dict[str, Any]:
+    """The TriggerAuthentication that hands the Kafka credentials in the Secret to KEDA."""
+    return {
+        "apiVersion": KEDA_API_VERSION,
+        "kind": "TriggerAuthentication",
+        "metadata": metadata(
+            naming.trigger_authentication_name(app),
+            options.namespace,
+            naming.app_labels(app, "autoscaler"),
+        ),
+        "spec": {
+            "secretTargetRef": [
+                {"parameter": parameter, "name": naming.secret_name(app), "key": key}
+                for parameter, key, _ in auth.credentials
+            ]
+        },
+    }
+
+
 def scaled_object(
-    verified: VerifiedBlueprint, spec: StreamletSpec, options: DeployOptions
+    verified: VerifiedBlueprint,
+    spec: StreamletSpec,
+    options: DeployOptions,
+    auth: KafkaAuth | None = None,
 ) -> dict[str, Any]:
     """A ScaledObject with a Kafka lag trigger per input topic of ``spec``.
 
@@ -45,8 +74,9 @@ def scaled_object(
     minimum = options.replicas(spec.name, spec.replicas)
     partitions = [p for _, p in inputs if p is not None]
     maximum = options.max_replicas or (max(partitions) if partitions else DEFAULT_MAX_REPLICAS)
-    triggers = [
-        {
+    triggers: list[dict[str, Any]] = []
+    for topic, _ in inputs:
+        trigger: dict[str, Any] = {
             "type": "kafka",
             "metadata": {
                 "bootstrapServers": options.bootstrap_servers,
@@ -54,10 +84,12 @@ def scaled_object(
                 "topic": topic,
                 "lagThreshold": str(options.lag_threshold),
                 "offsetResetPolicy": "earliest",
+                **(auth.metadata if auth else {}),
             },
         }
-        for topic, _ in inputs
-    ]
+        if auth is not None and auth.credentials:
+            trigger["authenticationRef"] = {"name": naming.trigger_authentication_name(app)}
+        triggers.append(trigger)
     name = naming.deployment_name(app, spec.name)
     return {
         "apiVersion": KEDA_API_VERSION,

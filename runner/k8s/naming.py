@@ -21,6 +21,7 @@ __all__ = [
     "service_name",
     "streamlet_labels",
     "topic_resource_name",
+    "trigger_authentication_name",
 ]
 
 #: The ``app.kubernetes.io/managed-by`` label of everything ``flow deploy`` writes.
@@ -66,6 +67,11 @@ def config_map_name(app: str) -> str:
 def secret_name(app: str) -> str:
     """The Secret holding secret config values and Kafka client settings."""
     return _label(f"{app}-secret")
+
+
+def trigger_authentication_name(app: str) -> str:
+    """The KEDA TriggerAuthentication with the application's Kafka credentials."""
+    return _label(f"{app}-kafka")
 
 
 def topic_resource_name(topic: str) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 from blueprint import VerifiedBlueprint
 from blueprint.names import did_you_mean
 from runner.k8s import naming
-from runner.k8s.autoscale import can_autoscale, scaled_object
+from runner.k8s.autoscale import can_autoscale, scaled_object, trigger_authentication
 from runner.k8s.config import AppConfig
 from runner.k8s.ingress import HTTP_INGRESS_MARKER, http_port
+from runner.k8s.keda_auth import kafka_auth, kafka_auth_problem
 from runner.k8s.options import DeployOptions
 from runner.k8s.topics import kafka_topics
 from runner.k8s.workloads import deployment, ingress, metadata, service
@@ -104,21 +105,38 @@ def config_map(app: str, config: AppConfig, namespace: str | None) -> dict[str, 
     }
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 def secret(app: str, config: AppConfig, namespace: str | None) -> dict[str, Any]:
-    """The Secret carrying secret config values and the runner sections of the config."""
-    encoded = base64.b64encode(config.secret_yaml().encode()).decode()
+    """The Secret carrying secret config values and the runner sections of the config.
+
+    Besides the config file the pods read, it holds the Kafka credentials one per key
+    (``keda-kafka-*``) for KEDA's TriggerAuthentication.
+    """
+    data = {"secret-config.yaml": _b64(config.secret_yaml())}
+    auth = kafka_auth(config.secret.get("kafka"))
+    for _, key, value in auth.credentials if auth else ():
+        data[key] = _b64(value)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": metadata(naming.secret_name(app), namespace, naming.app_labels(app, "config")),
         "type": "Opaque",
-        "data": {"secret-config.yaml": encoded},
+        "data": data,
     }
 
 
-def option_problems(verified: VerifiedBlueprint, options: DeployOptions) -> list[str]:
+def option_problems(
+    verified: VerifiedBlueprint, options: DeployOptions, config: AppConfig | None = None
+) -> list[str]:
     """What is wrong with ``options`` for this blueprint, as messages (empty when fine)."""
     problems: list[str] = []
+    if options.autoscale and config is not None:
+        problem = kafka_auth_problem(config.secret.get("kafka"))
+        if problem:
+            problems.append(problem)
     names = list(verified.streamlets)
 
     def unknown(option: str, name: str) -> None:
@@ -190,9 +208,12 @@ def render(verified: VerifiedBlueprint, options: DeployOptions, config: AppConfi
                 items.append(
                     Manifest(f"ingress-{name}.yaml", ingress(verified, spec, options, host))
                 )
+    auth = kafka_auth(config.secret.get("kafka")) if autoscaled else None
+    if auth is not None and auth.credentials:
+        resource = trigger_authentication(app, auth, options)
+        items.append(Manifest("triggerauthentication.yaml", resource))
     for name, spec in verified.streamlets.items():
         if name in autoscaled:
-            items.append(
-                Manifest(f"scaledobject-{name}.yaml", scaled_object(verified, spec, options))
-            )
+            resource = scaled_object(verified, spec, options, auth)
+            items.append(Manifest(f"scaledobject-{name}.yaml", resource))
     return Manifests(app=app, source=config.source, items=tuple(items), config=config)

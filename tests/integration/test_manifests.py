@@ -35,6 +35,8 @@ SCHEMAS = Path(__file__).parent / "schemas"
 CRDS = {
     ("kafka.strimzi.io/v1", "KafkaTopic"): SCHEMAS / "strimzi-1.2.0-kafkatopic.crd.yaml",
     ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "keda-2.20.2-scaledobject.crd.yaml",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): SCHEMAS
+    / "keda-2.20.2-triggerauthentication.crd.yaml",
 }
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -162,6 +164,7 @@ def test_every_resource_validates(deployed: dict[str, Path]) -> None:
         "Ingress",
         "KafkaTopic",
         "ScaledObject",
+        "TriggerAuthentication",
     }
 
 
@@ -345,6 +348,18 @@ def test_options_reach_the_manifests(deployed: dict[str, Path]) -> None:
     assert odd[0]["spec"]["partitions"] == 6 and odd[0]["spec"]["replicas"] == 3
     dead = sorted(n for k, n in orders if k == "KafkaTopic" and n.endswith(".dead-letters"))
     assert dead == ["orders.http-in.dead-letters", "orders.pricing.dead-letters"]  # archive skips
+    # KEDA authenticates like the pods: SASL/SCRAM over TLS, credentials from the Secret.
+    trigger = orders[("ScaledObject", "orders-archive")]["spec"]["triggers"][0]
+    assert trigger["metadata"]["sasl"] == "scram_sha512"
+    assert trigger["metadata"]["tls"] == "enable"
+    assert trigger["authenticationRef"] == {"name": "orders-kafka"}
+    refs = orders[("TriggerAuthentication", "orders-kafka")]["spec"]["secretTargetRef"]
+    assert refs == [
+        {"parameter": "username", "name": "orders-secret", "key": "keda-kafka-username"},
+        {"parameter": "password", "name": "orders-secret", "key": "keda-kafka-password"},
+    ]
+    secret_data = orders[("Secret", "orders-secret")]["data"]
+    assert base64.b64decode(secret_data["keda-kafka-password"]) == b"kafka-sasl-pw-42"
     # The exactly-once streamlet runs as a StatefulSet whose pods know their index.
     pricing = orders[("StatefulSet", "orders-pricing")]
     assert ("Deployment", "orders-pricing") not in orders

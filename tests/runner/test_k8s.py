@@ -16,6 +16,7 @@ from runner.cli import cli
 from runner.k8s import DeployOptions, build_app_config, render
 from runner.k8s.config import secret_keys
 from runner.k8s.dockerfile import dockerfile, plan_image
+from runner.k8s.keda_auth import kafka_auth, kafka_auth_problem
 from runner.k8s.naming import deployment_name, service_name, topic_resource_name
 from runner.k8s.options import APP_DIR, RUN_AS_USER
 from tests.integration.test_manifests_app import write_orders_app
@@ -128,6 +129,29 @@ def test_a_dead_letter_template_names_the_dead_letter_topics(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert (out / "kafkatopic-dlq.sensor-alerts.threshold.yaml").exists()
     assert not list(out.glob("*dead-letters*"))
+
+
+def test_keda_authentication_follows_the_kafka_section() -> None:
+    assert kafka_auth(None) is None
+    assert kafka_auth({"bootstrap.servers": "k:9092"}) is None
+    tls = kafka_auth({"security.protocol": "SSL", "ssl.ca.pem": "-----BEGIN CERT"})
+    assert tls is not None
+    assert tls.metadata == {"tls": "enable"}
+    assert tls.credentials == (("ca", "keda-kafka-ca", "-----BEGIN CERT"),)
+    plain = kafka_auth({"security.protocol": "SASL_PLAINTEXT", "sasl.username": "u"})
+    assert plain is not None and plain.metadata == {"sasl": "plaintext"}
+    assert kafka_auth_problem({"sasl.mechanism": "SCRAM-SHA-256"}) is None
+    assert "GSSAPI" in str(kafka_auth_problem({"sasl.mechanism": "GSSAPI"}))
+
+
+def test_autoscale_with_unsupported_kafka_auth_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("kafka: {security.protocol: SASL_SSL, sasl.mechanism: OAUTHBEARER}\n")
+    args = ["deploy", str(SENSORS), "--image", "i:1", "--config", str(config)]
+    assert flow(*args).exit_code == 0  # fine without --autoscale
+    result = flow(*args, "--autoscale")
+    assert result.exit_code == 2
+    assert "sasl.mechanism OAUTHBEARER" in result.output
 
 
 # -- flow deploy: errors and files ------------------------------------------------------
