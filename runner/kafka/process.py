@@ -156,6 +156,7 @@ class StreamletProcess:
         self._produced_pending: dict[str, int] = {}
         self._delivery_errors: list[str] = []
         self._in_transaction = False
+        self._broken = False  # after a failure nothing more may be committed
         self._last_status = 0.0
         self._seen = (0, 0, 0, 0, 0)
         self._seen_stages: dict[str, int] = {}
@@ -333,6 +334,8 @@ class StreamletProcess:
 
     def _commit(self, *, force: bool = False, timeout: float | None = None) -> None:
         """Make finished work durable: flush outputs, then commit offsets (or the transaction)."""
+        if self._broken:
+            return
         dirty = any(p.count for p in self._partitions.values())
         if not dirty and not self._produced_pending and not self._in_transaction:
             return
@@ -652,6 +655,8 @@ class StreamletProcess:
             log.exception("%s-%d: unexpected error", self.name, self.replica)
             code = EXIT_CRASH
         finally:
+            if code != 0:
+                self._broken = True  # a half-processed batch must not be committed on close
             self.health.failed = None if code == 0 else (self.status.error or "failed")
             self._close_clients()
             self.status.state = state
