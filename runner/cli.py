@@ -199,8 +199,25 @@ def graph_command(
     type=click.Path(file_okay=False, writable=True),
     help="Directory for this run's files (dead letters). Default: ./runs/APP-TIMESTAMP.",
 )
+@click.option(
+    "--kafka",
+    is_flag=True,
+    help="Run one 'flow run-streamlet' process per replica against Kafka (an embedded broker "
+    "unless --bootstrap is given).",
+)
+@click.option(
+    "--bootstrap",
+    metavar="HOST:PORT",
+    help="Kafka bootstrap servers for --kafka (default: start an embedded broker).",
+)
 def run_local_command(
-    blueprint: str, config_file: str | None, sets: tuple[str, ...], quiet: bool, run_dir: str | None
+    blueprint: str,
+    config_file: str | None,
+    sets: tuple[str, ...],
+    quiet: bool,
+    run_dir: str | None,
+    kafka: bool,
+    bootstrap: str | None,
 ) -> None:
     """Run a blueprint in this process (asyncio, no broker).
 
@@ -209,6 +226,10 @@ def run_local_command(
     source has ended and every record has drained. Ctrl-C (or SIGTERM) stops the sources,
     drains what is in flight, runs teardown() and exits 0; a second Ctrl-C stops at once.
     Topics without producers in the blueprint are empty in a local run.
+
+    With --kafka, each streamlet replica runs as its own 'flow run-streamlet' process
+    against Kafka (an embedded Tansu broker unless --bootstrap is given); the run ends once
+    every bounded source has ended and every consumer group has caught up.
     """
     from runner.run_local import run_local
 
@@ -218,6 +239,12 @@ def run_local_command(
     for problem in result.problems:
         if problem.severity is not Severity.NOTE:
             click.echo(_format_problem(problem), err=True)
+    if bootstrap and not kafka:
+        raise click.UsageError("--bootstrap needs --kafka")
+    if kafka:
+        from runner.supervisor import run_kafka_command
+
+        sys.exit(run_kafka_command(result, blueprint, config_file, sets, bootstrap, quiet, run_dir))
     sys.exit(run_local(result, quiet=quiet, run_dir=run_dir))
 
 

@@ -232,3 +232,7 @@ def run_streamlet_command(
     except OSError as exc:  # e.g. the metrics port is taken
         raise click.ClickException(f"cannot start streamlet '{name}': {exc}") from None
     sys.exit(code)
+
+
+if __name__ == "__main__":  # `python -m runner.kafka_cli`: how `flow run-local --kafka` starts it
+    run_streamlet_command(prog_name="flow run-streamlet")

@@ -6,7 +6,9 @@ as librdkafka documents them. ``consumer:``, ``producer:`` and ``admin:`` subsec
 file, the environment, ``--bootstrap``.
 
 Environment variables: ``STREAMLETS_KAFKA_SASL_MECHANISM=PLAIN`` sets ``sasl.mechanism``
-(the name lower-cased, ``_`` becomes ``.``, ``__`` becomes a literal ``_``).
+(the name lower-cased, ``_`` becomes ``.``, ``__`` becomes a literal ``_``);
+``STREAMLETS_KAFKA_CONSUMER_SESSION_TIMEOUT_MS=6000`` sets ``session.timeout.ms`` of the
+consumer only (likewise ``_PRODUCER_`` and ``_ADMIN_``).
 """
 
 from __future__ import annotations
@@ -99,8 +101,14 @@ class KafkaSettings:
                 parts[name].update(_flatten(sub, f"kafka.{name}"))
         env = os.environ if environ is None else environ
         for name, value in env.items():
-            if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
-                common[_env_key(name[len(ENV_PREFIX) :])] = value
+            if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+                continue
+            rest = name[len(ENV_PREFIX) :]
+            kind, _, prop = rest.partition("_")
+            if kind.lower() in _SUBSECTIONS and prop:
+                parts[kind.lower()][_env_key(prop)] = value
+            else:
+                common[_env_key(rest)] = value
         if bootstrap:
             common["bootstrap.servers"] = bootstrap
         return cls(common, parts["consumer"], parts["producer"], parts["admin"])

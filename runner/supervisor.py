@@ -1,0 +1,500 @@
+"""`flow run-local --kafka`: one `flow run-streamlet` process per replica, against Kafka.
+
+Starts an embedded broker when no bootstrap servers are given, creates every topic of the
+blueprint, starts the processes, merges their logs (each line prefixed by its process),
+shows live progress, restarts a crashed process with backoff, and stops everything on
+Ctrl-C. When every bounded source has ended and every consumer group has caught up (by
+counting records: acknowledged outputs against committed inputs, because some brokers
+report wrong high watermarks), the processes are stopped and the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.console import Console
+
+from blueprint import VerifiedBlueprint
+from runner.broker import EmbeddedBroker
+from runner.core import StreamletStats
+from runner.kafka.admin import TopicError, ensure_topics, plan_topics
+from runner.kafka.naming import dead_letter_topic
+from runner.kafka.process import EXIT_FAILED
+from runner.kafka.settings import ENV_PREFIX, KafkaSettings
+from runner.kafka.status import ProcessStatus, read_status
+from runner.local import default_run_dir
+from runner.progress import Progress, summary_table
+
+__all__ = ["Supervisor", "run_supervised"]
+
+log = logging.getLogger("streamlets.runner.supervisor")
+
+#: Consumer settings for the embedded broker: Tansu joins a group in ~half the session timeout.
+EMBEDDED_CONSUMER = {"SESSION_TIMEOUT_MS": "6000", "HEARTBEAT_INTERVAL_MS": "500"}
+#: A process that crashes this many times in a row fails the run.
+MAX_RESTARTS = 5
+#: Seconds the counters must stay the same (and caught up) before the run ends.
+SETTLE_SECONDS = 1.0
+
+
+@dataclass
+class _Child:
+    """One replica's process (across restarts)."""
+
+    streamlet: str
+    replica: int
+    is_source: bool
+    status_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    incarnation: int = 0
+    crashes: int = 0
+    restart_at: float | None = None
+    finished: bool = False  # exited 0
+    carried: ProcessStatus | None = None  # counters of previous incarnations
+    last: ProcessStatus | None = None
+    forwarder: threading.Thread | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.streamlet}-{self.replica}"
+
+    @property
+    def status_file(self) -> Path:
+        return self.status_dir / f"{self.label}.{self.incarnation}.json"
+
+    def current(self) -> ProcessStatus | None:
+        found = read_status(self.status_file)
+        if found is not None:
+            self.last = found
+        return self.last
+
+    def retire(self) -> None:
+        """Fold the counters of the incarnation that just ended into ``carried``."""
+        final = self.current()
+        if final is not None:
+            self.carried = _add(self.carried, final)
+        self.last = None
+
+
+def _add(total: ProcessStatus | None, extra: ProcessStatus) -> ProcessStatus:
+    if total is None:
+        total = ProcessStatus(extra.streamlet, extra.replica)
+    total.records_in += extra.records_in
+    total.records_out += extra.records_out
+    total.errors += extra.errors
+    total.dead_lettered += extra.dead_lettered
+    total.skipped += extra.skipped
+    total.process_seconds += extra.process_seconds
+    for key, n in extra.produced.items():
+        total.produced[key] = total.produced.get(key, 0) + n
+    for key, n in extra.committed.items():
+        total.committed[key] = total.committed.get(key, 0) + n
+    return total
+
+
+def _forward(stream: IO[bytes], prefix: str) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        out = sys.stderr  # looked up each time: the live display may have replaced it
+        print(f"{prefix} {line}", file=out, flush=True)
+    stream.close()
+
+
+@dataclass
+class Supervisor:
+    """Runs every replica of ``blueprint`` as its own process against Kafka."""
+
+    blueprint: VerifiedBlueprint
+    blueprint_path: str
+    bootstrap: str | None = None
+    config_file: str | None = None
+    sets: Sequence[str] = ()
+    kafka_section: Any = None
+    run_dir: Path | None = None
+    quiet: bool = False
+    grace_period: float = 30.0
+    metrics: bool = True
+    dead_letter_template: str | None = None
+    children: list[_Child] = field(default_factory=list)
+    broker: EmbeddedBroker | None = None
+    started: float = 0.0
+    error: str | None = None
+    stopped: bool = False
+
+    # -- processes -----------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.broker is not None:
+            for key, value in EMBEDDED_CONSUMER.items():
+                env.setdefault(f"{ENV_PREFIX}CONSUMER_{key}", value)
+        return env
+
+    def _command(self, child: _Child, bootstrap: str) -> list[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "runner.kafka_cli",
+            self.blueprint_path,
+            child.streamlet,
+            "--bootstrap",
+            bootstrap,
+            "--replica",
+            str(child.replica),
+            "--status-file",
+            str(child.status_file),
+            "--log-format",
+            "text",
+            "--grace-period",
+            str(self.grace_period),
+            "--no-create-topics",
+        ]
+        if self.metrics:
+            command += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"]
+        else:
+            command.append("--no-metrics")
+        if self.config_file:
+            command += ["--config", self.config_file]
+        for assignment in self.sets:
+            command += ["--set", assignment]
+        return command
+
+    def _start(self, child: _Child, bootstrap: str) -> None:
+        child.incarnation += 1
+        child.restart_at = None
+        process = subprocess.Popen(
+            self._command(child, bootstrap),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self._env(),
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them in order
+        )
+        child.process = process
+        assert process.stdout is not None
+        child.forwarder = threading.Thread(
+            target=_forward, args=(process.stdout, f"[{child.label}]"), daemon=True
+        )
+        child.forwarder.start()
+
+    def _signal_all(self, sig: int) -> None:
+        for child in self.children:
+            process = child.process
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, sig)
+
+    def _stop_all(self, timeout: float) -> None:
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            process = child.process
+            if process is None:
+                continue
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                click.echo(
+                    f"{child.label}: did not stop within {timeout:.0f} s; killing it", err=True
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        for child in self.children:
+            if child.forwarder is not None:
+                child.forwarder.join(2)
+
+    # -- counting ------------------------------------------------------------------------
+
+    def statuses(self) -> list[ProcessStatus]:
+        """Per replica: its counters over all its incarnations."""
+        found = []
+        for child in self.children:
+            total = ProcessStatus(child.streamlet, child.replica)
+            if child.carried is not None:
+                total = _add(total, child.carried)
+            now = child.current() if child.process is not None else None
+            if now is not None:
+                total = _add(total, now)
+            found.append(total)
+        return found
+
+    def snapshot(self) -> Mapping[str, StreamletStats]:
+        """Counters per streamlet, summed over replicas (for the progress display)."""
+        totals = {name: StreamletStats() for name in self.blueprint.streamlets}
+        for status in self.statuses():
+            s = totals[status.streamlet]
+            s.records_in += status.records_in
+            s.records_out += status.records_out
+            s.errors += status.errors
+            s.dead_lettered += status.dead_lettered
+            s.skipped += status.skipped
+            s.process_seconds += status.process_seconds
+        return totals
+
+    def lag(self) -> dict[tuple[str, str], int]:
+        """Per (consumer streamlet, topic key): records produced but not yet committed."""
+        statuses = self.statuses()
+        produced: dict[str, int] = {}
+        committed: dict[tuple[str, str], int] = {}
+        for status in statuses:
+            for key, n in status.produced.items():
+                produced[key] = produced.get(key, 0) + n
+            for key, n in status.committed.items():
+                committed[(status.streamlet, key)] = committed.get((status.streamlet, key), 0) + n
+        lag = {}
+        for key, topic in self.blueprint.topics.items():
+            if not topic.producers:
+                continue  # outside input: a local run cannot know how much there is
+            for ref in topic.consumers:
+                done = committed.get((ref.streamlet, key), 0)
+                lag[(ref.streamlet, key)] = max(produced.get(key, 0) - done, 0)
+        return lag
+
+    def _sources_done(self) -> bool:
+        sources = [c for c in self.children if c.is_source]
+        return bool(sources) and all(c.finished for c in sources)
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _watch(self, bootstrap: str) -> None:
+        settled_since: float | None = None
+        previous: Any = None
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for child in self.children:
+                process = child.process
+                if process is not None and process.poll() is not None:
+                    self._exited(child, process.returncode)
+                if child.restart_at is not None and now >= child.restart_at:
+                    click.echo(f"{child.label}: restarting (attempt {child.crashes})", err=True)
+                    self._start(child, bootstrap)
+            if self.error is not None:
+                return
+            if not self._sources_done():
+                continue
+            lag = self.lag()
+            counters = (tuple(sorted(lag.items())), tuple(s.records_in for s in self.statuses()))
+            if any(lag.values()) or counters != previous:
+                previous = counters
+                settled_since = None
+                continue
+            if settled_since is None:
+                settled_since = now
+            elif now - settled_since >= SETTLE_SECONDS:
+                return
+
+    def _exited(self, child: _Child, code: int) -> None:
+        child.retire()
+        child.process = None
+        if code == 0:
+            child.finished = True
+            child.crashes = 0
+            return
+        if code == EXIT_FAILED:
+            self.error = f"streamlet process {child.label} failed (exit status {code})"
+            return
+        child.crashes += 1
+        why = f"signal {-code}" if code < 0 else f"exit status {code}"
+        if child.crashes > MAX_RESTARTS:
+            self.error = (
+                f"streamlet process {child.label} crashed {child.crashes} times in a row ({why})"
+            )
+            return
+        backoff = min(2.0 ** (child.crashes - 1), 30.0)
+        click.echo(f"{child.label}: crashed ({why}); restarting in {backoff:.0f} s", err=True)
+        child.restart_at = time.monotonic() + backoff
+
+    async def _run(self, bootstrap: str) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                click.echo(
+                    f"\n{signal.Signals(signum).name}: stopping every streamlet process "
+                    "(press Ctrl-C again to kill them at once)",
+                    err=True,
+                )
+                self.stopped = True
+                stop.set()
+            else:
+                self._signal_all(signal.SIGKILL)
+                raise KeyboardInterrupt
+
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
+                pass
+        progress = None if self.quiet else asyncio.create_task(Progress(self.snapshot).run())
+        watch = asyncio.create_task(self._watch(bootstrap))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([watch, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watch, stopper, progress):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(
+                *(t for t in (watch, stopper, progress) if t is not None), return_exceptions=True
+            )
+            # Stop the processes on this loop's thread, with the signal handlers still on.
+            await loop.run_in_executor(None, self._stop_all, self.grace_period + 5)
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def run(self) -> int:
+        """Run the application; returns the exit status (0 done or stopped, 1 failed)."""
+        self.started = time.monotonic()
+        run_dir = self.run_dir or default_run_dir(self.blueprint)
+        status_dir = run_dir / "status"
+        status_dir.mkdir(parents=True, exist_ok=True)
+        broker_log: IO[bytes] | None = None
+        try:
+            bootstrap = self.bootstrap
+            settings = KafkaSettings.load(self.kafka_section, bootstrap=bootstrap)
+            if settings.bootstrap is None:
+                broker_log = (run_dir / "broker.log").open("ab")
+                self.broker = EmbeddedBroker(log=broker_log).start()
+                bootstrap = self.broker.bootstrap
+                settings = KafkaSettings.load(self.kafka_section, bootstrap=bootstrap)
+                click.echo(
+                    f"embedded Kafka broker (Tansu) on {bootstrap}, pid {self.broker.pid}",
+                    err=True,
+                )
+            bootstrap = settings.require_bootstrap()
+            try:
+                plans = plan_topics(self.blueprint, dead_letter_template=self.dead_letter_template)
+                created = ensure_topics(settings.for_admin(), plans)
+            except TopicError as exc:
+                self.error = str(exc)
+                return self._report()
+            if created and not self.quiet:
+                click.echo(f"created topics: {', '.join(created)}", err=True)
+            for name, spec in self.blueprint.streamlets.items():
+                for replica in range(spec.replicas):
+                    child = _Child(name, replica, not spec.cls.inlets(), status_dir)
+                    self.children.append(child)
+            for child in self.children:
+                self._start(child, bootstrap)
+            n = len(self.children)
+            click.echo(
+                f"{self.blueprint.name}: started {n} streamlet process{'es' if n != 1 else ''} "
+                f"on {bootstrap}; logs prefixed [streamlet-replica]; Ctrl-C stops",
+                err=True,
+            )
+            try:
+                asyncio.run(self._run(bootstrap))
+            except KeyboardInterrupt:
+                click.echo(
+                    "aborted: streamlet processes killed; uncommitted work is redone", err=True
+                )
+                return 130
+            return self._report()
+        finally:
+            if self.broker is not None:
+                self.broker.stop()
+            if broker_log is not None:
+                broker_log.close()
+
+    def _report(self) -> int:
+        duration = time.monotonic() - self.started
+        stats = self.snapshot()
+        if not self.quiet:
+            state = "stopped" if self.stopped else ("failed" if self.error else "finished")
+            title = f"{self.blueprint.name} on Kafka: {state} in {duration:.1f} s"
+            Console(file=sys.stderr).print(summary_table(stats, duration, title))
+        dead = sum(s.dead_lettered for s in stats.values())
+        if dead:
+            names = ", ".join(
+                dead_letter_topic(self.blueprint, n, self.dead_letter_template)
+                for n, s in stats.items()
+                if s.dead_lettered
+            )
+            click.echo(f"{dead} record(s) went to dead-letter topics: {names}", err=True)
+        if self.error is not None:
+            click.echo(click.style(f"error: {self.error}", fg="red"), err=True)
+            return 1
+        return 0
+
+
+def run_supervised(
+    blueprint: VerifiedBlueprint,
+    blueprint_path: str,
+    *,
+    bootstrap: str | None = None,
+    config_file: str | None = None,
+    sets: Sequence[str] = (),
+    kafka_section: Any = None,
+    dead_letter_template: str | None = None,
+    quiet: bool = False,
+    run_dir: str | None = None,
+) -> int:
+    """`flow run-local --kafka`: run ``blueprint`` as processes; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    supervisor = Supervisor(
+        blueprint,
+        blueprint_path,
+        bootstrap=bootstrap,
+        config_file=config_file,
+        sets=sets,
+        kafka_section=kafka_section,
+        dead_letter_template=dead_letter_template,
+        run_dir=Path(run_dir) if run_dir else None,
+        quiet=quiet,
+    )
+    return supervisor.run()
+
+
+def run_kafka_command(
+    blueprint: VerifiedBlueprint,
+    blueprint_path: str,
+    config_file: str | None,
+    sets: Sequence[str],
+    bootstrap: str | None,
+    quiet: bool,
+    run_dir: str | None,
+) -> int:
+    """The body of `flow run-local --kafka` (reads the config file's kafka/runner sections)."""
+    from blueprint import load_overrides
+    from runner.kafka.settings import KafkaSettingsError
+    from runner.kafka_cli import runner_section
+
+    sections = load_overrides(config_file, sets).sections
+    section = runner_section(sections.get("runner"))
+    try:
+        KafkaSettings.load(sections.get("kafka"), bootstrap=bootstrap)
+    except KafkaSettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    return run_supervised(
+        blueprint,
+        blueprint_path,
+        bootstrap=bootstrap,
+        config_file=config_file,
+        sets=sets,
+        kafka_section=sections.get("kafka"),
+        dead_letter_template=section.get("dead_letter_topic"),
+        quiet=quiet,
+        run_dir=run_dir,
+    )

@@ -1,0 +1,182 @@
+"""`flow run-local --kafka`: one process per replica, same results as the in-process runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.integration.conftest import FLOW, KafkaApp
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sensors"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie of an exited child still answers kill(0): look at its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _pids(run_dir: Path) -> list[int]:
+    return [json.loads(p.read_text())["pid"] for p in (run_dir / "status").glob("*.json")]
+
+
+def test_sensors_example_on_kafka_gives_the_local_runners_output(tmp_path: Path) -> None:
+    app = tmp_path / "sensors"
+    shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns("output", "runs", "__pycache__"))
+    alerts = app / "output" / "alerts.jsonl"
+
+    local = subprocess.run(
+        [FLOW, "run-local", "blueprint.yaml", "-q", "--run-dir", str(tmp_path / "local")],
+        check=False,
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert local.returncode == 0, local.stderr
+    expected = sorted(alerts.read_text().splitlines())
+    assert expected, "the example should raise some alerts"
+    alerts.unlink()
+
+    on_kafka = subprocess.run(
+        [FLOW, "run-local", "blueprint.yaml", "--kafka", "--run-dir", str(tmp_path / "kafka")],
+        check=False,
+        cwd=app,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert on_kafka.returncode == 0, on_kafka.stderr
+    assert sorted(alerts.read_text().splitlines()) == expected
+    err = on_kafka.stderr
+    assert "embedded Kafka broker (Tansu)" in err
+    # Logs of every replica, merged and prefixed; both threshold replicas took partitions.
+    for label in ("ingest-0", "threshold-0", "threshold-1", "store-0"):
+        assert f"[{label}]" in err, err
+    assert "[threshold-0]" in err and "[threshold-1]" in err
+    assert "finished in" in err  # the summary table
+    # The embedded broker and every streamlet process are gone.
+    assert not any(_alive(pid) for pid in _pids(tmp_path / "kafka"))
+
+
+SLOW_PIPELINE = """
+streamlets:
+  numbers: {class: ktapp:Numbers, config: {count: 1200}}
+  pass:
+    class: ktapp:Passthrough
+    config: {delay: 0.003}
+  store:
+    class: ktapp:ItemFile
+    config: {path: ids.txt}
+topics:
+  items:
+    name: "{app}-items"
+    producers: [numbers.out]
+    consumers: [pass.inp]
+    partitions: 2
+  out:
+    name: "{app}-out"
+    producers: [pass.out]
+    consumers: [store.inp]
+"""
+
+
+def _wait_for_status(run_dir: Path, label: str, timeout: float = 60) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in sorted((run_dir / "status").glob(f"{label}.*.json")):
+            try:
+                data: dict[str, object] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data.get("records_in"), int) and int(data["records_in"]) > 100:  # type: ignore[call-overload]
+                return data
+        time.sleep(0.1)
+    raise AssertionError(f"{label} did not get going")
+
+
+def test_a_crashed_process_is_restarted_and_nothing_is_lost(
+    kafka_app: Callable[..., KafkaApp], tmp_path: Path
+) -> None:
+    app = kafka_app(SLOW_PIPELINE)
+    run_dir = tmp_path / "run"
+    supervisor = subprocess.Popen(
+        [
+            FLOW,
+            "run-local",
+            str(app.blueprint),
+            "--kafka",
+            "--bootstrap",
+            app.bootstrap,
+            "--config",
+            str(app.config),
+            "--run-dir",
+            str(run_dir),
+            "-q",
+        ],
+        cwd=app.directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        status = _wait_for_status(run_dir, "pass-0")
+        os.kill(int(status["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+        output, _ = supervisor.communicate(timeout=150)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert supervisor.returncode == 0, output
+    assert "pass-0: crashed (signal 9); restarting" in output
+    ids = {int(line) for line in (app.directory / "ids.txt").read_text().split()}
+    assert ids == set(range(1200))  # at-least-once: duplicates allowed, losses not
+
+
+def test_ctrl_c_stops_every_process_cleanly(
+    kafka_app: Callable[..., KafkaApp], tmp_path: Path
+) -> None:
+    app = kafka_app(SLOW_PIPELINE.replace("count: 1200", "count: 100000"))
+    run_dir = tmp_path / "run"
+    supervisor = subprocess.Popen(
+        [
+            FLOW,
+            "run-local",
+            str(app.blueprint),
+            "--kafka",
+            "--bootstrap",
+            app.bootstrap,
+            "--config",
+            str(app.config),
+            "--run-dir",
+            str(run_dir),
+        ],
+        cwd=app.directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for_status(run_dir, "pass-0")
+        supervisor.send_signal(signal.SIGINT)
+        output, _ = supervisor.communicate(timeout=60)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert supervisor.returncode == 0, output
+    assert "SIGINT: stopping every streamlet process" in output
+    assert "stopped in" in output
+    assert "Traceback" not in output
+    assert not any(_alive(pid) for pid in _pids(run_dir))
