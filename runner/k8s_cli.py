@@ -138,14 +138,11 @@ def _replicas(text: str, option: str) -> int:
 
 
 def _resources(cpu: Sequence[str], memory: Sequence[str]) -> dict[str, Resources]:
-    """``--cpu [NAME=]Q`` sets the CPU request; ``--memory [NAME=]Q`` request and limit."""
-    found: dict[str, dict[str, dict[str, str]]] = {}
+    """``--cpu [NAME=]Q`` sets the CPU request; ``--memory [NAME=]Q`` request and limit.
 
-    def entry(name: str) -> dict[str, dict[str, str]]:
-        if name not in found:
-            found[name] = {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
-        return found[name]
-
+    Without ``NAME=`` a value applies to every streamlet; a streamlet's own value wins.
+    """
+    given: dict[str, dict[str, str]] = {}  # target -> {"cpu"|"memory": quantity}
     for option, values in (("--cpu", cpu), ("--memory", memory)):
         for value in values:
             name, eq, quantity = value.rpartition("=")
@@ -157,21 +154,19 @@ def _resources(cpu: Sequence[str], memory: Sequence[str]) -> dict[str, Resources
                     f"(e.g. {'500m or 2' if option == '--cpu' else '512Mi or 2Gi'})",
                     param_hint=option,
                 )
-            res = entry(target)
-            if option == "--cpu":
-                res["requests"]["cpu"] = quantity
-            else:
-                res["requests"]["memory"] = quantity
-                res["limits"]["memory"] = quantity
-    if "default" in found:
-        for name, res in found.items():
-            if name == "default":
-                continue
-            for kind, defaults in found["default"].items():
-                for key, quantity in defaults.items():
-                    if res[kind][key] == DEFAULT_RESOURCES.get(kind, {}).get(key):
-                        res[kind][key] = quantity
-    return dict(found)
+            given.setdefault(target, {})[option.lstrip("-")] = quantity
+    defaults = given.get("default", {})
+    found: dict[str, Resources] = {}
+    for target, own in given.items():
+        chosen = {**defaults, **own}
+        res = {kind: dict(values) for kind, values in DEFAULT_RESOURCES.items()}
+        if "cpu" in chosen:
+            res["requests"]["cpu"] = chosen["cpu"]
+        if "memory" in chosen:
+            res["requests"]["memory"] = chosen["memory"]
+            res["limits"]["memory"] = chosen["memory"]
+        found[target] = res
+    return found
 
 
 def _section_value(overrides: ConfigOverrides, section: str, key: str) -> str | None:

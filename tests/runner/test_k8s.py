@@ -121,6 +121,30 @@ def test_the_kafka_section_sets_bootstrap_and_goes_to_the_secret(tmp_path: Path)
     assert "kafka.example" not in (out / "configmap.yaml").read_text()
 
 
+def test_resources_per_streamlet_and_for_all(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--memory", "1Gi", "--memory", "threshold=512Mi", "--cpu", "store=2"]
+    result = flow("deploy", str(SENSORS), "--image", "i:1", "-o", str(out), *args)
+    assert result.exit_code == 0, result.output
+
+    def resources(name: str) -> Any:
+        deployment = yaml.safe_load((out / f"deployment-{name}.yaml").read_text())
+        return deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+
+    assert resources("threshold") == {
+        "requests": {"cpu": "100m", "memory": "512Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    assert resources("store") == {
+        "requests": {"cpu": "2", "memory": "1Gi"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert resources("ingest") == {
+        "requests": {"cpu": "100m", "memory": "1Gi"},
+        "limits": {"memory": "1Gi"},
+    }
+
+
 def test_a_dead_letter_template_names_the_dead_letter_topics(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("runner: {dead_letter_topic: 'dlq.{app}.{streamlet}'}\n")
