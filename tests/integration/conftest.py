@@ -225,7 +225,7 @@ class KafkaApp:
     def streamlet(
         self, name: str, *args: str, replica: int = 0, status: Path | None = None
     ) -> subprocess.Popen[bytes]:
-        """Start ``flow run-streamlet`` for one streamlet of the app."""
+        """Start ``flow run-streamlet`` for one streamlet of the app (no metrics unless asked)."""
         command = [
             FLOW,
             "run-streamlet",
@@ -237,11 +237,12 @@ class KafkaApp:
             str(self.config),
             "--replica",
             str(replica),
-            "--no-metrics",
             "--log-format",
             "text",
             *args,
         ]
+        if "--metrics-port" not in args:
+            command.append("--no-metrics")
         if status is not None:
             command += ["--status-file", str(status)]
         log = self.directory / f"{name}-{replica}.log"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -202,3 +204,71 @@ def test_sigkill_mid_stream_loses_nothing(
     finally:
         assert stop(second) == 0, app.log("pass")
     assert ids == set(range(count)), f"lost {sorted(set(range(count)) - ids)[:20]}"
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_metrics_health_and_readiness_endpoints(
+    kafka: KafkaTools, kafka_app: Callable[..., KafkaApp]
+) -> None:
+    app = kafka_app(
+        """
+        streamlets:
+          numbers: {class: ktapp:Numbers, config: {count: 50}}
+          pass:
+            class: ktapp:Passthrough
+            config: {fail_on: [5]}
+        topics:
+          items:
+            name: "{app}-items"
+            producers: [numbers.out]
+            consumers: [pass.inp]
+          out:
+            name: "{app}-out"
+            producers: [pass.out]
+        """
+    )
+    assert app.streamlet("numbers").wait(60) == 0, app.log("numbers")
+    status_file = app.directory / "pass.json"
+    process = app.streamlet(
+        "pass", "--metrics-port", "0", "--metrics-host", "127.0.0.1", status=status_file
+    )
+    try:
+        deadline = time.monotonic() + 30
+        port = None
+        while port is None and time.monotonic() < deadline:
+            status = read_status(status_file)
+            port = status.metrics_port if status is not None else None
+            time.sleep(0.1)
+        assert port, app.log("pass")
+        base = f"http://127.0.0.1:{port}"
+        assert _get(f"{base}/healthz")[0] == 200
+        kafka.read(f"{app.name}-out", 49, timeout=60)
+        deadline = time.monotonic() + 30
+        while _get(f"{base}/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _get(f"{base}/readyz") == (200, "ok\n")
+        deadline = time.monotonic() + 30
+        labels = f'app="{app.name}",replica="0",streamlet="pass"'
+        while time.monotonic() < deadline:
+            code, text = _get(f"{base}/metrics")
+            if f"streamlets_records_in_total{{{labels}}} 50.0" in text:
+                break
+            time.sleep(0.2)
+        assert code == 200
+        assert f"streamlets_records_in_total{{{labels}}} 50.0" in text, text
+        assert f"streamlets_records_out_total{{{labels}}} 49.0" in text
+        errors = f'app="{app.name}",replica="0",stage="process",streamlet="pass"'
+        assert f"streamlets_record_errors_total{{{errors}}} 1.0" in text
+        assert f"streamlets_dead_letters_total{{{labels}}} 1.0" in text
+        assert "streamlets_process_latency_seconds_bucket" in text
+        assert "streamlets_commit_latency_seconds_count" in text
+        assert _get(f"{base}/nope")[0] == 404
+    finally:
+        assert stop(process) == 0, app.log("pass")
