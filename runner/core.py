@@ -245,6 +245,8 @@ class Executor:
         self.handlers: dict[str, Any] = {}
         self.is_async: dict[str, bool] = {}
         self.validators: dict[str, Any] = {}
+        # Inlets whose records go to `process_many(records)` in one call (see _process_many).
+        self.many: dict[str, Any] = {}
         for inlet_name in cls.inlets():
             topic = blueprint.inlet_topic(spec.name, inlet_name)
             writers = []
@@ -259,6 +261,9 @@ class Executor:
             self.is_async[inlet_name] = inspect.iscoroutinefunction(
                 handler
             ) or inspect.isasyncgenfunction(handler)
+            many = getattr(self.instance, "process_many", None)
+            if callable(many) and getattr(handler, "__func__", None) is getattr(cls, "process", 0):
+                self.many[inlet_name] = many
         self.encoders: dict[str, _Encoder] = {}
         for outlet_name in self.outlets:
             topics = blueprint.outlet_topics(spec.name, outlet_name)
@@ -540,6 +545,9 @@ class Executor:
             finally:
                 self.stats.process_seconds += time.perf_counter() - start
             return out, dead
+        many = self.many.get(inlet)
+        if many is not None:
+            return await self._process_many(inlet, many, messages)
         # async process: up to `concurrency` calls at once, outputs kept in input order.
         semaphore = asyncio.Semaphore(self.concurrency)
 
@@ -574,6 +582,58 @@ class Executor:
             for task in tasks:
                 task.cancel()
             self.stats.process_seconds += time.perf_counter() - start
+        return out, dead
+
+    async def _process_many(
+        self, inlet: str, many: Any, messages: Sequence[Message]
+    ) -> tuple[list[Emitted], list[DeadLetter]]:
+        """One ``await process_many(records)`` for the batch, for streamlets that work on
+        records together (the model-serving streamlet batches them into requests).
+
+        It returns one result per record, in order; an exception in place of a result is
+        that record's failure, so the error policy applies to that record alone.
+        """
+        out: list[Emitted] = []
+        dead: list[DeadLetter] = []
+        originals: list[Message] = []
+        records: list[Any] = []
+        for message in messages:
+            self.stats.records_in += 1
+            ok, record, failed = self._decode(inlet, message)
+            if not ok:
+                if failed is not None:
+                    dead.append(failed)
+                continue
+            originals.append(message)
+            records.append(record)
+        if not records:
+            return out, dead
+        start = time.perf_counter()
+        try:
+            results = list(await many(records))
+        finally:
+            self.stats.process_seconds += time.perf_counter() - start
+        if len(results) != len(records):
+            raise StreamletsError(
+                f"streamlet '{self.name}': process_many returned {len(results)} results "
+                f"for {len(records)} records"
+            )
+        for message, result in zip(originals, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, StreamletFailed):
+                    raise result
+                failed = self._fail("process", result, message, inlet)
+                if failed is not None:
+                    dead.append(failed)
+                continue
+            try:
+                routed = self.route(result)
+            except StreamletsError as exc:
+                failed = self._fail("process", exc, message, inlet)
+                if failed is not None:
+                    dead.append(failed)
+                continue
+            self._encode_or_fail(routed, message, inlet, out, dead)
         return out, dead
 
     def encode_generated(self, item: Any, out: list[Emitted], dead: list[DeadLetter]) -> None:

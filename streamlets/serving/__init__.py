@@ -17,7 +17,7 @@ from streamlets.serving.metrics import ModelMetrics, ServingMetrics
 from streamlets.serving.model_info import ModelInfo
 from streamlets.serving.protocols import InferenceProtocol, Target, V1Protocol, V2Protocol
 from streamlets.serving.streamlet import ModelServingStreamlet, ModelUpdate, ServingConfig
-from streamlets.serving.transport import HttpResponse, HttpxTransport, Transport
+from streamlets.serving.transport import HttpResponse, HttpxTransport, StreamsTransport, Transport
 
 __all__ = [
     "HttpResponse",
@@ -32,6 +32,7 @@ __all__ = [
     "ServingConfig",
     "ServingError",
     "ServingMetrics",
+    "StreamsTransport",
     "Target",
     "Transport",
     "TransportError",

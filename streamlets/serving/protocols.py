@@ -194,8 +194,7 @@ def _flatten(value: Any, out: list[Any]) -> None:
         out.append(value)
 
 
-def _datatype(flat: Sequence[Any], where: str) -> str:
-    kinds = {type(v) for v in flat}
+def _datatype(kinds: set[type], where: str) -> str:
     if not kinds or kinds <= {int, float}:
         return "FP64" if float in kinds or not kinds else "INT64"
     if kinds == {bool}:
@@ -209,23 +208,41 @@ def _datatype(flat: Sequence[Any], where: str) -> str:
     )
 
 
+def _flat_rows(values: Sequence[Any]) -> tuple[list[int], list[Any]] | None:
+    """Shape and data of scalars or of equally long rows (the common case, without
+    walking each value); ``None`` when the rows differ in length."""
+    first = values[0]
+    if not isinstance(first, (list, tuple)):
+        return [len(values)], list(values)
+    width = len(first)
+    flat: list[Any] = []
+    extend = flat.extend
+    for value in values:
+        if not isinstance(value, (list, tuple)) or len(value) != width:
+            return None
+        extend(value)
+    return [len(values), width], flat
+
+
 def _tensor(name: str, values: Sequence[Any]) -> dict[str, Any]:
     """One V2 input tensor stacking ``values`` (one per record) along a first batch axis."""
-    inner = _shape(values[0])
-    flat: list[Any] = []
-    for value in values:
-        if _shape(value) != inner:
-            raise BatchShapeError(
-                f"input '{name}' has shape {_shape(value)} for one record and {inner} for "
-                "another; the records of one request must have inputs of the same shape"
-            )
-        _flatten(value, flat)
-    return {
-        "name": name,
-        "shape": [len(values), *inner],
-        "datatype": _datatype(flat, name),
-        "data": flat,
-    }
+    fast = _flat_rows(values)
+    kinds: set[type] = set(map(type, fast[1])) if fast is not None else {list}
+    if fast is not None and not kinds & {list, tuple}:
+        shape, flat = fast
+    else:
+        inner = _shape(values[0])
+        flat = []
+        for value in values:
+            if _shape(value) != inner:
+                raise BatchShapeError(
+                    f"input '{name}' has shape {_shape(value)} for one record and {inner} for "
+                    "another; the records of one request must have inputs of the same shape"
+                )
+            _flatten(value, flat)
+        shape = [len(values), *inner]
+        kinds = set(map(type, flat))
+    return {"name": name, "shape": shape, "datatype": _datatype(kinds, name), "data": flat}
 
 
 def _unflatten(flat: Sequence[Any], shape: Sequence[int]) -> Any:
@@ -247,8 +264,12 @@ def _rows(output: Mapping[str, Any], count: int, where: str) -> list[Any]:
     data = output.get("data")
     if not isinstance(shape, list) or not isinstance(data, list):
         raise ProtocolError(f"{where}: output '{output.get('name')}' has no shape or data")
-    flat: list[Any] = []
-    _flatten(data, flat)
+    kinds = set(map(type, data))
+    if kinds & {list, tuple}:
+        flat: list[Any] = []
+        _flatten(data, flat)
+    else:
+        flat = data
     if not shape or shape[0] != count:
         raise ProtocolError(
             f"{where}: sent {count} record(s) but output '{output.get('name')}' has shape {shape}"

@@ -42,7 +42,7 @@ log = logging.getLogger("streamlets.serving")
 class ScorerSettings:
     """Batching, concurrency and fault settings (from the streamlet's config)."""
 
-    batch_size: int = 32
+    batch_size: int = 256
     max_wait: float = 0.005
     concurrency: int = 4
     timeout: float = 30.0
@@ -51,11 +51,34 @@ class ScorerSettings:
 
 
 class _Item:
-    __slots__ = ("future", "value")
+    """One model input and, once its batch is answered, its outcome."""
 
-    def __init__(self, value: Any, future: asyncio.Future[tuple[Any, ModelInfo]]) -> None:
+    __slots__ = ("error", "result", "value", "waiter")
+
+    def __init__(self, value: Any) -> None:
         self.value = value
-        self.future = future
+        self.result: tuple[Any, ModelInfo] | None = None
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None  # only for score() of one input
+
+    def settle(self, result: tuple[Any, ModelInfo] | None, error: BaseException | None) -> None:
+        self.result, self.error = result, error
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    @property
+    def settled(self) -> bool:
+        return self.result is not None or self.error is not None
+
+
+class _Batch:
+    """Inputs sent in one request; ``done`` resolves once all of them are settled."""
+
+    __slots__ = ("done", "items")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.items: list[_Item] = []
+        self.done: asyncio.Future[None] = loop.create_future()
 
 
 class Scorer:
@@ -66,7 +89,7 @@ class Scorer:
         self.metrics = metrics or ServingMetrics()
         self._backend: Backend | None = None
         self._available = asyncio.Event()
-        self._pending: list[_Item] = []
+        self._pending: _Batch | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,44 +116,78 @@ class Scorer:
 
     # -- batching --------------------------------------------------------------------------
 
-    async def score(self, value: Any) -> tuple[Any, ModelInfo]:
-        """The prediction for one model input, and which model made it."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Any, ModelInfo]] = loop.create_future()
-        self._pending.append(_Item(value, future))
-        if len(self._pending) >= self.settings.batch_size:
-            self._flush()
-        elif self._timer is None:
+    def _add(self, item: _Item, loop: asyncio.AbstractEventLoop) -> _Batch:
+        batch = self._pending
+        if batch is None:
+            batch = self._pending = _Batch(loop)
             self._timer = loop.call_later(self.settings.max_wait, self._flush)
-        return await future
+        batch.items.append(item)
+        if len(batch.items) >= self.settings.batch_size:
+            self._flush()
+        return batch
+
+    async def score(self, value: Any) -> tuple[Any, ModelInfo]:
+        """The prediction for one model input, and which model made it.
+
+        Raises the record's error (:class:`~streamlets.serving.errors.ModelRejected`, ...).
+        """
+        loop = asyncio.get_running_loop()
+        item = _Item(value)
+        item.waiter = loop.create_future()
+        self._add(item, loop)
+        await item.waiter
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
+
+    async def score_many(
+        self, values: Sequence[Any]
+    ) -> list[tuple[Any, ModelInfo] | BaseException]:
+        """Predictions for many inputs at once, in order; a failed input gets its error.
+
+        The inputs join the batch being filled and make new ones; the last, partial batch is
+        sent at once rather than after ``max_wait``, since the caller has no more inputs.
+        """
+        loop = asyncio.get_running_loop()
+        items = [_Item(value) for value in values]
+        batches: list[_Batch] = []
+        for item in items:
+            batch = self._add(item, loop)
+            if not batches or batches[-1] is not batch:
+                batches.append(batch)
+        if self._pending is not None and self._pending is batches[-1]:
+            self._flush()
+        await asyncio.gather(*(b.done for b in batches))
+        return [item.result if item.error is None else item.error for item in items]  # type: ignore[misc]
 
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
+        batch, self._pending = self._pending, None
+        if batch is not None and batch.items:
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[_Item]) -> None:
+    async def _run(self, batch: _Batch) -> None:
         try:
             async with self._slots:
-                await self._score_batch(batch)
+                await self._score_batch(batch.items)
         except BaseException as exc:
-            # A bug or a cancellation must not leave a process() call waiting forever.
-            for item in batch:
-                if not item.future.done():
-                    if isinstance(exc, asyncio.CancelledError):
-                        item.future.cancel()
-                    else:
-                        item.future.set_exception(exc)
+            # A bug or a cancellation must not leave a record waiting forever.
+            for item in batch.items:
+                if not item.settled:
+                    item.settle(None, exc)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            if not batch.done.done():
+                batch.done.set_result(None)
 
     async def _score_batch(self, batch: list[_Item]) -> None:
-        live = [item for item in batch if not item.future.done()]
+        live = [item for item in batch if not item.settled]
         if not live:
             return
         try:
@@ -138,13 +195,12 @@ class Scorer:
         except BatchRejected as exc:
             if len(live) == 1:
                 self.metrics.model(exc.model).rejected_records += 1
-                live[0].future.set_exception(
-                    ModelRejected(
-                        f"the model {exc.model} rejected the record: {exc}",
-                        model=exc.model,
-                        status=exc.status,
-                    )
+                error = ModelRejected(
+                    f"the model {exc.model} rejected the record: {exc}",
+                    model=exc.model,
+                    status=exc.status,
                 )
+                live[0].settle(None, error)
                 return
             # One bad record must not take its batch with it: halve until it is alone.
             middle = len(live) // 2
@@ -153,11 +209,10 @@ class Scorer:
             return
         except ModelUnavailable as exc:
             for item in live:
-                item.future.set_exception(exc)
+                item.settle(None, exc)
             return
         for item, prediction in zip(live, predictions, strict=True):
-            if not item.future.done():
-                item.future.set_result((prediction, info))
+            item.settle((prediction, info), None)
 
     async def _request(self, inputs: Sequence[Any]) -> tuple[list[Any], ModelInfo]:
         """One batch against the current backend, retried as the module docs say."""

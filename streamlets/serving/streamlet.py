@@ -27,7 +27,7 @@ from streamlets.serving.model_info import ModelInfo
 from streamlets.serving.protocols import PROTOCOLS, Target, protocol_for
 from streamlets.serving.retry import Backoff
 from streamlets.serving.scorer import Scorer, ScorerSettings
-from streamlets.serving.transport import HttpxTransport, Transport
+from streamlets.serving.transport import HttpxTransport, StreamsTransport, Transport
 from streamlets.streamlet import Streamlet
 
 __all__ = ["ModelServingStreamlet", "ModelUpdate", "ServingConfig"]
@@ -68,6 +68,7 @@ class ServingConfig(BaseModel):
     - ``timeout_s``: per-request timeout; ``retries``: retries of a timed-out request or of
       a 429/502/503/504 answer before its records go to dead letters. A server that cannot
       be reached is waited for without limit (records are held, not dropped).
+    - ``transport``: ``streams`` (default, a lean HTTP/1.1 client on asyncio) or ``httpx``.
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -79,11 +80,12 @@ class ServingConfig(BaseModel):
     path: str | None = None
     outputs: list[str] = Field(default_factory=list)
     input_name: str = "input-0"
-    batch_size: int = Field(64, ge=1, le=65536)
+    batch_size: int = Field(256, ge=1, le=65536)
     max_wait_ms: float = Field(5.0, ge=0, le=60_000)
     concurrency: int = Field(4, ge=1, le=1024)
     timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(5, ge=0)
+    transport: Literal["streams", "httpx"] = "streams"
 
     @model_validator(mode="after")
     def _one_model(self) -> ServingConfig:
@@ -210,7 +212,9 @@ class ModelServingStreamlet(Streamlet):
 
     def make_transport(self) -> Transport:
         """The HTTP transport (override to swap it, e.g. in tests)."""
-        return HttpxTransport(connections=self.config.concurrency)
+        if self.config.transport == "httpx":
+            return HttpxTransport(connections=self.config.concurrency)
+        return StreamsTransport(connections=self.config.concurrency)
 
     def _transport_now(self) -> Transport:
         if self._transport is None:
@@ -299,6 +303,34 @@ class ModelServingStreamlet(Streamlet):
         value = self.to_input(record)
         prediction, model = await self._scorer_now().score(value)
         return self.to_result(record, prediction, model)
+
+    async def process_many(self, records: list[Any]) -> list[Any]:
+        """Score many records together (the runner hands over each batch it has).
+
+        Same results as :meth:`process` for each record, without a task per record: one
+        result per record, or in its place the exception that record failed with.
+        """
+        values: list[Any] = []
+        inputs: list[int] = []
+        results: list[Any] = [None] * len(records)
+        for index, record in enumerate(records):
+            try:
+                values.append(self.to_input(record))
+            except Exception as exc:
+                results[index] = exc
+                continue
+            inputs.append(index)
+        if values:
+            scored = await self._scorer_now().score_many(values)
+            for index, outcome in zip(inputs, scored, strict=True):
+                if isinstance(outcome, BaseException):
+                    results[index] = outcome
+                    continue
+                try:
+                    results[index] = self.to_result(records[index], outcome[0], outcome[1])
+                except Exception as exc:
+                    results[index] = exc
+        return results
 
     @control.handler
     async def on_control(self, update: ModelUpdate) -> None:

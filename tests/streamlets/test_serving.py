@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from runner.testkit import run_streamlet
 from streamlets import Inlet, Outlet
 from streamlets.errors import ConfigError
-from streamlets.serving import ModelInfo, ModelServingStreamlet, ModelUpdate
+from streamlets.serving import ModelInfo, ModelServingStreamlet, ModelUpdate, StreamsTransport
 
 
 class FakeModelServer:
@@ -174,11 +174,13 @@ def check_scored(out: list[Scored], ids: list[int]) -> None:
     assert all(r.total == r.id + 0.5 for r in out)
 
 
+@pytest.mark.parametrize("transport", ["streams", "httpx"])
 @pytest.mark.parametrize("protocol", ["v1", "v2"])
 def test_scores_every_record_in_order_in_full_batches(
-    server: FakeModelServer, protocol: str
+    server: FakeModelServer, protocol: str, transport: str
 ) -> None:
-    config = {"url": server.url, "model": "m", "protocol": protocol, "batch_size": 10}
+    config: dict[str, Any] = {"url": server.url, "model": "m", "protocol": protocol}
+    config.update(batch_size=10, transport=transport)
     config["max_wait_ms"] = 200
     result = run_streamlet(Score, {"records": pairs(100)}, config=config)
     assert result.error is None
@@ -189,10 +191,25 @@ def test_scores_every_record_in_order_in_full_batches(
 
 
 def test_a_partial_batch_goes_after_max_wait(server: FakeModelServer) -> None:
-    config = {"url": server.url, "model": "m", "batch_size": 1000, "max_wait_ms": 1}
+    async def scenario() -> list[Scored]:
+        streamlet = Score({"url": server.url, "model": "m", "batch_size": 1000, "max_wait_ms": 20})
+        await streamlet.setup()
+        try:
+            return list(await asyncio.gather(*(streamlet.process(r) for r in pairs(7))))
+        finally:
+            await streamlet.teardown()
+
+    check_scored(asyncio.run(scenario()), list(range(7)))
+    assert server.batches == [7]
+
+
+def test_the_runner_hands_over_whole_batches_and_the_last_partial_one_goes_at_once(
+    server: FakeModelServer,
+) -> None:
+    config = {"url": server.url, "model": "m", "batch_size": 1000, "max_wait_ms": 60_000}
     result = run_streamlet(Score, {"records": pairs(7)}, config=config)
     check_scored(result.outputs["results"], list(range(7)))
-    assert server.batches == [7]
+    assert server.batches == [7]  # it did not wait a minute for more records
 
 
 def test_requests_in_flight_are_bounded_by_concurrency(server: FakeModelServer) -> None:
@@ -251,19 +268,24 @@ def test_retries_run_out_into_dead_letters_not_silence(server: FakeModelServer) 
     )
 
 
-def test_a_timeout_is_retried_then_reported(server: FakeModelServer) -> None:
+@pytest.mark.parametrize("transport", ["streams", "httpx"])
+def test_a_timeout_is_retried_then_reported(server: FakeModelServer, transport: str) -> None:
     server.delay = 2.0
-    config = {"url": server.url, "model": "m", "timeout_s": 0.05, "retries": 0}
+    config: dict[str, Any] = {"url": server.url, "model": "m", "timeout_s": 0.05, "retries": 0}
+    config["transport"] = transport
     result = run_streamlet(Score, {"records": pairs(2)}, config=config)
     assert len(result.dead_letters) == 2
     assert "no answer within 0.05 s" in result.dead_letters[0].error_message
 
 
-def test_records_wait_while_the_server_is_down_and_none_is_lost(server: FakeModelServer) -> None:
+@pytest.mark.parametrize("transport", ["streams", "httpx"])
+def test_records_wait_while_the_server_is_down_and_none_is_lost(
+    server: FakeModelServer, transport: str
+) -> None:
     server.down = True
     threading.Timer(0.6, lambda: setattr(server, "down", False)).start()
     started = time.monotonic()
-    config = {"url": server.url, "model": "m", "batch_size": 16}
+    config = {"url": server.url, "model": "m", "batch_size": 16, "transport": transport}
     result = run_streamlet(Score, {"records": pairs(200)}, config=config)
     assert time.monotonic() - started >= 0.6  # it waited for the server, it did not give up
     check_scored(result.outputs["results"], list(range(200)))
@@ -372,6 +394,39 @@ def test_embedded_model_file_errors_are_clear(tmp_path: Path) -> None:
         Score, {"records": pairs(1)}, config={"path": str(tmp_path / "x.joblib")}
     )
     assert result.error is not None and "does not exist" in str(result.error)
+
+
+def test_streams_transport_reads_chunked_answers_and_reconnects() -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n",
+        b"HTTP/1.1 503 Busy\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno",
+        b"HTTP/1.0 200 OK\r\n\r\nuntil-eof",
+    ]
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        served = iter(answers)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await reader.readline() not in (b"\r\n", b""):
+                pass
+            writer.write(next(served))
+            await writer.drain()
+            writer.close()  # every answer ends its connection: the client must reconnect
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport = StreamsTransport(connections=2)
+        try:
+            out = []
+            for _ in answers:
+                response = await transport.request("GET", f"http://127.0.0.1:{port}/x", timeout=5)
+                out.append((response.status, response.body))
+            return out
+        finally:
+            await transport.aclose()
+            server.close()
+
+    assert asyncio.run(scenario()) == [(200, b"abcdef"), (503, b"no"), (200, b"until-eof")]
 
 
 def test_config_is_validated() -> None:

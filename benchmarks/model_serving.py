@@ -1,0 +1,318 @@
+"""Benchmark: scoring 20k records against one MLServer (V2), side by side in one run.
+
+Run with ``.venv/bin/python benchmarks/model_serving.py`` (installs MLServer into
+``.cache/model-servers/`` on first use, like the integration tests). Every client scores
+the same records against the same server process and model:
+
+- **sequential**: one record per request, one request at a time (httpx);
+- **pipeline**: ``ModelServingStreamlet`` run by the local runner through the testkit, with
+  its default config and with the best batch size / concurrency of a small sweep (the
+  runner's Avro encoding of every record in and out included);
+- **streamlet**: the same streamlet driven directly (``process_many()`` on batches of 4096
+  records, as a runner calls it, with no runner and no codecs): the serving layer alone -
+  batching, ordering, protocol, transport - which is what compares with a hand-written
+  client; also with ``transport: httpx``;
+- **hand-written**: the best of a sweep of batched + concurrent asyncio clients on a
+  pooled ``httpx.AsyncClient`` and on raw asyncio streams (no HTTP library), with no
+  encoding or runner around them.
+
+It also measures requests/s of unbatched requests at 1..32 in flight on httpx and on raw
+streams, which shows whether httpx's pool stops scaling (httpx issue 3215). Ratios, not
+absolute times, are the result: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from runner.testkit import run_streamlet  # noqa: E402
+from tests.integration.model_servers import ServedModel, running  # noqa: E402
+from tests.integration.model_serving_app import (  # noqa: E402
+    Flower,
+    ScoredFlower,
+    ScoreFlowers,
+    iris_rows,
+)
+
+MODEL = "iris"
+
+
+def v2_body(rows: Sequence[Sequence[float]]) -> bytes:
+    flat = [v for row in rows for v in row]
+    body = {
+        "inputs": [{"name": "input-0", "shape": [len(rows), 4], "datatype": "FP64", "data": flat}],
+        "outputs": [{"name": "predict"}],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def v2_labels(body: bytes) -> list[int]:
+    return [int(v) for v in json.loads(body)["outputs"][0]["data"]]
+
+
+class RawConnection:
+    """A keep-alive HTTP/1.1 connection on asyncio streams (Content-Length bodies only)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> bytes:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        data = await self.reader.readexactly(length)
+        if b" 200 " not in status:
+            raise RuntimeError(f"{status!r}: {data[:200]!r}")
+        return data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def hand_written(
+    url: str, records: list[Flower], batch: int, concurrency: int, raw: bool
+) -> list[int]:
+    """Batched, concurrent scoring with no framework around it, doing the same record work
+    as the streamlet: features from each record in, a ScoredFlower per record out."""
+    path = f"/v2/models/{MODEL}/infer"
+    chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
+    batches = [[r.features for r in chunk] for chunk in chunks]
+    results: list[list[int]] = [[] for _ in batches]
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(batches)):
+        queue.put_nowait(index)
+
+    if raw:
+        parts = urlsplit(url)
+        connections = [
+            RawConnection(parts.hostname or "", parts.port or 80) for _ in range(concurrency)
+        ]
+
+        async def worker(n: int) -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                results[i] = v2_labels(await connections[n].post(path, v2_body(batches[i])))
+
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+        for connection in connections:
+            connection.close()
+    else:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+            async def worker(n: int) -> None:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    response = await client.post(
+                        path,
+                        content=v2_body(batches[i]),
+                        headers={"content-type": "application/json"},
+                    )
+                    response.raise_for_status()
+                    results[i] = v2_labels(response.content)
+
+            await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    scored = [
+        ScoredFlower(
+            id=r.id, label=label, model=MODEL, version=None, protocol="v2", batch_size=len(chunk)
+        )
+        for chunk, labels in zip(chunks, results, strict=True)
+        for r, label in zip(chunk, labels, strict=True)
+    ]
+    return [s.label for s in scored]
+
+
+def sequential(url: str, rows: list[list[float]]) -> list[int]:
+    """One record per request, one request at a time."""
+    labels = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for row in rows:
+            response = client.post(
+                f"/v2/models/{MODEL}/infer",
+                content=v2_body([row]),
+                headers={"content-type": "application/json"},
+            )
+            response.raise_for_status()
+            labels.extend(v2_labels(response.content))
+    return labels
+
+
+def streamlet(url: str, records: list[Flower], **settings: Any) -> list[int]:
+    config = {"url": url, "model": MODEL, "protocol": "v2", "outputs": ["predict"], **settings}
+    result = run_streamlet(ScoreFlowers, {"records": records}, config=config)
+    if result.error is not None or result.dead_letters:
+        raise RuntimeError(f"streamlet run failed: {result.error} {result.dead_letters[:1]}")
+    return [r.label for r in result.outputs["results"]]
+
+
+def direct(url: str, records: list[Flower], **settings: Any) -> list[int]:
+    """The streamlet's own work: process_many() on batches of records, as a runner calls it."""
+    config = {"url": url, "model": MODEL, "protocol": "v2", "outputs": ["predict"], **settings}
+
+    async def run() -> list[int]:
+        scorer = ScoreFlowers(config)
+        await scorer.setup()
+        try:
+            results = []
+            for start in range(0, len(records), 4096):  # the way a runner hands batches over
+                results.extend(await scorer.process_many(records[start : start + 4096]))
+        finally:
+            await scorer.teardown()
+        return [r.label for r in results]
+
+    return asyncio.run(run())
+
+
+def timed(run: Callable[[], list[int]], expected: list[int], name: str) -> float:
+    start = time.perf_counter()
+    labels = run()
+    elapsed = time.perf_counter() - start
+    if labels != expected[: len(labels)] or len(labels) != len(expected):
+        raise RuntimeError(f"{name}: wrong predictions")
+    return elapsed
+
+
+async def unbatched_rate(
+    url: str, record: Flower, in_flight: int, raw: bool, requests: int
+) -> float:
+    rows = [record] * requests
+    start = time.perf_counter()
+    await hand_written(url, rows, 1, in_flight, raw)
+    return requests / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--sequential-records", type=int, default=0, help="0: all records")
+    args = parser.parse_args()
+
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    base = iris_rows()
+    rows = [base[i % len(base)] for i in range(args.records)]
+    records = [Flower(id=i, features=row) for i, row in enumerate(rows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        x, y = load_iris(return_X_y=True)
+        model = LogisticRegression(max_iter=1000).fit(x, y)
+        path = Path(tmp) / "model.joblib"
+        joblib.dump(model, path)
+        expected = [int(p) for p in model.predict(rows)]
+        with running("mlserver", (ServedModel(MODEL, path),), Path(tmp)) as server:
+            url = server.url
+            print(f"MLServer at {url}; {args.records} records of 4 features\n")
+            # Warm up the server and the clients.
+            streamlet(url, records[:500])
+            asyncio.run(hand_written(url, records[:500], 50, 2, raw=False))
+
+            print("unbatched requests/s by requests in flight (httpx issue 3215 check):")
+            print(f"{'in flight':>10} {'httpx':>10} {'raw streams':>12}")
+            for in_flight in (1, 2, 4, 8, 16, 32):
+                h = asyncio.run(unbatched_rate(url, records[0], in_flight, False, 1500))
+                r = asyncio.run(unbatched_rate(url, records[0], in_flight, True, 1500))
+                print(f"{in_flight:>10} {h:>10.0f} {r:>12.0f}")
+            print()
+
+            n_seq = args.sequential_records or args.records
+            t_seq = timed(lambda: sequential(url, rows[:n_seq]), expected[:n_seq], "sequential")
+            rate_seq = n_seq / t_seq
+
+            t_default = timed(lambda: streamlet(url, records), expected, "pipeline default")
+            t_direct = timed(lambda: direct(url, records), expected, "streamlet default")
+
+            sweep = [(64, 2), (256, 2), (256, 4), (1024, 2), (1024, 4)]
+            tuned: dict[tuple[int, int], float] = {}
+            direct_tuned: dict[tuple[int, int], float] = {}
+            for batch, conc in sweep:
+                tuned[(batch, conc)] = timed(
+                    lambda b=batch, c=conc: streamlet(url, records, batch_size=b, concurrency=c),
+                    expected,
+                    "pipeline tuned",
+                )
+                direct_tuned[(batch, conc)] = timed(
+                    lambda b=batch, c=conc: direct(url, records, batch_size=b, concurrency=c),
+                    expected,
+                    "streamlet tuned",
+                )
+            best_tuned = min(tuned, key=tuned.__getitem__)
+            best_direct = min(direct_tuned, key=direct_tuned.__getitem__)
+            b, c = best_direct
+            t_httpx = timed(
+                lambda: direct(url, records, batch_size=b, concurrency=c, transport="httpx"),
+                expected,
+                "streamlet httpx",
+            )
+
+            hand: dict[tuple[int, int, bool], float] = {}
+            for batch, conc in sweep:
+                for raw in (False, True):
+                    hand[(batch, conc, raw)] = timed(
+                        lambda b=batch, c=conc, r=raw: asyncio.run(
+                            hand_written(url, records, b, c, r)
+                        ),
+                        expected,
+                        "hand-written",
+                    )
+            best_hand = min(hand, key=hand.__getitem__)
+
+    rate_hand = args.records / hand[best_hand]
+    n = args.records
+    table = [
+        ("sequential, 1 record/request", rate_seq),
+        ("pipeline (runner + Avro), default config", n / t_default),
+        (f"pipeline, batch {best_tuned[0]} x {best_tuned[1]} in flight", n / tuned[best_tuned]),
+        ("streamlet, default config", n / t_direct),
+        (f"streamlet, batch {b} x {c} in flight", n / direct_tuned[best_direct]),
+        (f"streamlet, batch {b} x {c}, httpx transport", n / t_httpx),
+        (
+            f"hand-written, batch {best_hand[0]} x {best_hand[1]} "
+            f"({'raw' if best_hand[2] else 'httpx'})",
+            rate_hand,
+        ),
+    ]
+    print(f"{'client':<48} {'records/s':>10} {'x sequential':>13} {'x hand-written':>15}")
+    for name, rate in table:
+        print(f"{name:<48} {rate:>10.0f} {rate / rate_seq:>13.1f} {rate / rate_hand:>15.2f}")
+    print(
+        "\nstreamlet sweep (records/s):",
+        {f"{b}x{c}": round(args.records / t) for (b, c), t in tuned.items()},
+    )
+    print(
+        "hand-written sweep (records/s):",
+        {f"{b}x{c}{' raw' if r else ''}": round(args.records / t) for (b, c, r), t in hand.items()},
+    )
+
+
+if __name__ == "__main__":
+    main()
