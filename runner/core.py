@@ -213,6 +213,11 @@ class _Encoder:
 _SINGLE_RECORD = (dict, BaseModel, Mapping)  # concrete classes first: ABC checks are slow
 
 
+def _decode_stage(exc: BaseException) -> str:
+    """``validate`` when a record decoded but did not fit its model, else ``decode``."""
+    return "validate" if "valid" in str(exc).lower() else "decode"
+
+
 def _is_record(value: Any) -> bool:
     return isinstance(value, (BaseModel, Mapping, str, bytes, int, float, bool))
 
@@ -326,6 +331,19 @@ class Executor:
         self.stats.dead_lettered += 1
         return dead
 
+    def _reject(
+        self,
+        stage: str,
+        exc: BaseException,
+        original: Message,
+        inlet: str | None,
+        dead: list[DeadLetter],
+    ) -> None:
+        """Apply the error policy to one record; its dead letter (if any) joins ``dead``."""
+        failed = self._fail(stage, exc, original, inlet)
+        if failed is not None:
+            dead.append(failed)
+
     # -- outputs -------------------------------------------------------------------------
 
     def _route(self, result: Any) -> Iterable[tuple[str, Any]]:
@@ -390,8 +408,7 @@ class Executor:
         try:
             return True, self.decoders[inlet].decode(message), None
         except CodecError as exc:
-            stage = "validate" if "valid" in str(exc).lower() else "decode"
-            return False, None, self._fail(stage, exc, message, inlet)
+            return False, None, self._fail(_decode_stage(exc), exc, message, inlet)
 
     def process_one_sync(
         self, inlet: str, message: Message, out: list[Emitted], dead: list[DeadLetter]
@@ -401,10 +418,7 @@ class Executor:
         try:
             record = self.decoders[inlet].decode(message)
         except CodecError as exc:
-            stage = "validate" if "valid" in str(exc).lower() else "decode"
-            failed = self._fail(stage, exc, message, inlet)
-            if failed is not None:
-                dead.append(failed)
+            self._reject(_decode_stage(exc), exc, message, inlet, dead)
             return
         try:
             result = self.handlers[inlet](record)
@@ -422,9 +436,7 @@ class Executor:
         except StreamletFailed:
             raise
         except Exception as exc:
-            failed = self._fail("process", exc, message, inlet)
-            if failed is not None:
-                dead.append(failed)
+            self._reject("process", exc, message, inlet, dead)
             return
         self._encode_or_fail(routed, message, inlet, out, dead)
 
@@ -452,10 +464,7 @@ class Executor:
             try:
                 record = only.decode(message.value) if only is not None else decoder.decode(message)
             except CodecError as exc:
-                stage = "validate" if "valid" in str(exc).lower() else "decode"
-                failed = self._fail(stage, exc, message, inlet)
-                if failed is not None:
-                    dead.append(failed)
+                self._reject(_decode_stage(exc), exc, message, inlet, dead)
                 continue
             try:
                 result = handler(record)
@@ -466,17 +475,13 @@ class Executor:
             except StreamletFailed:
                 raise
             except Exception as exc:
-                failed = self._fail("process", exc, message, inlet)
-                if failed is not None:
-                    dead.append(failed)
+                self._reject("process", exc, message, inlet, dead)
                 continue
             if isinstance(result, _SINGLE_RECORD):
                 try:
                     value = encode(result)
                 except (CodecError, StreamletsError) as exc:
-                    failed = self._fail("encode", exc, message, inlet)
-                    if failed is not None:
-                        dead.append(failed)
+                    self._reject("encode", exc, message, inlet, dead)
                     continue
                 stats.records_out += 1
                 out.append(Emitted(topic, Message(value, None, headers)))
@@ -497,9 +502,7 @@ class Executor:
         try:
             value = codec.encode(record)
         except (CodecError, StreamletsError) as exc:
-            failed = self._fail("encode", exc, message, inlet)
-            if failed is not None:
-                dead.append(failed)
+            self._reject("encode", exc, message, inlet, dead)
             return
         self.stats.records_out += 1
         out.append(Emitted(topic, Message(value, None, headers)))
@@ -517,9 +520,7 @@ class Executor:
             self.encode_outputs(routed, out)
         except (CodecError, StreamletsError) as exc:
             del out[mark:]  # all outputs of a record, or none
-            failed = self._fail("encode", exc, message, inlet)
-            if failed is not None:
-                dead.append(failed)
+            self._reject("encode", exc, message, inlet, dead)
 
     async def _call_async(self, inlet: str, record: Any) -> Any:
         handler = self.handlers[inlet]
@@ -573,9 +574,7 @@ class Executor:
                 except StreamletFailed:
                     raise
                 except Exception as exc:
-                    failed = self._fail("process", exc, message, inlet)
-                    if failed is not None:
-                        dead.append(failed)
+                    self._reject("process", exc, message, inlet, dead)
                     continue
                 self._encode_or_fail(routed, message, inlet, out, dead)
         finally:
@@ -622,16 +621,12 @@ class Executor:
             if isinstance(result, BaseException):
                 if isinstance(result, StreamletFailed):
                     raise result
-                failed = self._fail("process", result, message, inlet)
-                if failed is not None:
-                    dead.append(failed)
+                self._reject("process", result, message, inlet, dead)
                 continue
             try:
                 routed = self.route(result)
             except StreamletsError as exc:
-                failed = self._fail("process", exc, message, inlet)
-                if failed is not None:
-                    dead.append(failed)
+                self._reject("process", exc, message, inlet, dead)
                 continue
             self._encode_or_fail(routed, message, inlet, out, dead)
         return out, dead
@@ -645,22 +640,18 @@ class Executor:
         if isinstance(item, Rejected):
             error = item.error
             message = f"{item.where}: {error}" if item.where else str(error)
-            failed = self._fail(
-                "decode", _SourceInputError(message, error), Message(item.original), None
+            self._reject(
+                "decode", _SourceInputError(message, error), Message(item.original), None, dead
             )
-            if failed is not None:
-                dead.append(failed)
             return
         fast = self._fast
         if fast is not None and isinstance(item, _SINGLE_RECORD):
             try:
                 value = fast[1].encode(item)
             except (CodecError, StreamletsError) as exc:
-                failed = self._fail(
-                    "encode", exc, Message(repr(item).encode("utf-8", "replace")), None
+                self._reject(
+                    "encode", exc, Message(repr(item).encode("utf-8", "replace")), None, dead
                 )
-                if failed is not None:
-                    dead.append(failed)
                 return
             self.stats.records_out += 1
             out.append(Emitted(fast[0], Message(value, None, fast[2])))
@@ -672,9 +663,7 @@ class Executor:
             else:
                 routed = self.route(item)
         except StreamletsError as exc:
-            failed = self._fail("process", exc, Message(b""), None)
-            if failed is not None:
-                dead.append(failed)
+            self._reject("process", exc, Message(b""), None, dead)
             return
         mark = len(out)
         try:
@@ -682,6 +671,4 @@ class Executor:
         except (CodecError, StreamletsError) as exc:
             del out[mark:]
             original = Message(repr(item).encode("utf-8", "replace"))
-            failed = self._fail("encode", exc, original, None)
-            if failed is not None:
-                dead.append(failed)
+            self._reject("encode", exc, original, None, dead)
