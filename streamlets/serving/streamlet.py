@@ -77,7 +77,9 @@ class ServingConfig(BaseModel):
     model: str | None = None
     version: str | None = None
     protocol: Literal["v1", "v2"] = "v1"
-    path: str | None = None
+    path: Path | None = Field(
+        None, description="embedded model file; relative paths are relative to the blueprint"
+    )
     outputs: list[str] = Field(default_factory=list)
     input_name: str = "input-0"
     batch_size: int = Field(256, ge=1, le=65536)
@@ -284,7 +286,7 @@ class ModelServingStreamlet(Streamlet):
                         model=cfg.model,
                         version=cfg.version,
                         protocol=cfg.protocol,
-                        path=cfg.path,
+                        path=str(cfg.path) if cfg.path else None,
                     )
                 )
             except ServingError as exc:

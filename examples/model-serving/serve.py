@@ -1,0 +1,72 @@
+"""Train two iris classifiers and serve them with MLServer, for the model-serving example.
+
+    .venv/bin/python examples/model-serving/serve.py [--port 8080]
+
+Version ``v1`` is a logistic regression, ``v2`` a shallow decision tree, both trained on the
+iris data set that ships with scikit-learn. MLServer (with its scikit-learn runtime) is
+installed on first use into its own virtualenv under ``.cache/model-servers/``, as the
+integration tests do, and runs until Ctrl-C. ``--embedded`` only writes the model files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def train(folder: Path) -> dict[str, Path]:
+    """Fit the two model versions and save them with joblib."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y = load_iris(return_X_y=True)
+    paths = {"v1": folder / "iris-v1.joblib", "v2": folder / "iris-v2.joblib"}
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), paths["v1"])
+    joblib.dump(DecisionTreeClassifier(max_depth=2, random_state=0).fit(x, y), paths["v2"])
+    return paths
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the server like Ctrl-C
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--embedded", action="store_true", help="only write the model files")
+    args = parser.parse_args()
+    paths = train(HERE / "models")
+    print(f"models: {', '.join(str(p) for p in paths.values())}")
+    if args.embedded:
+        return
+
+    from tests.integration.model_servers import ModelServer, ServedModel
+
+    served = tuple(ServedModel("iris", path, version) for version, path in paths.items())
+    server = ModelServer("mlserver", served, HERE / "models" / "server", port=args.port)
+    signal.signal(signal.SIGTERM, _interrupt)
+    print("starting MLServer (the first start installs it; about a minute)...")
+    server.start()
+    print(f"MLServer serves iris v1 and v2 at {server.url} (V2 protocol); Ctrl-C stops it")
+    try:
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
