@@ -1,0 +1,1 @@
+"""Streamlets of the batch-scoring example."""

@@ -1,0 +1,76 @@
+"""Write the batch-scoring data set and model; optionally serve the model with MLServer.
+
+    .venv/bin/python examples/batch-scoring/prepare.py [--records 20000] [--serve --port 8081]
+
+The data set is scikit-learn's handwritten digits (1797 8x8 images, shipped with it),
+repeated to ``--records`` rows in ``data/digits.jsonl``; the model is a logistic
+regression fitted on it, in ``models/digits.joblib``. ``--serve`` then serves it with
+MLServer (installed on first use under ``.cache/model-servers/``) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def prepare(records: int) -> Path:
+    """Write the data file and the model file; returns the model's path."""
+    import joblib
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_digits(return_X_y=True)
+    (HERE / "data").mkdir(exist_ok=True)
+    (HERE / "models").mkdir(exist_ok=True)
+    with (HERE / "data" / "digits.jsonl").open("w", encoding="utf-8") as out:
+        for i in range(records):
+            pixels = [float(v) for v in x[i % len(x)]]
+            out.write(json.dumps({"id": i, "pixels": pixels}, separators=(",", ":")) + "\n")
+    model = HERE / "models" / "digits.joblib"
+    joblib.dump(LogisticRegression(max_iter=2000).fit(x, y), model)
+    return model
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--serve", action="store_true", help="serve the model with MLServer")
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args()
+    model = prepare(args.records)
+    print(f"wrote {args.records} records to data/digits.jsonl and the model to {model}")
+    if not args.serve:
+        return
+    from tests.integration.model_servers import ModelServer, ServedModel
+
+    server = ModelServer(
+        "mlserver", (ServedModel("digits", model, "1"),), HERE / "models" / "server", port=args.port
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    server.start()
+    print(f"MLServer serves 'digits' at {server.url}; Ctrl-C stops it")
+    try:
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
