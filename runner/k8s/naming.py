@@ -16,6 +16,7 @@ __all__ = [
     "app_labels",
     "config_map_name",
     "deployment_name",
+    "headless_service_name",
     "secret_name",
     "selector_labels",
     "service_name",
@@ -56,6 +57,12 @@ def deployment_name(app: str, streamlet: str) -> str:
 def service_name(app: str, streamlet: str) -> str:
     """The Service of an HTTP ingress streamlet (an RFC 1035 label: starts with a letter)."""
     name = deployment_name(app, streamlet)
+    return name if name[0].isalpha() else _label(f"svc-{name}")
+
+
+def headless_service_name(app: str, streamlet: str) -> str:
+    """The headless Service that governs a StatefulSet's pods (their network identity)."""
+    name = _label(f"{app}-{streamlet}-pods")
     return name if name[0].isalpha() else _label(f"svc-{name}")
 
 

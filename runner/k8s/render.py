@@ -16,7 +16,7 @@ from runner.k8s.ingress import HTTP_INGRESS_MARKER, http_port
 from runner.k8s.keda_auth import kafka_auth, kafka_auth_problem
 from runner.k8s.options import DeployOptions
 from runner.k8s.topics import kafka_topics
-from runner.k8s.workloads import deployment, ingress, metadata, service
+from runner.k8s.workloads import deployment, headless_service, ingress, metadata, service
 from runner.k8s.yaml_output import to_yaml
 
 __all__ = [
@@ -200,6 +200,9 @@ def render(verified: VerifiedBlueprint, options: DeployOptions, config: AppConfi
     for name, spec in verified.streamlets.items():
         resource = deployment(verified, spec, options, config_hash, autoscaled=name in autoscaled)
         items.append(Manifest(f"{resource['kind'].lower()}-{name}.yaml", resource))
+        if resource["kind"] == "StatefulSet":
+            headless = headless_service(verified, spec, options)
+            items.append(Manifest(f"headless-{name}.yaml", headless))
     for name, spec in verified.streamlets.items():
         if http_port(spec) is not None:
             items.append(Manifest(f"service-{name}.yaml", service(verified, spec, options)))

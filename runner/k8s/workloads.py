@@ -23,6 +23,7 @@ from runner.k8s.options import (
 __all__ = [
     "container_args",
     "deployment",
+    "headless_service",
     "ingress",
     "metadata",
     "pod_security_context",
@@ -209,7 +210,7 @@ def deployment(
         body["revisionHistoryLimit"] = 5
         body["selector"] = {"matchLabels": naming.selector_labels(app, spec.name)}
     if kind == "StatefulSet":
-        body["serviceName"] = naming.deployment_name(app, spec.name)
+        body["serviceName"] = naming.headless_service_name(app, spec.name)
         body["podManagementPolicy"] = "Parallel"
         body["updateStrategy"] = {"type": "RollingUpdate"}
         container["env"].append(_replica_index(f"metadata.labels['{_POD_INDEX}']"))
@@ -265,6 +266,34 @@ def service(
             "type": "ClusterIP",
             "selector": naming.selector_labels(app, spec.name),
             "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def headless_service(
+    verified: VerifiedBlueprint, spec: StreamletSpec, options: DeployOptions
+) -> dict[str, Any]:
+    """The headless Service a StatefulSet names in ``serviceName`` (no cluster IP)."""
+    app = verified.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(
+            naming.headless_service_name(app, spec.name),
+            options.namespace,
+            naming.streamlet_labels(app, spec.name),
+        ),
+        "spec": {
+            "clusterIP": "None",
+            "selector": naming.selector_labels(app, spec.name),
+            "ports": [
+                {
+                    "name": "metrics",
+                    "port": options.metrics_port,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                }
+            ],
         },
     }
 

@@ -368,6 +368,10 @@ def test_options_reach_the_manifests(deployed: dict[str, Path]) -> None:
         "name": "STREAMLETS_REPLICA",
         "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}},
     } in env
+    headless = orders[("Service", "orders-pricing-pods")]["spec"]
+    assert pricing["spec"]["serviceName"] == "orders-pricing-pods"
+    assert headless["clusterIP"] == "None"
+    assert headless["selector"] == pricing["spec"]["selector"]["matchLabels"]
     target = orders[("ScaledObject", "orders-pricing")]["spec"]["scaleTargetRef"]
     assert target == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "orders-pricing"}
     blueprint = yaml.safe_load(orders[("ConfigMap", "orders-config")]["data"]["blueprint.yaml"])
