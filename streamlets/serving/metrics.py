@@ -1,9 +1,17 @@
-"""Per-model counters and latency histograms of the model-serving streamlet."""
+"""Per-model counters and latency histograms of the model-serving streamlet.
+
+:class:`ServingMetrics` is also a Prometheus collector: a runner that serves ``/metrics``
+registers the instance's ``metrics`` (``registry.register(streamlet.metrics)``) to export
+``streamlets_serving_*`` series labelled by model.
+"""
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 __all__ = ["LATENCY_BUCKETS", "ModelMetrics", "ServingMetrics"]
 
@@ -53,7 +61,7 @@ class ModelMetrics:
     batch_sizes: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: a Prometheus registry keys collectors by them
 class ServingMetrics:
     """Metrics of one streamlet instance, by model label."""
 
@@ -65,6 +73,36 @@ class ServingMetrics:
         if found is None:
             found = self.models[label] = ModelMetrics()
         return found
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus metric families of every model seen so far (the Collector protocol)."""
+        counters: dict[str, tuple[str, Callable[[ModelMetrics], int]]] = {
+            "requests": ("Inference requests answered.", lambda m: m.requests),
+            "records": ("Records scored.", lambda m: m.records),
+            "errors": ("Failed inference requests (all causes).", lambda m: m.errors),
+            "rejected_records": ("Records the model rejected.", lambda m: m.rejected_records),
+            "retries": ("Requests sent again after a transient error.", lambda m: m.retries),
+        }
+        for name, (doc, value) in counters.items():
+            family = CounterMetricFamily(f"streamlets_serving_{name}", doc, labels=["model"])
+            for label, m in self.models.items():
+                family.add_metric([label], value(m))
+            yield family
+        histograms: dict[str, tuple[str, Callable[[ModelMetrics], Histogram]]] = {
+            "request_latency_seconds": ("Inference request latency.", lambda m: m.latency),
+            "batch_records": ("Records per inference request.", lambda m: m.batch_sizes),
+        }
+        for name, (doc, pick) in histograms.items():
+            hist = HistogramMetricFamily(f"streamlets_serving_{name}", doc, labels=["model"])
+            for label, m in self.models.items():
+                h = pick(m)
+                running = 0
+                buckets = []
+                for bound, count in zip([*h.bounds, float("inf")], h.counts, strict=True):
+                    running += count
+                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+                hist.add_metric([label], buckets, h.total)
+            yield hist
 
     def request(self, label: str, records: int, seconds: float) -> None:
         """Count one successful request of ``records`` records that took ``seconds``."""

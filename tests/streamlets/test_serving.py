@@ -454,3 +454,22 @@ def test_definition_problems_name_what_is_missing() -> None:
     assert Score.definition_problems() == []
     assert set(Score.inlets()) == {"control", "records"}
     assert Score.inlets()["control"].schema.name == "streamlets.serving.ModelUpdate"
+
+
+def test_metrics_export_to_prometheus(server: FakeModelServer) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    async def scenario() -> Score:
+        streamlet = Score({"url": server.url, "model": "m", "batch_size": 4})
+        await streamlet.setup()
+        await streamlet.process_many(pairs(10))
+        await streamlet.teardown()
+        return streamlet
+
+    registry = CollectorRegistry()
+    registry.register(asyncio.run(scenario()).metrics)
+    text = generate_latest(registry).decode()
+    assert 'streamlets_serving_records_total{model="m"} 10.0' in text
+    assert 'streamlets_serving_requests_total{model="m"} 3.0' in text
+    assert 'streamlets_serving_batch_records_bucket{le="4",model="m"} 2.0' in text
+    assert 'streamlets_serving_request_latency_seconds_count{model="m"} 3.0' in text
