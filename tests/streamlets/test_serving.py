@@ -471,5 +471,5 @@ def test_metrics_export_to_prometheus(server: FakeModelServer) -> None:
     text = generate_latest(registry).decode()
     assert 'streamlets_serving_records_total{model="m"} 10.0' in text
     assert 'streamlets_serving_requests_total{model="m"} 3.0' in text
-    assert 'streamlets_serving_batch_records_bucket{le="4",model="m"} 2.0' in text
+    assert 'streamlets_serving_batch_records_bucket{le="4",model="m"} 3.0' in text
     assert 'streamlets_serving_request_latency_seconds_count{model="m"} 3.0' in text
