@@ -8,7 +8,9 @@ trained here on the iris data set that ships with scikit-learn.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
 import textwrap
 import threading
@@ -277,3 +279,38 @@ def test_embedded_model_matches_the_served_model(
     ]
     assert {r.protocol for r in embedded.outputs["results"]} == {"embedded"}
     assert {r.model for r in embedded.outputs["results"]} == {"logistic"}
+
+
+def test_the_model_serving_example_runs_with_flow_run_local(
+    mlserver: ModelServer, tmp_path: Path
+) -> None:
+    """examples/model-serving end to end, as its README says, against the same models."""
+    blueprint = (
+        Path(__file__).resolve().parents[2] / "examples" / "model-serving" / "blueprint.yaml"
+    )
+    out = tmp_path / "scored.jsonl"
+    flow = Path(sys.executable).parent / "flow"
+    command = [
+        str(flow),
+        "run-local",
+        str(blueprint),
+        "-q",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--set",
+        f"score.url={mlserver.url}",
+        "--set",
+        f"switch.url={mlserver.url}",
+        "--set",
+        f"store.path={out}",
+        "--set",
+        "switch.after_s=1.0",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in results] == list(range(3000))
+    versions = [r["version"] for r in results]
+    switch_at = versions.index("v2")
+    assert 0 < switch_at < 3000
+    assert versions == ["v1"] * switch_at + ["v2"] * (3000 - switch_at)
