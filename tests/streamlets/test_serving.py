@@ -473,3 +473,20 @@ def test_metrics_export_to_prometheus(server: FakeModelServer) -> None:
     assert 'streamlets_serving_requests_total{model="m"} 3.0' in text
     assert 'streamlets_serving_batch_records_bucket{le="4",model="m"} 3.0' in text
     assert 'streamlets_serving_request_latency_seconds_count{model="m"} 3.0' in text
+
+
+def test_embedded_onnx_model(tmp_path: Path) -> None:
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit([[0, 0], [1, 0], [0, 1], [2, 3]], [0, 1, 1, 5])
+    path = tmp_path / "sum.onnx"
+    path.write_bytes(to_onnx(model, np.zeros((1, 2), dtype=np.float32)).SerializeToString())
+    result = run_streamlet(Score, {"records": pairs(20)}, config={"path": str(path)})
+    out = result.outputs["results"]
+    assert [r.id for r in out] == list(range(20))
+    assert all(abs(r.total - (r.id + 0.5)) < 1e-3 for r in out)  # float32 inside ONNX
+    assert out[0].model == "sum"
+    result = run_streamlet(Score, {"control": [ModelUpdate(path=str(path), outputs=["nope"])]})
+    assert "has no output(s) nope; it has variable" in result.dead_letters[0].error_message
