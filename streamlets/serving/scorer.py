@@ -152,12 +152,17 @@ class Scorer:
         loop = asyncio.get_running_loop()
         items = [_Item(value) for value in values]
         batches: list[_Batch] = []
-        for item in items:
-            batch = self._add(item, loop)
-            if not batches or batches[-1] is not batch:
-                batches.append(batch)
-        if self._pending is not None and self._pending is batches[-1]:
-            self._flush()
+        size = self.settings.batch_size
+        start = 0
+        while start < len(items):  # fill the open batch, then whole new ones
+            batch = self._pending
+            if batch is None:
+                batch = self._pending = _Batch(loop)
+            room = size - len(batch.items)
+            batch.items.extend(items[start : start + room])
+            start += room
+            batches.append(batch)
+            self._flush()  # full, or the last one: the caller has no more inputs
         await asyncio.gather(*(b.done for b in batches))
         return [item.result if item.error is None else item.error for item in items]  # type: ignore[misc]
 
