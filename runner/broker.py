@@ -10,12 +10,14 @@ the process id it was started with (never by name)::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.resources
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +25,7 @@ from typing import IO
 
 from streamlets.errors import StreamletsError
 
-__all__ = ["BrokerError", "EmbeddedBroker", "find_tansu", "free_port"]
+__all__ = ["BrokerError", "EmbeddedBroker", "die_with_parent", "find_tansu", "free_port"]
 
 #: Environment variable naming an explicit Tansu binary (takes precedence).
 TANSU_ENV = "STREAMLETS_TANSU_BIN"
@@ -31,6 +33,16 @@ TANSU_ENV = "STREAMLETS_TANSU_BIN"
 
 class BrokerError(StreamletsError):
     """The embedded broker cannot be found, started or reached."""
+
+
+def die_with_parent() -> None:
+    """In a child process (``preexec_fn``): start a new session, and on Linux ask the kernel
+    to send SIGTERM when the parent dies, so a killed parent leaves no orphan behind."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -132,7 +144,9 @@ class EmbeddedBroker:
             stdout=self.log if self.log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self.log is not None else subprocess.DEVNULL,
             env=env,
-            start_new_session=True,  # a Ctrl-C of the terminal reaches us, not the broker
+            # Its own session: a Ctrl-C of the terminal reaches us, not the broker; and it
+            # goes when we go.
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads run preexec code here
         )
         deadline = time.monotonic() + self.start_timeout
         while not _accepts(self.host, self.port):

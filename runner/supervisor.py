@@ -28,7 +28,7 @@ import click
 from rich.console import Console
 
 from blueprint import VerifiedBlueprint
-from runner.broker import EmbeddedBroker
+from runner.broker import EmbeddedBroker, die_with_parent
 from runner.core import StreamletStats
 from runner.kafka.admin import TopicError, ensure_topics, plan_topics
 from runner.kafka.naming import dead_letter_topic
@@ -182,7 +182,8 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=self._env(),
-            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them in order
+            # Ctrl-C reaches the supervisor, which stops them in order; they die with it.
+            preexec_fn=die_with_parent,  # noqa: PLW1509
         )
         child.process = process
         assert process.stdout is not None

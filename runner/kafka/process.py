@@ -300,10 +300,31 @@ class StreamletProcess:
         self._begin()
         names = self.topic_names
         pending = self._produced_pending
+        produce = self._producer.produce
+        # Records of one outlet share one headers tuple; librdkafka wants a list.
+        last_headers: Any = None
+        header_list: list[tuple[str, bytes]] | None = None
+        last_topic = ""
+        kafka_name = ""
+        run = 0
         for item in emitted:
             message = item.message
-            self._produce(names[item.topic], message.value, message.key, message.headers)
-            pending[item.topic] = pending.get(item.topic, 0) + 1
+            if item.topic is not last_topic:
+                if run:
+                    pending[last_topic] = pending.get(last_topic, 0) + run
+                    run = 0
+                last_topic = item.topic
+                kafka_name = names[last_topic]
+            if message.headers is not last_headers:
+                last_headers = message.headers
+                header_list = list(last_headers) if last_headers else None
+            try:
+                produce(kafka_name, message.value, message.key, headers=header_list)
+            except BufferError:
+                self._produce(kafka_name, message.value, message.key, message.headers)
+            run += 1
+        if run:
+            pending[last_topic] = pending.get(last_topic, 0) + run
         for letter in dead:
             original = letter.original
             headers = dead_letter_headers(letter, app=self.app, replica=self.replica)
@@ -471,6 +492,8 @@ class StreamletProcess:
         partitions = self._partitions
         key_of = self.key_of
         producer = self._producer
+        make = Message
+        part = _Partition("")  # replaced at the first record: no partition is -1
         while not self._stop:
             raw = consumer.consume(batch_size, poll_timeout)
             self.health.beat()
@@ -479,6 +502,7 @@ class StreamletProcess:
                 batch: list[Message] = []
                 if single_inlet is not None:
                     batches[single_inlet] = batch
+                last_topic, last_partition = "", -1
                 for m in raw:
                     err = m.error()
                     if err is not None:
@@ -489,17 +513,20 @@ class StreamletProcess:
                         log.warning("%s-%d: consumer: %s", self.name, self.replica, err)
                         continue
                     topic, partition, offset = m.topic(), m.partition(), m.offset()
-                    part = partitions.get((topic, partition))
-                    if part is None:
-                        part = _Partition(key_of[topic])
-                        partitions[(topic, partition)] = part
+                    if partition != last_partition or topic != last_topic:
+                        found = partitions.get((topic, partition))
+                        if found is None:
+                            found = _Partition(key_of[topic])
+                            partitions[(topic, partition)] = found
+                        part = found
+                        last_topic, last_partition = topic, partition
                     part.next_offset = offset + 1
                     part.count += 1
                     headers = m.headers()
-                    message = Message(
+                    message = make(
                         m.value() or b"",
                         m.key(),
-                        tuple((k, v or b"") for k, v in headers) if headers else (),
+                        tuple(headers) if headers else (),
                         topic,
                         partition,
                         offset,

@@ -1,0 +1,316 @@
+"""Benchmark: the Kafka runner against a bare confluent-kafka consume -> produce loop.
+
+Both run on the same embedded broker in the same run, on the same input topic (200k
+records of ~80 bytes over 3 partitions by default), each in its own process and its own
+consumer group, with the same delivery discipline (outputs flushed before input offsets
+are committed, about once a second). Ours runs one passthrough streamlet through the full
+execution core (Avro decode -> process -> Avro encode); the bare loop copies bytes.
+Times count from the first record consumed to the last output acknowledged and committed
+(so the consumer-group join is left out). Prints msg/s, CPU microseconds per message and
+the ratios; quixstreams joins the table when it is installed.
+
+    .venv/bin/python benchmarks/kafka_runner.py [--records 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MODULE = '''
+from streamlets import Inlet, Outlet, Streamlet
+
+ITEM = {
+    "type": "record",
+    "name": "Item",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "sensor", "type": "string"},
+        {"name": "value", "type": "double"},
+        {"name": "payload", "type": "string"},
+    ],
+}
+
+
+class Passthrough(Streamlet):
+    """Passes each record on unchanged."""
+
+    inp = Inlet(ITEM)
+    out = Outlet(ITEM)
+
+    def process(self, record):
+        return record
+'''
+
+BLUEPRINT = """
+name: bench
+streamlets:
+  pass: {class: bench_app:Passthrough}
+topics:
+  input:
+    name: bench-input
+    consumers: [pass.inp]
+    partitions: 3
+  output:
+    name: bench-output-ours
+    producers: [pass.out]
+    partitions: 3
+"""
+
+GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+def _make_app(directory: Path) -> Path:
+    (directory / "bench_app.py").write_text(MODULE)
+    path = directory / "blueprint.yaml"
+    path.write_text(textwrap.dedent(BLUEPRINT))
+    return path
+
+
+def _fill(bootstrap: str, records: int) -> None:
+    """Create the topics and write ``records`` Avro records of ~80 bytes to the input."""
+    import io
+
+    import fastavro
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from runner.core import SCHEMA_HEADER, schema_fingerprint
+    from streamlets.schema import Schema
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = ["bench-input", "bench-output-ours", "bench-output-bare", "bench-output-quix"]
+    for future in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
+        future.result()
+    schema_dict = {
+        "type": "record",
+        "name": "Item",
+        "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "sensor", "type": "string"},
+            {"name": "value", "type": "double"},
+            {"name": "payload", "type": "string"},
+        ],
+    }
+    parsed = fastavro.parse_schema(schema_dict)
+    header = [(SCHEMA_HEADER, schema_fingerprint(Schema.of(schema_dict)).encode())]
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    size = 0
+    for i in range(records):
+        buffer = io.BytesIO()
+        record = {"id": i, "sensor": f"sensor-{i % 100}", "value": i * 0.5, "payload": "x" * 48}
+        fastavro.schemaless_writer(buffer, parsed, record)
+        value = buffer.getvalue()
+        size = len(value)
+        while True:
+            try:
+                producer.produce("bench-input", value, partition=i % 3, headers=header)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(60):
+        raise SystemExit("the broker did not acknowledge the input records")
+    print(f"input: {records:,} records of {size} bytes on 3 partitions", flush=True)
+
+
+def _measure(count: Any, target: int, until_done: Any) -> dict[str, float]:
+    """Wait for the first record, then until ``until_done`` returns; time and CPU between."""
+    while count() == 0:
+        time.sleep(0.002)
+    wall, cpu = time.perf_counter(), time.process_time()
+    until_done()
+    return {
+        "records": float(count()),
+        "seconds": time.perf_counter() - wall,
+        "cpu": time.process_time() - cpu,
+    }
+
+
+def worker_ours(bootstrap: str, blueprint_path: str, records: int) -> dict[str, float]:
+    """Run the passthrough streamlet through StreamletProcess until it has read everything."""
+    from blueprint import VerifiedBlueprint, verify
+    from runner.kafka import KafkaSettings, ProcessOptions, StreamletProcess
+
+    blueprint = verify(blueprint_path)
+    assert isinstance(blueprint, VerifiedBlueprint), blueprint
+    settings = KafkaSettings.load({"consumer": GROUP_SETTINGS}, bootstrap=bootstrap, environ={})
+    process = StreamletProcess(
+        blueprint, "pass", settings, ProcessOptions(create_topics=False, metrics_port=None)
+    )
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(process.run()))
+    thread.start()
+
+    def count() -> int:
+        executor = process._executor
+        return executor.stats.records_in if executor is not None else 0
+
+    def until_done() -> None:
+        while count() < records:
+            time.sleep(0.002)
+        process.stop()
+        thread.join()
+
+    result = _measure(count, records, until_done)
+    if codes != [0]:
+        raise SystemExit(f"our runner exited with {codes}")
+    return result
+
+
+def worker_bare(bootstrap: str, records: int) -> dict[str, float]:
+    """A bare consume -> produce loop: flush outputs, then commit offsets, about once a second."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench.bare",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            **GROUP_SETTINGS,
+        }
+    )
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    consumer.subscribe(["bench-input"])
+    seen = [0]
+    positions: dict[int, int] = {}
+
+    def loop() -> None:
+        last = time.monotonic()
+        while seen[0] < records:
+            messages = consumer.consume(500, 0.1)
+            for m in messages:
+                if m.error() is not None:
+                    continue
+                while True:
+                    try:
+                        producer.produce(
+                            "bench-output-bare", m.value(), m.key(), headers=m.headers()
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                positions[m.partition()] = m.offset() + 1
+            seen[0] += len(messages)
+            producer.poll(0)
+            if positions and time.monotonic() - last >= 1.0:
+                producer.flush()
+                consumer.commit(
+                    offsets=[TopicPartition("bench-input", p, o) for p, o in positions.items()],
+                    asynchronous=False,
+                )
+                last = time.monotonic()
+        producer.flush()
+        consumer.commit(
+            offsets=[TopicPartition("bench-input", p, o) for p, o in positions.items()],
+            asynchronous=False,
+        )
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    result = _measure(lambda: seen[0], records, thread.join)
+    consumer.close()
+    return result
+
+
+def worker_quix(bootstrap: str, records: int) -> dict[str, float]:  # pragma: no cover
+    """The same passthrough with quixstreams (only when it is installed)."""
+    from quixstreams import Application  # type: ignore[import-not-found]
+
+    app = Application(
+        broker_address=bootstrap, consumer_group="bench.quix", auto_offset_reset="earliest"
+    )
+    source = app.topic("bench-input", value_deserializer="bytes")
+    sink = app.topic("bench-output-quix", value_serializer="bytes")
+    seen = [0]
+
+    def count(value: Any) -> Any:
+        seen[0] += 1
+        if seen[0] >= records:
+            app.stop()
+        return value
+
+    sdf = app.dataframe(source).apply(count).to_topic(sink)
+    del sdf
+    thread = threading.Thread(target=app.run)
+    thread.start()
+    return _measure(lambda: seen[0], records, thread.join)
+
+
+def _run_worker(kind: str, bootstrap: str, blueprint: Path, records: int) -> dict[str, float]:
+    command = [sys.executable, __file__, "--worker", kind, "--bootstrap", bootstrap]
+    command += ["--blueprint", str(blueprint), "--records", str(records)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} worker failed:\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    """Run the comparison and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--worker", choices=["ours", "bare", "quix"], help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--blueprint", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        if args.worker == "ours":
+            result = worker_ours(args.bootstrap, args.blueprint, args.records)
+        elif args.worker == "bare":
+            result = worker_bare(args.bootstrap, args.records)
+        else:
+            result = worker_quix(args.bootstrap, args.records)
+        print(json.dumps(result))
+        return
+
+    import importlib.util
+
+    from runner.broker import EmbeddedBroker
+
+    kinds = ["bare", "ours"]
+    if importlib.util.find_spec("quixstreams") is not None:
+        kinds.append("quix")
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        blueprint = _make_app(Path(tmp))
+        _fill(broker.bootstrap, args.records)
+        # Each loop reads the whole input in its own consumer group, one after the other.
+        best = {
+            kind: _run_worker(kind, broker.bootstrap, blueprint, args.records) for kind in kinds
+        }
+    bare = best["bare"]
+    bare_rate = bare["records"] / bare["seconds"]
+    print(f"{'loop':<28}{'msg/s':>12}{'CPU us/msg':>12}{'rate ratio':>12}{'CPU ratio':>11}")
+    names = {
+        "bare": "bare confluent-kafka",
+        "ours": "streamlets run-streamlet",
+        "quix": "quixstreams",
+    }
+    for kind, result in best.items():
+        rate = result["records"] / result["seconds"]
+        cpu_us = result["cpu"] / result["records"] * 1e6
+        bare_cpu = bare["cpu"] / bare["records"] * 1e6
+        print(
+            f"{names[kind]:<28}{rate:>12,.0f}{cpu_us:>12.1f}"
+            f"{rate / bare_rate:>11.2f}x{cpu_us / bare_cpu:>10.2f}x"
+        )
+    if "quix" not in best:
+        print("(quixstreams is not installed: not compared)")
+
+
+if __name__ == "__main__":
+    main()
