@@ -305,8 +305,12 @@ def main() -> None:
     for name, rate in table:
         print(f"{name:<48} {rate:>10.0f} {rate / rate_seq:>13.1f} {rate / rate_hand:>15.2f}")
     print(
-        "\nstreamlet sweep (records/s):",
-        {f"{b}x{c}": round(args.records / t) for (b, c), t in tuned.items()},
+        "\npipeline sweep (records/s):",
+        {f"{b}x{c}": round(n / t) for (b, c), t in tuned.items()},
+    )
+    print(
+        "streamlet sweep (records/s):",
+        {f"{b}x{c}": round(n / t) for (b, c), t in direct_tuned.items()},
     )
     print(
         "hand-written sweep (records/s):",
