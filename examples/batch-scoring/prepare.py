@@ -23,20 +23,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def prepare(records: int) -> Path:
-    """Write the data file and the model file; returns the model's path."""
+def prepare(records: int, folder: Path = HERE) -> Path:
+    """Write ``data/digits.jsonl`` and ``models/digits.joblib`` under ``folder``; returns the
+    model's path."""
     import joblib
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
     x, y = load_digits(return_X_y=True)
-    (HERE / "data").mkdir(exist_ok=True)
-    (HERE / "models").mkdir(exist_ok=True)
-    with (HERE / "data" / "digits.jsonl").open("w", encoding="utf-8") as out:
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    with (folder / "data" / "digits.jsonl").open("w", encoding="utf-8") as out:
         for i in range(records):
             pixels = [float(v) for v in x[i % len(x)]]
             out.write(json.dumps({"id": i, "pixels": pixels}, separators=(",", ":")) + "\n")
-    model = HERE / "models" / "digits.joblib"
+    model = folder / "models" / "digits.joblib"
     joblib.dump(LogisticRegression(max_iter=2000).fit(x, y), model)
     return model
 

@@ -314,3 +314,33 @@ def test_the_model_serving_example_runs_with_flow_run_local(
     switch_at = versions.index("v2")
     assert 0 < switch_at < 3000
     assert versions == ["v1"] * switch_at + ["v2"] * (3000 - switch_at)
+
+
+def test_the_batch_scoring_example_with_two_replicas(tmp_path: Path) -> None:
+    """examples/batch-scoring: a data file through two scorer replicas into a result file."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "batch-scoring"
+    sys.path.insert(0, str(example))
+    try:
+        import prepare  # the example's own data and model preparation
+    finally:
+        sys.path.remove(str(example))
+    model = prepare.prepare(2000, tmp_path)
+    out = tmp_path / "scored.jsonl"
+    with running("mlserver", (ServedModel("digits", model, "1"),), tmp_path) as server:
+        config = {
+            "read": {"path": str(tmp_path / "data" / "digits.jsonl")},
+            "score": {"url": server.url},
+            "write": {"path": str(out)},
+        }
+        result = run_blueprint(example / "blueprint.yaml", config=config)
+    assert result.error is None and result.dead_letters == []
+    assert result.stats["score"].records_out == 2000
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in scored) == list(range(2000))  # replicas interleave
+    digits = joblib.load(model)
+    from sklearn.datasets import load_digits
+
+    x = load_digits().data
+    truth = {i: int(p) for i, p in enumerate(digits.predict([x[i % len(x)] for i in range(2000)]))}
+    assert all(r["digit"] == truth[r["id"]] for r in scored)
+    assert {r["version"] for r in scored} == {"1"}

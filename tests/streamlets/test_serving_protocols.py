@@ -145,3 +145,11 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
         full = min(1.0, 0.1 * 2**attempt)
         assert full / 2 <= backoff.delay(attempt) <= full
     assert len({backoff.delay(5) for _ in range(20)}) > 1
+
+
+def test_public_names_are_sorted_and_importable() -> None:
+    from streamlets import serving
+
+    assert serving.__all__ == sorted(serving.__all__)
+    for name in serving.__all__:
+        assert getattr(serving, name).__doc__, name
