@@ -29,6 +29,7 @@ __all__ = [
     "TRANSIENT_STATUSES",
     "Backend",
     "BatchRejected",
+    "PooledBackend",
     "RemoteBackend",
     "TransientStatus",
 ]
@@ -103,14 +104,21 @@ class RemoteBackend:
     #: Seconds between repeated "still not ready" warnings.
     WARN_EVERY = 30.0
 
-    def __init__(self, target: Target, protocol: InferenceProtocol, transport: Transport) -> None:
+    def __init__(
+        self,
+        target: Target,
+        protocol: InferenceProtocol,
+        transport: Transport,
+        retired: asyncio.Event | None = None,
+    ) -> None:
         self.target = target
         self.protocol = protocol
         self.transport = transport
         self._info = ModelInfo(target.model, target.version, protocol.name, target.url)
         self._ready = False
         self._probe = asyncio.Lock()
-        self._retired = asyncio.Event()
+        self._retired = retired if retired is not None else asyncio.Event()
+        self.in_flight = 0  # requests being answered now (a pool picks the least busy)
 
     @property
     def info(self) -> ModelInfo:
@@ -169,7 +177,11 @@ class RemoteBackend:
         except BatchShapeError as exc:
             raise BatchRejected(str(exc)) from exc
         start = time.perf_counter()
-        response = await self.transport.request("POST", url, body, timeout=timeout)
+        self.in_flight += 1
+        try:
+            response = await self.transport.request("POST", url, body, timeout=timeout)
+        finally:
+            self.in_flight -= 1
         elapsed = time.perf_counter() - start
         if response.status in TRANSIENT_STATUSES:
             raise TransientStatus(
@@ -192,6 +204,82 @@ class RemoteBackend:
         )
         return predictions, info
 
+    @property
+    def ready(self) -> bool:
+        """Whether the last readiness probe (or request) found the model serving."""
+        return self._ready
+
     async def aclose(self) -> None:
         """Nothing to release: the transport belongs to the streamlet."""
         self._retired.set()
+
+
+class PooledBackend:
+    """The same model on several servers: each batch goes to the ready server with the
+    fewest requests in flight. A server that goes away is skipped (and probed until it is
+    back) while the others carry on; with none ready, batches wait for the first back.
+    """
+
+    def __init__(self, members: list[RemoteBackend], retired: asyncio.Event) -> None:
+        if not members:
+            raise ServingError("a pool of model servers needs at least one URL")
+        self.members = members
+        self._retired = retired
+        self._probes: dict[int, asyncio.Task[bool]] = {}
+        self._next = 0
+        first = members[0].info
+        urls = ",".join(m.target.url for m in members)
+        self._info = ModelInfo(first.name, first.version, first.protocol, urls)
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model; ``url`` lists every server."""
+        return self._info
+
+    @property
+    def retired(self) -> asyncio.Event:
+        """Set once a control record switched to another backend (retires every member)."""
+        return self._retired
+
+    def mark_unready(self) -> None:
+        """Members mark themselves when their request fails."""
+
+    async def wait_ready(self, backoff: Backoff, timeout: float) -> bool:
+        """Return as soon as one member is ready (probing the others in the background)."""
+        while True:
+            if any(m.ready for m in self.members):
+                return True
+            if self._retired.is_set():
+                return False
+            for index, member in enumerate(self.members):
+                if index not in self._probes or self._probes[index].done():
+                    self._probes[index] = asyncio.ensure_future(member.wait_ready(backoff, timeout))
+            retired = asyncio.ensure_future(self._retired.wait())
+            try:
+                await asyncio.wait(
+                    [*self._probes.values(), retired], return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                retired.cancel()
+
+    def _pick(self) -> RemoteBackend:
+        ready = [m for m in self.members if m.ready] or self.members
+        start = self._next = (self._next + 1) % len(ready)
+        order = ready[start:] + ready[:start]
+        return min(order, key=lambda m: m.in_flight)
+
+    async def predict(self, inputs: Sequence[Any], timeout: float) -> tuple[list[Any], ModelInfo]:
+        """Send the batch to the least busy ready member."""
+        member = self._pick()
+        try:
+            return await member.predict(inputs, timeout)
+        except TransportError as exc:
+            if not exc.timeout:
+                member.mark_unready()
+            raise
+
+    async def aclose(self) -> None:
+        """Retire every member and stop the background probes."""
+        self._retired.set()
+        for probe in self._probes.values():
+            probe.cancel()

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streamlets.errors import StreamletDefinitionError
 from streamlets.ports import Inlet
-from streamlets.serving.backends import Backend, RemoteBackend
+from streamlets.serving.backends import Backend, PooledBackend, RemoteBackend
 from streamlets.serving.embedded import load_embedded
 from streamlets.serving.errors import ServingError
 from streamlets.serving.metrics import ServingMetrics
@@ -40,7 +40,8 @@ class ModelUpdate(BaseModel):
 
     Either a model server (``url`` and ``model``, optional ``version``, ``protocol``
     ``v1`` or ``v2`` - the streamlet's configured protocol when not given - and the V2
-    ``outputs`` to request) or an embedded model file (``path``: joblib scikit-learn or
+    ``outputs`` to request; ``urls`` instead of ``url`` for several servers of the same
+    model, which share the batches) or an embedded model file (``path``: joblib scikit-learn or
     ``.onnx``; ``model`` and ``version`` then only name it).
     """
 
@@ -52,14 +53,16 @@ class ModelUpdate(BaseModel):
     protocol: str | None = None
     path: str | None = None
     outputs: list[str] | None = None
+    urls: list[str] | None = None
 
 
 class ServingConfig(BaseModel):
     """Config of a :class:`ModelServingStreamlet` (subclass it to add your own keys).
 
     - ``url``, ``model``, ``version``, ``protocol`` (``v1`` default, or ``v2``): the model
-      server to start with; or ``path``: an embedded model file. With neither, records wait
-      for the first control record.
+      server to start with (``url`` may list several servers of the same model: batches go
+      to the least busy one that is up); or ``path``: an embedded model file. With
+      neither, records wait for the first control record.
     - ``outputs``: V2 outputs to request by name (MLServer's scikit-learn runtime has
       ``predict`` and ``predict_proba``), or embedded model methods; ``input_name``: the V2
       tensor name for row inputs.
@@ -73,7 +76,7 @@ class ServingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    url: str | None = None
+    url: str | list[str] | None = None
     model: str | None = None
     version: str | None = None
     protocol: Literal["v1", "v2"] = "v1"
@@ -231,7 +234,8 @@ class ModelServingStreamlet(Streamlet):
             return await asyncio.to_thread(
                 load_embedded, path, name=update.model, version=update.version, outputs=outputs
             )
-        if not update.url or not update.model:
+        urls = list(update.urls or []) or ([update.url] if update.url else [])
+        if not urls or not update.model:
             raise ServingError(
                 "a control record needs url and model (a model server) or path (an "
                 f"embedded model file); got {update.model_dump(exclude_none=True)}"
@@ -243,10 +247,13 @@ class ModelServingStreamlet(Streamlet):
                 f"{', '.join(PROTOCOLS)}"
             )
         outputs = update.outputs if update.outputs is not None else cfg.outputs
-        target = Target(update.url, update.model, update.version, protocol, tuple(outputs))
-        return RemoteBackend(
-            target, protocol_for(protocol, input_name=cfg.input_name), self._transport_now()
-        )
+        speaker = protocol_for(protocol, input_name=cfg.input_name)
+        targets = [Target(u, update.model, update.version, protocol, tuple(outputs)) for u in urls]
+        if len(targets) == 1:
+            return RemoteBackend(targets[0], speaker, self._transport_now())
+        retired = asyncio.Event()
+        members = [RemoteBackend(t, speaker, self._transport_now(), retired) for t in targets]
+        return PooledBackend(members, retired)
 
     async def use(self, update: ModelUpdate) -> ModelInfo:
         """Switch to the model ``update`` names; batches not yet sent go to it.
@@ -280,9 +287,11 @@ class ModelServingStreamlet(Streamlet):
         self._scorer_now()
         if cfg.url or cfg.path:
             try:
+                many = isinstance(cfg.url, list)
                 await self.use(
                     ModelUpdate(
-                        url=cfg.url,
+                        url=None if many else cfg.url,
+                        urls=cfg.url if many else None,
                         model=cfg.model,
                         version=cfg.version,
                         protocol=cfg.protocol,

@@ -490,3 +490,45 @@ def test_embedded_onnx_model(tmp_path: Path) -> None:
     assert out[0].model == "sum"
     result = run_streamlet(Score, {"control": [ModelUpdate(path=str(path), outputs=["nope"])]})
     assert "has no output(s) nope; it has variable" in result.dead_letters[0].error_message
+
+
+@pytest.fixture
+def two_servers() -> Iterator[tuple[FakeModelServer, FakeModelServer]]:
+    first, second = FakeModelServer(), FakeModelServer()
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_several_servers_of_one_model_share_the_batches(
+    two_servers: tuple[FakeModelServer, FakeModelServer],
+) -> None:
+    first, second = two_servers
+    first.delay = second.delay = 0.01
+    config = {"url": [first.url, second.url], "model": "m", "batch_size": 10, "concurrency": 4}
+    result = run_streamlet(Score, {"records": pairs(200)}, config=config)
+    check_scored(result.outputs["results"], list(range(200)))
+    assert first.batches and second.batches
+    assert sum(first.batches) + sum(second.batches) == 200
+
+
+def test_a_pool_carries_on_without_a_server_that_is_down(
+    two_servers: tuple[FakeModelServer, FakeModelServer],
+) -> None:
+    first, second = two_servers
+    first.down = True
+    config = {"url": [first.url, second.url], "model": "m", "batch_size": 10}
+    result = run_streamlet(Score, {"records": pairs(100)}, config=config)
+    check_scored(result.outputs["results"], list(range(100)))
+    assert first.batches == [] and sum(second.batches) == 100
+    assert result.dead_letters == []
+
+
+def test_a_control_record_can_name_several_servers(
+    two_servers: tuple[FakeModelServer, FakeModelServer],
+) -> None:
+    first, second = two_servers
+    control = [ModelUpdate(urls=[first.url, second.url], model="m", protocol="v2")]
+    result = run_streamlet(Score, {"records": pairs(50), "control": control})
+    check_scored(result.outputs["results"], list(range(50)))
+    assert sum(first.batches) + sum(second.batches) == 50
