@@ -2,11 +2,12 @@
 
     .venv/bin/python examples/batch-scoring/measure.py [--records 20000]
 
-Prepares the data set and model (``prepare.py``), starts one MLServer on a free port,
+Prepares the data set and model (``prepare.py``), starts two MLServers on free ports,
 then runs the blueprint in-process (as ``flow run-local`` does) with each setting, one
-after the other against the same server, and prints records/s and the ratio to the
-sequential run. The sequential setting (one record per request, one request at a time)
-scores only the first ``--sequential-records`` records, or it would take minutes.
+after the other (all but the last against the first server; the last spreads batches
+over both), and prints records/s and the ratio to the sequential run. The sequential
+setting (one record per request, one request at a time) scores only the first
+``--sequential-records`` records, or it would take minutes.
 """
 
 from __future__ import annotations
@@ -45,20 +46,25 @@ def main() -> None:
         ("batched (batch 256, 1 in flight)", 256, 1, 1, data, args.records),
         ("batched + concurrent (256 x 4)", 256, 4, 1, data, args.records),
         ("batched + concurrent, 2 replicas", 256, 4, 2, data, args.records),
+        ("2 replicas, 2 model servers", 256, 4, 2, data, args.records),
     ]
     template = (HERE / "blueprint.yaml").read_text()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         served = (ServedModel("digits", model, "1"),)
-        with running("mlserver", served, Path(tmp)) as server:
-            print(f"MLServer at {server.url}; {args.records} digits of 64 pixels\n")
+        with (
+            running("mlserver", served, Path(tmp) / "a") as server,
+            running("mlserver", served, Path(tmp) / "b") as other,
+        ):
+            print(f"MLServer at {server.url} and {other.url}; {args.records} digits of 64 pixels\n")
             for name, batch, concurrency, replicas, path, count in settings:
+                urls = [server.url, other.url] if "2 model servers" in name else server.url
                 blueprint = HERE / f".measure-{replicas}.yaml"
                 blueprint.write_text(template.replace("replicas: 2", f"replicas: {replicas}"))
                 out = Path(tmp) / "scored.jsonl"
                 config = {
                     "read": {"path": str(path)},
-                    "score": {"url": server.url, "batch_size": batch, "concurrency": concurrency},
+                    "score": {"url": urls, "batch_size": batch, "concurrency": concurrency},
                     "write": {"path": str(out)},
                 }
                 try:
