@@ -319,8 +319,13 @@ class ModelServingStreamlet(Streamlet):
         """Score many records together (the runner hands over each batch it has).
 
         Same results as :meth:`process` for each record, without a task per record: one
-        result per record, or in its place the exception that record failed with.
+        result per record, or in its place the exception that record failed with. A
+        subclass that overrides ``process`` has it called for each record instead.
         """
+        if type(self).process is not ModelServingStreamlet.process:
+            return list(
+                await asyncio.gather(*(self.process(r) for r in records), return_exceptions=True)
+            )
         values: list[Any] = []
         inputs: list[int] = []
         results: list[Any] = [None] * len(records)

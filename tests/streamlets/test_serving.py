@@ -532,3 +532,15 @@ def test_a_control_record_can_name_several_servers(
     result = run_streamlet(Score, {"records": pairs(50), "control": control})
     check_scored(result.outputs["results"], list(range(50)))
     assert sum(first.batches) + sum(second.batches) == 50
+
+
+def test_an_overridden_process_is_still_called_for_each_record(server: FakeModelServer) -> None:
+    class Doubling(Score):
+        async def process(self, record: Pair) -> Scored:
+            scored: Scored = await super().process(record)
+            return scored.model_copy(update={"total": scored.total * 2})
+
+    result = run_streamlet(
+        Doubling, {"records": pairs(30)}, config={"url": server.url, "model": "m"}
+    )
+    assert [r.total for r in result.outputs["results"]] == [2 * (i + 0.5) for i in range(30)]
