@@ -112,8 +112,18 @@ def _run(runner: LocalRunner) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(runner.run())
-    raise TestkitError("the testkit runs its own event loop; call it from synchronous code")
+        pass
+    else:
+        raise TestkitError("the testkit runs its own event loop; call it from synchronous code")
+    holder: list[Any] = []
+
+    async def main() -> None:
+        # The result goes out through `holder`, not as the task's result: asyncio.run
+        # formats a finished main task's result, which costs dearly for a big run.
+        holder.append(await runner.run())
+
+    asyncio.run(main())
+    return holder[0]
 
 
 def run_streamlet(
