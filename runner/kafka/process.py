@@ -57,6 +57,7 @@ __all__ = [
     "EXIT_FAILED",
     "DeliveryError",
     "ProcessOptions",
+    "ProducerFenced",
     "StreamletProcess",
 ]
 
@@ -78,6 +79,13 @@ _REBALANCE_CODES = {
 
 class DeliveryError(StreamletsError):
     """The broker did not acknowledge an output; offsets stay uncommitted."""
+
+
+class ProducerFenced(StreamletsError):
+    """A newer process with the same transactional id fenced this one (exactly-once)."""
+
+
+_FENCED_CODES = {KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +165,7 @@ class StreamletProcess:
         self._delivery_errors: list[str] = []
         self._in_transaction = False
         self._broken = False  # after a failure nothing more may be committed
+        self._fenced = False
         self._last_status = 0.0
         self._seen = (0, 0, 0, 0, 0)
         self._seen_stages: dict[str, int] = {}
@@ -179,6 +188,8 @@ class StreamletProcess:
         # Only called for failures (delivery.report.only.error).
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}: {err}")
+            if err.code() in _FENCED_CODES:
+                self._fenced = True
 
     def _on_stats(self, raw: str) -> None:
         try:
@@ -339,6 +350,13 @@ class StreamletProcess:
                 f"{left} output record(s) were not acknowledged within {timeout:.0f} s; "
                 "input offsets stay uncommitted (the records will be processed again)"
             )
+        if self._fenced:
+            self._broken = True
+            tx_id = transactional_id(self.blueprint, self.name, self.replica)
+            raise ProducerFenced(
+                f"fenced: another process took over transactional id '{tx_id}'; stopping "
+                "without committing"
+            )
         if self._delivery_errors:
             first = self._delivery_errors[0]
             raise DeliveryError(
@@ -364,15 +382,7 @@ class StreamletProcess:
         wait = self.options.grace_period if timeout is None else timeout
         offsets = self._offsets()
         if self.exactly_once:
-            if self._in_transaction:
-                if offsets and self._consumer is not None:
-                    self._producer.send_offsets_to_transaction(
-                        offsets, self._consumer.consumer_group_metadata(), wait
-                    )
-                self._producer.commit_transaction(wait)
-                self._in_transaction = False
-            if self._delivery_errors:
-                self._flush(0)  # raises
+            self._commit_transaction(offsets, wait)
         else:
             self._flush(wait)
             if offsets and self._consumer is not None:
@@ -389,6 +399,45 @@ class StreamletProcess:
         self.metrics.commits.inc()
         self.metrics.commit_latency.observe(time.perf_counter() - start)
         self._write_status(force=True)
+
+    def _commit_transaction(self, offsets: list[Any], wait: float) -> None:
+        """Commit the open transaction with the input offsets it covers."""
+        producer = self._producer
+        if offsets and self._consumer is not None:
+            self._begin()  # a batch may have produced nothing, its offsets still count
+        if not self._in_transaction:
+            return
+        try:
+            if offsets and self._consumer is not None:
+                producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), wait
+                )
+            producer.commit_transaction(wait)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError):
+                raise
+            tx_id = transactional_id(self.blueprint, self.name, self.replica)
+            if error.code() in _FENCED_CODES:
+                self._broken = True
+                raise ProducerFenced(
+                    f"fenced: another process took over transactional id '{tx_id}' (is a "
+                    f"second replica running with --replica {self.replica}?); stopping "
+                    "without committing"
+                ) from None
+            if error.txn_requires_abort():
+                with contextlib.suppress(KafkaException):
+                    producer.abort_transaction(wait)
+                self._in_transaction = False
+                self._broken = True
+                raise DeliveryError(
+                    f"transaction aborted ({error.str()}); its input records will be "
+                    "processed again after a restart"
+                ) from None
+            raise
+        self._in_transaction = False
+        if self._delivery_errors:
+            self._flush(0)  # raises
 
     def _commit_offsets(self, offsets: list[Any]) -> None:
         try:
