@@ -46,6 +46,8 @@ log = logging.getLogger("streamlets.runner.supervisor")
 EMBEDDED_CONSUMER = {"SESSION_TIMEOUT_MS": "6000", "HEARTBEAT_INTERVAL_MS": "500"}
 #: A process that crashes this many times in a row fails the run.
 MAX_RESTARTS = 5
+#: A process that ran this long before it crashed starts its crash count afresh.
+STABLE_SECONDS = 60.0
 #: Seconds the counters must stay the same (and caught up) before the run ends.
 SETTLE_SECONDS = 1.0
 
@@ -62,6 +64,7 @@ class _Child:
     incarnation: int = 0
     crashes: int = 0
     restart_at: float | None = None
+    started_at: float = 0.0
     finished: bool = False  # exited 0
     carried: ProcessStatus | None = None  # counters of previous incarnations
     last: ProcessStatus | None = None
@@ -176,6 +179,7 @@ class Supervisor:
     def _start(self, child: _Child, bootstrap: str) -> None:
         child.incarnation += 1
         child.restart_at = None
+        child.started_at = time.monotonic()
         process = subprocess.Popen(
             self._command(child, bootstrap),
             stdin=subprocess.DEVNULL,
@@ -310,6 +314,8 @@ class Supervisor:
         if code == EXIT_FAILED:
             self.error = f"streamlet process {child.label} failed (exit status {code})"
             return
+        if time.monotonic() - child.started_at > STABLE_SECONDS:
+            child.crashes = 0  # it ran fine for a while: a new crash starts a new count
         child.crashes += 1
         why = f"signal {-code}" if code < 0 else f"exit status {code}"
         if child.crashes > MAX_RESTARTS:
