@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from blueprint import VerifiedBlueprint
 from runner.broker import EmbeddedBroker, die_with_parent
@@ -106,6 +107,32 @@ def _add(total: ProcessStatus | None, extra: ProcessStatus) -> ProcessStatus:
     for key, n in extra.committed.items():
         total.committed[key] = total.committed.get(key, 0) + n
     return total
+
+
+class _KafkaProgress(Progress):
+    """The in-process runner's progress, plus consumer lag per streamlet (counted records)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        super().__init__(supervisor.snapshot)
+        self.supervisor = supervisor
+
+    def _lag_text(self) -> str:
+        per_streamlet: dict[str, int] = {}
+        for (streamlet, _topic), n in self.supervisor.lag().items():
+            per_streamlet[streamlet] = per_streamlet.get(streamlet, 0) + n
+        return ", ".join(f"{name} {n:,}" for name, n in per_streamlet.items())
+
+    def _table(self) -> Table:
+        table = super()._table()
+        lag = self._lag_text()
+        if lag:
+            table.caption = f"consumer lag (records): {lag}"
+            table.caption_justify = "left"
+        return table
+
+    def _line(self) -> str:
+        lag = self._lag_text()
+        return super()._line() + (f" | lag: {lag}" if lag else "")
 
 
 def _forward(stream: IO[bytes], prefix: str) -> None:
@@ -354,7 +381,7 @@ class Supervisor:
                 installed.append(signum)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
                 pass
-        progress = None if self.quiet else asyncio.create_task(Progress(self.snapshot).run())
+        progress = None if self.quiet else asyncio.create_task(_KafkaProgress(self).run())
         watch = asyncio.create_task(self._watch(bootstrap))
         stopper = asyncio.create_task(stop.wait())
         try:
