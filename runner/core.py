@@ -14,7 +14,7 @@ import inspect
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -525,10 +525,14 @@ class Executor:
     async def _call_async(self, inlet: str, record: Any) -> Any:
         handler = self.handlers[inlet]
         result = handler(record)
-        if inspect.isasyncgen(result):
-            return [item async for item in result]
-        if inspect.isawaitable(result):
+        if isinstance(result, Coroutine):  # `async def process`: the usual case
             result = await result
+        elif inspect.isasyncgen(result):
+            return [item async for item in result]
+        elif inspect.isawaitable(result):
+            result = await result
+        if result is None or isinstance(result, _SINGLE_RECORD):
+            return result
         if isinstance(result, AsyncIterator):
             return [item async for item in result]
         return result
@@ -550,13 +554,9 @@ class Executor:
         if many is not None:
             return await self._process_many(inlet, many, messages)
         # async process: up to `concurrency` calls at once, outputs kept in input order.
-        semaphore = asyncio.Semaphore(self.concurrency)
-
-        async def run(record: Any) -> Any:
-            async with semaphore:
-                return await self._call_async(inlet, record)
-
-        decoded: list[tuple[Message, bool, Any]] = []
+        # A few workers share the batch instead of a task per record: tasks cost more than
+        # most process() calls.
+        decoded: list[tuple[Message, Any]] = []
         for message in messages:
             self.stats.records_in += 1
             ok, record, failed = self._decode(inlet, message)
@@ -564,23 +564,42 @@ class Executor:
                 if failed is not None:
                     dead.append(failed)
                 continue
-            decoded.append((message, ok, record))
-        start = time.perf_counter()
-        tasks = [asyncio.ensure_future(run(record)) for _, _, record in decoded]
-        try:
-            for (message, _, _), task in zip(decoded, tasks, strict=True):
+            decoded.append((message, record))
+        results: list[Any] = [None] * len(decoded)
+        errors: list[Exception | None] = [None] * len(decoded)
+        pending = iter(range(len(decoded)))
+        call = self._call_async
+
+        async def worker() -> None:
+            for index in pending:  # shared: each index goes to exactly one worker
                 try:
-                    routed = self.route(await task)
-                except StreamletFailed:
-                    raise
+                    results[index] = await call(inlet, decoded[index][1])
                 except Exception as exc:
-                    self._reject("process", exc, message, inlet, dead)
-                    continue
-                self._encode_or_fail(routed, message, inlet, out, dead)
+                    errors[index] = exc
+
+        start = time.perf_counter()
+        try:
+            workers = min(self.concurrency, len(decoded))
+            if workers == 1:
+                await worker()
+            elif workers:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(workers):
+                        group.create_task(worker())
         finally:
-            for task in tasks:
-                task.cancel()
             self.stats.process_seconds += time.perf_counter() - start
+        for (message, _), result, error in zip(decoded, results, errors, strict=True):
+            if error is not None:
+                if isinstance(error, StreamletFailed):
+                    raise error
+                self._reject("process", error, message, inlet, dead)
+                continue
+            try:
+                routed = self.route(result)
+            except StreamletsError as exc:
+                self._reject("process", exc, message, inlet, dead)
+                continue
+            self._encode_or_fail(routed, message, inlet, out, dead)
         return out, dead
 
     async def _process_many(
