@@ -230,7 +230,11 @@ def run_streamlet_command(
     try:
         code = process.run()
     except OSError as exc:  # e.g. the metrics port is taken
-        raise click.ClickException(f"cannot start streamlet '{name}': {exc}") from None
+        raise click.ClickException(
+            f"cannot start streamlet '{name}': cannot serve metrics on "
+            f"{options.metrics_host}:{options.metrics_port}: {exc.strerror}; choose another "
+            "--metrics-port (0 picks a free one) or use --no-metrics"
+        ) from None
     sys.exit(code)
 
 

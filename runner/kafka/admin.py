@@ -14,7 +14,7 @@ from blueprint import TopicSpec, VerifiedBlueprint
 from runner.kafka.naming import dead_letter_topic, kafka_topic
 from streamlets.errors import StreamletsError
 
-__all__ = ["TopicError", "TopicPlan", "ensure_topics", "plan_topics"]
+__all__ = ["BrokerUnreachable", "TopicError", "TopicPlan", "ensure_topics", "plan_topics"]
 
 log = logging.getLogger("streamlets.runner.kafka")
 
@@ -24,6 +24,10 @@ DEFAULT_PARTITIONS = 1
 
 class TopicError(StreamletsError):
     """A topic cannot be created, or exists with settings the blueprint cannot use."""
+
+
+class BrokerUnreachable(TopicError):
+    """The broker did not answer (worth retrying later, unlike a bad topic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +91,13 @@ def ensure_topics(
     plans = list(plans)
     if not plans:
         return []
-    admin = AdminClient(dict(admin_config))
+    config: dict[str, Any] = {"logger": logging.getLogger("streamlets.runner.kafka.client")}
+    config.update(admin_config)
+    admin = AdminClient(config)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise TopicError(
+        raise BrokerUnreachable(
             f"cannot reach the Kafka broker at {admin_config.get('bootstrap.servers')}: {exc}"
         ) from None
     existing = {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}

@@ -38,7 +38,7 @@ from confluent_kafka import (
 
 from blueprint import VerifiedBlueprint
 from runner.core import DeadLetter, Emitted, Executor, Message, StreamletFailed
-from runner.kafka.admin import ensure_topics, plan_topics
+from runner.kafka.admin import BrokerUnreachable, ensure_topics, plan_topics
 from runner.kafka.dead_letters import dead_letter_headers
 from runner.kafka.metrics import Health, MetricsServer, StreamletMetrics
 from runner.kafka.naming import (
@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("streamlets.runner.kafka")
+#: librdkafka's own log lines, routed through logging (so they are JSON lines too).
+client_log = logging.getLogger("streamlets.runner.kafka.client")
 
 #: Exit status when the streamlet failed on purpose (``on_error: fail``, bad config): a
 #: restart would fail the same way.
@@ -220,6 +222,7 @@ class StreamletProcess:
             "linger.ms": 5,
             "delivery.report.only.error": True,
             "on_delivery": self._on_delivery,
+            "logger": client_log,
         }
         if self.exactly_once:
             defaults["transactional.id"] = transactional_id(self.blueprint, self.name, self.replica)
@@ -239,6 +242,7 @@ class StreamletProcess:
             "isolation.level": "read_committed",
             "session.timeout.ms": 10000,
             "heartbeat.interval.ms": 1000,
+            "logger": client_log,
         }
         if self.options.metrics_port is not None:
             defaults["statistics.interval.ms"] = 5000
@@ -723,7 +727,7 @@ class StreamletProcess:
             code = EXIT_FAILED
         except (StreamletsError, KafkaException) as exc:
             self.status.error = str(exc)
-            kafka = isinstance(exc, (KafkaException, DeliveryError))
+            kafka = isinstance(exc, (KafkaException, DeliveryError, BrokerUnreachable))
             log.error("%s-%d: %s", self.name, self.replica, exc)
             code = EXIT_CRASH if kafka else EXIT_FAILED
         except Exception as exc:
