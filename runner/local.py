@@ -196,13 +196,23 @@ class LocalRunner:
         for key in self.inject:
             if key not in topics:
                 raise KeyError(f"cannot inject into topic '{key}': the blueprint has no such topic")
-        groups: dict[tuple[str, str], _Group] = {}
+        groups: dict[tuple[str, str, int], _Group] = {}
         for key, spec in bp.topics.items():
             for ref in spec.consumers:
+                consumer = bp.streamlets[ref.streamlet]
+                if ref.port in consumer.cls.replay_inlets:
+                    # Every replica reads all of a replay inlet's topic (control, state).
+                    for replica in range(consumer.replicas):
+                        group = _Group(f"{bp.name}.{ref.streamlet}.{replica}", self.queue_batches)
+                        group.members = 1
+                        topics[key].groups.append(group)
+                        groups[(ref.streamlet, ref.port, replica)] = group
+                    continue
                 group = _Group(f"{bp.name}.{ref.streamlet}", self.queue_batches)
-                group.members = bp.streamlets[ref.streamlet].replicas
+                group.members = consumer.replicas
                 topics[key].groups.append(group)
-                groups[(ref.streamlet, ref.port)] = group
+                for replica in range(consumer.replicas):
+                    groups[(ref.streamlet, ref.port, replica)] = group
             topics[key].open_producers = sum(
                 bp.streamlets[r.streamlet].replicas for r in spec.producers
             )
@@ -217,9 +227,9 @@ class LocalRunner:
                     {t.key for o in streamlet.cls.outlets() for t in bp.outlet_topics(name, o)}
                 )
                 inlets = {
-                    inlet: groups[(name, inlet)]
+                    inlet: groups[(name, inlet, replica)]
                     for inlet in streamlet.cls.inlets()
-                    if (name, inlet) in groups
+                    if (name, inlet, replica) in groups
                 }
                 jobs.append(
                     self._job(executor, replica, inlets, [topics[k] for k in outlet_topics], topics)

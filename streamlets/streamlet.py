@@ -45,6 +45,11 @@ class Streamlet:
 
     Config: ClassVar[type[BaseModel]] = NoConfig
     on_error: ClassVar[OnError] = "dead-letter"
+    #: Inlets that every replica reads in full, from the beginning of their topic, instead
+    #: of sharing the records with the other replicas: control and state streams (the
+    #: latest record on a compacted topic survives restarts). Offsets of these inlets are
+    #: never committed.
+    replay_inlets: ClassVar[tuple[str, ...]] = ()
 
     __inlets__: ClassVar[Mapping[str, Inlet[Any]]] = MappingProxyType({})
     __outlets__: ClassVar[Mapping[str, Outlet[Any]]] = MappingProxyType({})
@@ -130,6 +135,11 @@ class Streamlet:
         problems: list[str] = []
         if not (isinstance(cls.Config, type) and issubclass(cls.Config, BaseModel)):
             problems.append("its Config is not a pydantic BaseModel subclass")
+        unknown = [i for i in cls.replay_inlets if i not in cls.__inlets__]
+        if unknown:
+            problems.append(
+                f"replay_inlets names {', '.join(map(repr, unknown))}, which is not an inlet"
+            )
         if cls.on_error not in ON_ERROR_POLICIES:
             problems.append(
                 f"on_error is {cls.on_error!r}; expected one of {', '.join(ON_ERROR_POLICIES)}"

@@ -110,3 +110,44 @@ class CollectNumbers(Streamlet):
 
     def teardown(self) -> None:
         self._fh.close()
+
+
+class Setting(BaseModel):
+    factor: int
+
+
+class Scaler(Streamlet):
+    """Multiplies numbers by the latest factor from its control inlet (every replica's own)."""
+
+    numbers = Inlet(Number)
+    control = Inlet(Setting)
+    out = Outlet(Doubled)
+    replay_inlets = ("control",)
+
+    class Config(BaseModel):
+        log: Path
+
+    def setup(self) -> None:
+        self.factor = 1
+
+    @control.handler
+    def on_control(self, setting: Setting) -> None:
+        self.factor = setting.factor
+        with self.config.log.open("a", encoding="utf-8") as fh:
+            fh.write(f"{id(self)} {setting.factor}\n")
+
+    @numbers.handler
+    def on_number(self, n: Number) -> Doubled:
+        return Doubled(value=n.value, doubled=n.value * self.factor)
+
+
+class Settings(Streamlet):
+    """Emits one Setting."""
+
+    out = Outlet(Setting)
+
+    class Config(BaseModel):
+        factor: int = 3
+
+    def generate(self) -> Iterator[Setting]:
+        yield Setting(factor=self.config.factor)

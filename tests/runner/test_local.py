@@ -149,6 +149,26 @@ def test_injected_records_and_config_overrides(app: Write) -> None:
     assert len(result.dead_letters) == 2
 
 
+def test_every_replica_reads_all_of_a_replay_inlet(app: Write, tmp_path: Path) -> None:
+    path = app(
+        """
+        name: replay
+        streamlets:
+          settings: {class: pipeline_app:Settings}
+          scaler: {class: pipeline_app:Scaler, replicas: 3, config: {log: control.log}}
+        topics:
+          control: {producers: [settings.out], consumers: [scaler.control]}
+          numbers: {consumers: [scaler.numbers]}
+          out: {producers: [scaler.out]}
+        """
+    )
+    result = run_blueprint(path, inject={"numbers": [Number(value=1)]}, collect=["out"])
+    assert result.error is None
+    seen = (tmp_path / "control.log").read_text().split("\n")
+    instances = {line.split()[0] for line in seen if line}
+    assert len(instances) == 3  # not shared out like data: each replica got the record
+
+
 # -- flow run-local, as a user runs it -------------------------------------------------------
 
 
