@@ -48,6 +48,7 @@ from runner.kafka.naming import (
     kafka_topic,
     transactional_id,
 )
+from runner.kafka.replay import ReplayReader
 from runner.kafka.settings import KafkaSettings, redact
 from runner.kafka.status import ProcessStatus, write_status
 from streamlets.errors import StreamletsError
@@ -153,6 +154,10 @@ class StreamletProcess:
             if topic is not None:
                 self.inlet_of[kafka_topic(topic)] = inlet
                 self.key_of[kafka_topic(topic)] = topic.key
+        # Replay inlets (control, state) are read in full by every replica, outside the group.
+        replay = set(self.spec.cls.replay_inlets)
+        self.replay_of = {t: i for t, i in self.inlet_of.items() if i in replay}
+        self._replay: ReplayReader | None = None
         self.metrics = StreamletMetrics(self.app, name, self.replica)
         self.health = Health()
         self.status = ProcessStatus(name, self.replica, pid=os.getpid())
@@ -527,10 +532,17 @@ class StreamletProcess:
         consumer = self._consumer
         executor = self._executor
         assert executor is not None
-        topics = list(self.inlet_of)
-        consumer.subscribe(
-            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        topics = [t for t in self.inlet_of if t not in self.replay_of]
+        replay = self._replay
+        if topics:
+            consumer.subscribe(
+                topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        else:
+            self.health.ready = True  # only replay inlets: nothing to be assigned
         log.info(
             "%s-%d: consuming %s as group %s",
             self.name,
@@ -548,7 +560,9 @@ class StreamletProcess:
         make = Message
         part = _Partition("")  # replaced at the first record: no partition is -1
         while not self._stop:
-            raw = consumer.consume(batch_size, poll_timeout)
+            if replay is not None:
+                self._process_replayed(replay.poll(0 if topics else poll_timeout))
+            raw = consumer.consume(batch_size, poll_timeout) if topics else []
             self.health.beat()
             if raw:
                 batches: dict[str, list[Message]] = {}
@@ -604,6 +618,30 @@ class StreamletProcess:
                 self._commit()
                 last_commit = now
             self._write_status()
+
+    def _process_replayed(self, batches: dict[str, list[Message]]) -> None:
+        """Process records of replay inlets (their offsets are never committed)."""
+        executor = self._executor
+        assert executor is not None
+        for inlet, messages in batches.items():
+            emitted, dead = self._run_async(executor.process_batch(inlet, messages))
+            self._send(emitted, dead)
+
+    def _start_replay(self) -> None:
+        defaults: dict[str, Any] = {
+            "client.id": client_id(self.blueprint, self.name, self.replica) + ".replay",
+            # A group of its own that never commits: the partitions are assigned, not shared.
+            "group.id": f"{group_id(self.blueprint, self.name)}.replay.{os.getpid()}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "logger": client_log,
+        }
+        self._replay = ReplayReader(
+            self.settings.for_consumer(**defaults), self.replay_of, self.options.batch_size
+        )
+        self._process_replayed(self._replay.start())
 
     def _generate_items(self) -> Iterator[Any]:
         assert self._executor is not None
@@ -700,6 +738,8 @@ class StreamletProcess:
             try:
                 self.status.state = "running"
                 if self.inlet_of:
+                    if self.replay_of:
+                        self._start_replay()
                     self._consumer = self._make_consumer()
                     self._consume_loop()
                 elif not self.spec.cls.inlets():
@@ -747,6 +787,10 @@ class StreamletProcess:
         return code
 
     def _close_clients(self) -> None:
+        if self._replay is not None:
+            with contextlib.suppress(Exception):
+                self._replay.close()
+            self._replay = None
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 self._consumer.close()
