@@ -695,6 +695,14 @@ class StreamletProcess:
             if close is not None:
                 close()
 
+    def _register_streamlet_metrics(self) -> None:
+        """Export a streamlet's own metrics: its ``metrics`` attribute, when that is a
+        Prometheus collector (the model-serving streamlet's per-model series)."""
+        assert self._executor is not None
+        collector: Any = getattr(self._executor.instance, "metrics", None)
+        if collector is not None and callable(getattr(collector, "collect", None)):
+            self.metrics.registry.register(collector)
+
     def _start_metrics(self) -> None:
         if self.options.metrics_port is None:
             return
@@ -731,6 +739,7 @@ class StreamletProcess:
                     ),
                 )
             self._executor = Executor(self.spec, self.blueprint)
+            self._register_streamlet_metrics()
             self._producer = self._make_producer()
             if self.exactly_once:
                 self._producer.init_transactions(self.options.grace_period)

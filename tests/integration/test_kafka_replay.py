@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable
 
 from pydantic import BaseModel
 
+from runner.kafka.status import read_status
 from streamlets.codecs import codec_for
 from streamlets.schema import Schema
 from tests.integration.conftest import KafkaApp, KafkaTools, stop
@@ -15,9 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from prometheus_client.core import CounterMetricFamily
 from pydantic import BaseModel
 
 from streamlets import Inlet, Outlet, Streamlet
+
+
+class Controls:
+    """A streamlet's own Prometheus collector: how many control records it applied."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+
+    def collect(self):
+        family = CounterMetricFamily("replayapp_controls", "Control records applied.")
+        family.add_metric([], self.applied)
+        yield family
 
 
 class Number(BaseModel):
@@ -62,12 +77,17 @@ class Scaler(Streamlet):
     out = Outlet(Scaled)
     replay_inlets = ("control",)
 
+    def __init__(self, config=None, *, name=""):
+        super().__init__(config, name=name)
+        self.metrics = Controls()
+
     def setup(self) -> None:
         self.factor = 1
 
     @control.handler
     def on_control(self, setting: Setting) -> None:
         self.factor = setting.factor
+        self.metrics.applied += 1
 
     @numbers.handler
     def on_number(self, n: Number) -> Scaled:
@@ -110,9 +130,16 @@ def test_every_replica_replays_the_control_topic_written_before_it_started(
     # The control record and the data are written by processes that have ended since.
     for source in ("settings", "numbers"):
         assert app.streamlet(source).wait(60) == 0, app.log(source)
-    replicas = [app.streamlet("scaler", replica=i) for i in range(2)]
+    status = app.directory / "scaler-0.json"
+    replicas = [
+        app.streamlet("scaler", "--metrics-port", "0", replica=0, status=status),
+        app.streamlet("scaler", replica=1),
+    ]
     try:
         out = kafka.read(f"{app.name}-scaled", 60, timeout=90, settle=1.0)
+        port = read_status(status).metrics_port  # type: ignore[union-attr]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
     finally:
         # one at a time: Tansu can wedge a group when members leave at the same moment
         codes = [stop(p) for p in reversed(replicas)]
@@ -125,3 +152,5 @@ def test_every_replica_replays_the_control_topic_written_before_it_started(
     assert {r.scaled - 3 * r.value for r in records} == {0}
     for i in range(2):
         assert "replayed 1 record(s)" in app.log("scaler", i), app.log("scaler", i)
+    # The streamlet's own collector is exported next to the runner's series.
+    assert "replayapp_controls_total 1.0" in metrics, metrics
