@@ -151,3 +151,27 @@ class Settings(Streamlet):
 
     def generate(self) -> Iterator[Setting]:
         yield Setting(factor=self.config.factor)
+
+
+class TracedDouble(Double):
+    """A :class:`Double` that appends ``<instance> <source> <value>`` to ``log`` per record.
+
+    ``setup`` writes ``<instance> setup -1``, so instances that got no record show too.
+    """
+
+    class Config(BaseModel):
+        fail_every: int | None = None
+        log: Path
+
+    def setup(self) -> None:
+        self._trace = self.config.log.open("a", encoding="utf-8")
+        self._trace.write(f"{os.getpid()}-{id(self)} setup -1\n")
+        self._trace.flush()
+
+    def process(self, n: Number) -> Doubled:
+        self._trace.write(f"{os.getpid()}-{id(self)} {n.source} {n.value}\n")
+        self._trace.flush()
+        return super().process(n)
+
+    def teardown(self) -> None:
+        self._trace.close()
