@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from blueprint.names import did_you_mean, dns_label_problem, kafka_topic_problem, suggest_dns_label
 from blueprint.problems import Location, Problem, Severity
+from blueprint.resources import (
+    RESOURCE_KINDS,
+    RESOURCE_NAMES,
+    ResourceSpec,
+    exceeds,
+    quantity_problem,
+)
 from blueprint.yamlsource import LocatedDict, LocatedList
 
 __all__ = [
@@ -27,8 +35,16 @@ __all__ = [
     "parse_blueprint",
 ]
 
-APP_KEYS = ("name", "description", "streamlets", "topics", "processing")
-STREAMLET_KEYS = ("class", "config", "replicas", "on_error", "processing", "description")
+APP_KEYS = ("name", "description", "streamlets", "topics", "processing", "resources")
+STREAMLET_KEYS = (
+    "class",
+    "config",
+    "replicas",
+    "on_error",
+    "processing",
+    "description",
+    "resources",
+)
 TOPIC_KEYS = (
     "name",
     "producers",
@@ -70,6 +86,7 @@ class StreamletDecl:
     on_error: str | None
     processing: str | None
     description: str
+    resources: ResourceSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +116,7 @@ class BlueprintDecl:
     processing: str
     streamlets: dict[str, StreamletDecl] = field(default_factory=dict)
     topics: dict[str, TopicDecl] = field(default_factory=dict)
+    resources: ResourceSpec | None = None
 
 
 def _type_name(value: Any) -> str:
@@ -196,6 +214,65 @@ class _Parser:
         )
         return None
 
+    def resources(self, data: LocatedDict, what: str) -> ResourceSpec | None:
+        """``resources:`` of ``data``: requests and limits, each quantity checked."""
+        if data.get("resources") is None:
+            return None
+        where = f"{what}: 'resources'"
+        body = self.mapping(data["resources"], where, data.value_loc("resources"))
+        if body is None:
+            return None
+        self.check_keys(body, RESOURCE_KINDS, f"{what}: resources")
+        found: dict[str, dict[str, str]] = {kind: {} for kind in RESOURCE_KINDS}
+        locs: dict[tuple[str, str], Location] = {}
+        for kind in RESOURCE_KINDS:
+            if body.get(kind) is None:
+                continue
+            section = self.mapping(body[kind], f"{what}: 'resources.{kind}'", body.value_loc(kind))
+            if section is None:
+                continue
+            self.check_keys(section, RESOURCE_NAMES, f"{what}: resources.{kind}")
+            for name in RESOURCE_NAMES:
+                if name not in section:
+                    continue
+                value = section[name]
+                loc = section.value_loc(name)
+                problem: tuple[str, str] | None
+                if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                    text = str(value).strip()
+                    problem = quantity_problem(name, text)
+                else:
+                    text = ""
+                    problem = (
+                        f"must be a quantity, found {_type_name(value)}",
+                        "write e.g. 'cpu: 100m' or 'memory: 128Mi'",
+                    )
+                if problem is not None:
+                    self.error(
+                        "invalid-resources",
+                        f"{what}: resources.{kind}.{name}: {problem[0]}",
+                        loc,
+                        problem[1],
+                    )
+                    continue
+                found[kind][name] = text
+                locs[(kind, name)] = loc
+        for name, request in found["requests"].items():
+            limit = found["limits"].get(name)
+            if limit is not None and exceeds(request, limit):
+                self.error(
+                    "invalid-resources",
+                    f"{what}: resources.requests.{name} {request} is above "
+                    f"resources.limits.{name} {limit}",
+                    locs[("requests", name)],
+                    "Kubernetes refuses a request above its limit; lower the request "
+                    "or raise the limit",
+                )
+        return ResourceSpec(
+            requests=MappingProxyType(found["requests"]),
+            limits=MappingProxyType(found["limits"]),
+        )
+
     # -- sections ------------------------------------------------------------------------
 
     def parse(self, data: Any, path: str) -> BlueprintDecl | None:
@@ -232,6 +309,7 @@ class _Parser:
             name=name or "",
             description=description,
             processing=processing or "at-least-once",
+            resources=self.resources(root, "blueprint"),
         )
         if "streamlets" not in root:
             self.error(
@@ -307,6 +385,7 @@ class _Parser:
             on_error=self.choice(body, "on_error", what, ON_ERROR, "invalid-value"),
             processing=self.choice(body, "processing", what, PROCESSING_MODES, "invalid-value"),
             description=self.string(body, "description", what) or "",
+            resources=self.resources(body, what),
         )
 
     def topic(self, section: LocatedDict, key: Any) -> TopicDecl | None:

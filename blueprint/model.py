@@ -12,10 +12,11 @@ from pydantic import BaseModel
 
 from blueprint.declarations import PortRef
 from blueprint.problems import Problem
+from blueprint.resources import ResourceSpec
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
-__all__ = ["PortRef", "StreamletSpec", "TopicSpec", "VerifiedBlueprint"]
+__all__ = ["PortRef", "ResourceSpec", "StreamletSpec", "TopicSpec", "VerifiedBlueprint"]
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -24,7 +25,11 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class StreamletSpec:
-    """One streamlet of a verified blueprint: its class, validated config and settings."""
+    """One streamlet of a verified blueprint: its class, validated config and settings.
+
+    ``resources`` is the streamlet's own ``resources:`` (``None`` when it has none); the
+    application's default is :attr:`VerifiedBlueprint.resources`. Only deployment uses them.
+    """
 
     name: str
     class_path: str
@@ -36,6 +41,7 @@ class StreamletSpec:
     processing: str
     description: str = ""
     port_schemas: Mapping[str, Schema] = field(default_factory=dict)
+    resources: ResourceSpec | None = None
 
     def schema(self, port: str) -> Schema:
         """The schema of one of the streamlet's ports (resolved against its config)."""
@@ -78,6 +84,8 @@ class VerifiedBlueprint:
     ``graph`` is a directed bipartite graph: streamlet nodes ``("streamlet", name)`` and
     topic nodes ``("topic", key)``, with an edge per producer (streamlet -> topic, attribute
     ``port``) and per consumer (topic -> streamlet, attribute ``port``).
+    ``resources`` is the application's default container resources, for the streamlets
+    without their own (``None`` when the blueprint sets none).
     """
 
     name: str
@@ -89,6 +97,7 @@ class VerifiedBlueprint:
     topics: Mapping[str, TopicSpec]
     graph: nx.DiGraph[Any]
     problems: tuple[Problem, ...] = ()
+    resources: ResourceSpec | None = None
 
     def inlet_topic(self, streamlet: str, inlet: str) -> TopicSpec | None:
         """The topic that feeds ``streamlet.inlet`` (``None`` if none)."""

@@ -137,6 +137,10 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "`partitions` or `replication_factor` is not a positive integer.",
     ),
+    "invalid-resources": (
+        Severity.ERROR,
+        "`resources` has a value that is not a Kubernetes quantity, or a request above its limit.",
+    ),
     "unknown-codec": (Severity.ERROR, "A topic's `codec` is not one of the known codecs."),
     "invalid-value": (
         Severity.ERROR,

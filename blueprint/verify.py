@@ -374,6 +374,7 @@ class _Verifier:
                 processing=item.decl.processing or decl.processing,
                 description=item.decl.description,
                 port_schemas=freeze(port_schemas),
+                resources=item.decl.resources,
             )
         topics = {
             key: TopicSpec(
@@ -399,6 +400,7 @@ class _Verifier:
             topics=freeze(topics),
             graph=graph,
             problems=tuple(sorted_problems(self.problems)),
+            resources=decl.resources,
         )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from blueprint import (
     load_overrides,
     verify,
 )
+from blueprint.resources import quantity_problem
 from runner.k8s import (
     METRICS_PORT,
     DeployOptions,
@@ -32,7 +32,7 @@ from runner.k8s import (
 from runner.k8s.dockerfile import DEFAULT_BASE_IMAGE, DockerfileError, dockerfile, plan_image
 from runner.k8s.kubectl import Kubectl, KubectlError
 from runner.k8s.operations import ConfigProblemsError
-from runner.k8s.options import DEFAULT_KAFKA_CLUSTER, DEFAULT_RESOURCES, Resources
+from runner.k8s.options import DEFAULT_KAFKA_CLUSTER, Resources
 
 __all__ = [
     "configure_command",
@@ -46,7 +46,6 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _BLUEPRINT = click.Path(exists=True, dir_okay=False, readable=True)
-_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 
 
 def _config_options(func: F) -> F:
@@ -140,33 +139,26 @@ def _replicas(text: str, option: str) -> int:
 def _resources(cpu: Sequence[str], memory: Sequence[str]) -> dict[str, Resources]:
     """``--cpu [NAME=]Q`` sets the CPU request; ``--memory [NAME=]Q`` request and limit.
 
-    Without ``NAME=`` a value applies to every streamlet; a streamlet's own value wins.
+    Without ``NAME=`` a value applies to every streamlet (key ``"default"``). These win over
+    the blueprint's ``resources:``; a streamlet's own value wins over the one for all.
     """
-    given: dict[str, dict[str, str]] = {}  # target -> {"cpu"|"memory": quantity}
+    found: dict[str, dict[str, dict[str, str]]] = {}  # target -> requests/limits
     for option, values in (("--cpu", cpu), ("--memory", memory)):
+        resource = option.lstrip("-")
         for value in values:
             name, eq, quantity = value.rpartition("=")
             target = name.strip() if eq else "default"
             quantity = quantity.strip()
-            if not quantity or not _QUANTITY.fullmatch(quantity):
+            problem = quantity_problem(resource, quantity)
+            if problem is not None:
                 raise click.BadParameter(
-                    f"{value!r}: {quantity!r} is not a Kubernetes quantity "
-                    f"(e.g. {'500m or 2' if option == '--cpu' else '512Mi or 2Gi'})",
-                    param_hint=option,
+                    f"{value!r}: {problem[0]} ({problem[1]})", param_hint=option
                 )
-            given.setdefault(target, {})[option.lstrip("-")] = quantity
-    defaults = given.get("default", {})
-    found: dict[str, Resources] = {}
-    for target, own in given.items():
-        chosen = {**defaults, **own}
-        res = {kind: dict(values) for kind, values in DEFAULT_RESOURCES.items()}
-        if "cpu" in chosen:
-            res["requests"]["cpu"] = chosen["cpu"]
-        if "memory" in chosen:
-            res["requests"]["memory"] = chosen["memory"]
-            res["limits"]["memory"] = chosen["memory"]
-        found[target] = res
-    return found
+            layer = found.setdefault(target, {"requests": {}})
+            layer["requests"][resource] = quantity
+            if resource == "memory":
+                layer.setdefault("limits", {})["memory"] = quantity
+    return dict(found)
 
 
 def _section_value(overrides: ConfigOverrides, section: str, key: str) -> str | None:

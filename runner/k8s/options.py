@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from blueprint import StreamletSpec, VerifiedBlueprint
+from blueprint.resources import layer_resources
+
 __all__ = [
     "APP_DIR",
     "BLUEPRINT_PATH",
@@ -45,7 +48,8 @@ class DeployOptions:
     """Settings of one deployment of a blueprint.
 
     ``scale`` overrides the blueprint's ``replicas`` per streamlet; ``resources`` maps a
-    streamlet name (or ``"default"``) to its container resources; ``ingress_hosts`` maps an
+    streamlet name (or ``"default"``, for every streamlet) to the container resources that
+    ``--cpu``/``--memory`` set, over what the blueprint says; ``ingress_hosts`` maps an
     HTTP ingress streamlet to the host name of an Ingress to create for it; ``jobs`` names
     the bounded sources to run to completion as Jobs.
     """
@@ -85,6 +89,21 @@ class DeployOptions:
         """The replicas of ``streamlet``: ``--scale`` first, else the blueprint's."""
         return self.scale.get(streamlet, declared)
 
-    def resources_for(self, streamlet: str) -> Resources:
-        """The container resources of ``streamlet``."""
-        return self.resources.get(streamlet) or self.resources.get("default") or DEFAULT_RESOURCES
+    def resources_for(
+        self, spec: StreamletSpec, verified: VerifiedBlueprint | None = None
+    ) -> dict[str, dict[str, str]]:
+        """The container resources of ``spec``'s streamlet, from the most specific layer.
+
+        Layers, last wins key by key: the built-in defaults, the blueprint's application
+        ``resources:``, the streamlet's own ``resources:``, ``--cpu``/``--memory`` for every
+        streamlet, and those for this streamlet (see :func:`layer_resources`).
+        """
+        app = verified.resources.as_dict() if verified and verified.resources else None
+        own = spec.resources.as_dict() if spec.resources else None
+        return layer_resources(
+            DEFAULT_RESOURCES,
+            app,
+            own,
+            self.resources.get("default"),
+            self.resources.get(spec.name),
+        )

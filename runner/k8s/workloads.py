@@ -86,14 +86,16 @@ def _container_security_context() -> dict[str, Any]:
     }
 
 
-def _container(spec: StreamletSpec, options: DeployOptions) -> dict[str, Any]:
+def _container(
+    verified: VerifiedBlueprint, spec: StreamletSpec, options: DeployOptions
+) -> dict[str, Any]:
     ports: list[dict[str, Any]] = [
         {"name": "metrics", "containerPort": options.metrics_port, "protocol": "TCP"}
     ]
     port = http_port(spec)
     if port is not None:
         ports.append({"name": "http", "containerPort": port, "protocol": "TCP"})
-    resources = {kind: dict(values) for kind, values in options.resources_for(spec.name).items()}
+    resources = options.resources_for(spec, verified)
     return {
         "name": "streamlet",
         "image": options.image,
@@ -195,7 +197,7 @@ def deployment(
     app = verified.name
     kind = workload_kind(spec, options)
     labels = naming.streamlet_labels(app, spec.name)
-    container = _container(spec, options)
+    container = _container(verified, spec, options)
     replicas = options.replicas(spec.name, spec.replicas)
     body: dict[str, Any] = {}
     if kind == "Job":

@@ -316,6 +316,16 @@ def test_invalid_partitions(write_blueprint: Write, key: str) -> None:
     assert codes(problems) == ["invalid-partitions"]
 
 
+@pytest.mark.parametrize("value", ["lots", "-1", "128m", "[1]"])
+def test_invalid_resources(write_blueprint: Write, value: str) -> None:
+    text = VALID.replace("replicas: 2", f"resources: {{requests: {{memory: {value}}}}}")
+    (problem,) = check(write_blueprint(text))
+    assert problem.code == "invalid-resources"
+    assert problem.location is not None and problem.location.line == 8
+    assert problem.message.startswith("streamlet 'mid': resources.requests.memory:")
+    assert problem.hint
+
+
 def test_unknown_codec(write_blueprint: Write) -> None:
     problems = check(write_blueprint(VALID.replace("partitions: 3", "codec: jsn")))
     (problem,) = problems
