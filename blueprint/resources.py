@@ -38,6 +38,9 @@ _QUANTITY = re.compile(
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _FRACTIONS = {"n": "a billionth", "u": "a millionth", "m": "a thousandth"}
+# Kubernetes keeps quantities in a 64-bit integer (of units or of nano-units).
+_MAX_VALUE = Decimal(2**63 - 1)
+_MAX_EXPONENT = 30
 _EXAMPLES = {"cpu": "100m, 0.5 or 2", "memory": "128Mi, 512Mi or 1G"}
 
 
@@ -52,7 +55,8 @@ def quantity_value(text: str) -> Decimal | None:
         return number * (Decimal(1024) ** _BINARY[suffix])
     if suffix in _DECIMAL:
         return number.scaleb(_DECIMAL[suffix])
-    return number.scaleb(int(suffix[1:]))
+    exponent = int(suffix[1:])
+    return number.scaleb(exponent) if abs(exponent) <= _MAX_EXPONENT else None
 
 
 def quantity_problem(resource: str, text: str) -> tuple[str, str] | None:
@@ -79,6 +83,9 @@ def quantity_problem(resource: str, text: str) -> tuple[str, str] | None:
             f"{text!r} is not a CPU amount: CPU is counted in cores, not bytes",
             f"write e.g. {example} (m is a thousandth of a core)",
         )
+    value = quantity_value(text)
+    if value is None or value > _MAX_VALUE:
+        return (f"{text!r} is out of the range Kubernetes can hold", f"write e.g. {example}")
     return None
 
 

@@ -228,13 +228,14 @@ def _kubectl(context: str | None) -> Kubectl:
     "--cpu",
     multiple=True,
     metavar="[NAME=]QUANTITY",
-    help="CPU request, of one streamlet or all (repeatable).",
+    help="CPU request, of one streamlet or all, over the blueprint's resources (repeatable).",
 )
 @click.option(
     "--memory",
     multiple=True,
     metavar="[NAME=]QUANTITY",
-    help="Memory request and limit, of one streamlet or all (repeatable).",
+    help="Memory request and limit, of one streamlet or all, over the blueprint's resources "
+    "(repeatable).",
 )
 @click.option(
     "--autoscale",

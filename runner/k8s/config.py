@@ -203,14 +203,20 @@ def build_app_config(
     streamlet is its ``config:`` with ``overrides`` applied key by key, exactly as verify
     applied them. Relative values of ``Path`` fields are made absolute against ``app_dir``,
     the blueprint's directory inside the image.
+
+    ``resources:`` (the application's and each streamlet's) is left out: the pods do not
+    read it, it is in each pod's spec, and so a change to one streamlet's resources rolls
+    that streamlet only, not every pod through the config hash.
     """
     blueprint: dict[str, Any] = plain(document)
+    blueprint.pop("resources", None)
     bodies = blueprint.get("streamlets") or {}
     secret: dict[str, Any] = {}
     for name, spec in verified.streamlets.items():
         body = bodies.get(name)
         if not isinstance(body, dict):
             continue
+        body.pop("resources", None)
         data: dict[str, Any] = dict(body.get("config") or {})
         for key, (value, _where) in overrides.for_streamlet(name).items():
             data[key] = plain(value)

@@ -187,6 +187,12 @@ def test_not_quantities(text: str) -> None:
     assert problem is not None and "not a Kubernetes quantity" in problem[0]
 
 
+@pytest.mark.parametrize("text", ["1e99", "1e-99", "10Ei"])
+def test_quantities_out_of_range(text: str) -> None:
+    problem = quantity_problem("memory", text)
+    assert problem is not None and "out of the range" in problem[0]
+
+
 def test_layers_apply_key_by_key_and_keep_requests_within_limits() -> None:
     defaults = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
     assert layer_resources(defaults, None, {}) == defaults

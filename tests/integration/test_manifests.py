@@ -326,9 +326,9 @@ def test_options_reach_the_manifests(deployed: dict[str, Path]) -> None:
     assert job["template"]["spec"]["restartPolicy"] == "OnFailure"
     assert ("Deployment", "sensor-alerts-ingest") not in prod
     container = threshold["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"] == {
+    assert container["resources"] == {  # --cpu/--memory over the blueprint's resources
         "requests": {"cpu": "500m", "memory": "1Gi"},
-        "limits": {"memory": "1Gi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
     }
     for (kind, _), resource in prod.items():
         expected = "kafka" if kind == "KafkaTopic" else "prod"
@@ -343,6 +343,17 @@ def test_options_reach_the_manifests(deployed: dict[str, Path]) -> None:
     assert service["selector"].items() <= pods["metadata"]["labels"].items()
     ingress = orders[("Ingress", "orders-http-in")]["spec"]["rules"][0]
     assert ingress["host"] == "orders.example.com"
+    # the application's resources for every streamlet, a streamlet's own over them
+    assert pods["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"memory": "1Gi"},
+    }
+    pricing = orders[("StatefulSet", "orders-pricing")]["spec"]["template"]["spec"]
+    assert pricing["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m", "memory": "2Gi"},  # its own request raised the app's limit
+        "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "1Gi"},
+    }
+    assert "resources" not in orders[("ConfigMap", "orders-config")]["data"]["blueprint.yaml"]
     odd = [r for (k, _), r in orders.items() if k == "KafkaTopic" and r["spec"].get("topicName")]
     assert [r["spec"]["topicName"] for r in odd] == ["Orders_V1"]
     assert odd[0]["spec"]["partitions"] == 6 and odd[0]["spec"]["replicas"] == 3

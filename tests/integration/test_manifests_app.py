@@ -65,6 +65,9 @@ class Archive(Streamlet):
 BLUEPRINT = """\
 name: orders
 description: Orders come in over HTTP, get priced and archived.
+resources:
+  requests: {cpu: 250m, memory: 256Mi}
+  limits: {memory: 1Gi}
 streamlets:
   http-in:
     class: streamlets.library.http:HttpIngress
@@ -74,6 +77,9 @@ streamlets:
     config: {currency: USD, api_key: "s3cr3t-api-key-0001"}
     replicas: 2
     processing: exactly-once
+    resources:
+      requests: {memory: 2Gi}
+      limits: {cpu: 2, ephemeral-storage: 1Gi}
   archive:
     class: orders_app:Archive
     config: {directory: out, password: "hunter2-archive-pw"}

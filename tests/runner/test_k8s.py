@@ -19,6 +19,7 @@ from runner.k8s.dockerfile import dockerfile, plan_image
 from runner.k8s.keda_auth import kafka_auth, kafka_auth_problem
 from runner.k8s.naming import deployment_name, service_name, topic_resource_name
 from runner.k8s.options import APP_DIR, RUN_AS_USER
+from runner.testkit import run_blueprint
 from tests.integration.test_manifests_app import write_orders_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,9 +132,9 @@ def test_resources_per_streamlet_and_for_all(tmp_path: Path) -> None:
         deployment = yaml.safe_load((out / f"deployment-{name}.yaml").read_text())
         return deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
 
-    assert resources("threshold") == {
-        "requests": {"cpu": "100m", "memory": "512Mi"},
-        "limits": {"memory": "512Mi"},
+    assert resources("threshold") == {  # its cpu from the blueprint, its memory flag
+        "requests": {"cpu": "200m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
     }
     assert resources("store") == {
         "requests": {"cpu": "2", "memory": "1Gi"},
@@ -143,6 +144,75 @@ def test_resources_per_streamlet_and_for_all(tmp_path: Path) -> None:
         "requests": {"cpu": "100m", "memory": "1Gi"},
         "limits": {"memory": "1Gi"},
     }
+
+
+LAYERED = """
+name: layered
+resources:
+  requests: {cpu: 50m}
+  limits: {memory: 256Mi}
+streamlets:
+  src:
+    class: sample_app:Source
+  mid:
+    class: sample_app:Pass
+    resources:
+      requests: {cpu: 500m, memory: 128Mi}
+      limits: {cpu: "1", memory: 1G}
+  sink:
+    class: sample_app:Sink
+topics:
+  raw: {producers: [src.out], consumers: [mid.readings]}
+  clean: {producers: [mid.out], consumers: [sink.readings]}
+"""
+
+
+def test_resources_flags_over_streamlet_over_application_over_defaults(
+    write_blueprint: Any, tmp_path: Path
+) -> None:
+    path = write_blueprint(LAYERED)
+    out = tmp_path / "out"
+    flags = ["--cpu", "mid=2", "--memory", "sink=64Mi"]
+    result = flow("deploy", str(path), "--image", "i:1", "-o", str(out), *flags)
+    assert result.exit_code == 0, result.output
+
+    def resources(name: str) -> Any:
+        deployment = yaml.safe_load((out / f"deployment-{name}.yaml").read_text())
+        return deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+
+    assert resources("src") == {  # the application's, over the built-in memory request
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+    assert resources("mid") == {  # --cpu above the blueprint's limit raises the limit
+        "requests": {"cpu": "2", "memory": "128Mi"},
+        "limits": {"cpu": "2", "memory": "1G"},
+    }
+    assert resources("sink") == {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"memory": "64Mi"},
+    }
+    assert "resources" not in (out / "configmap.yaml").read_text()  # the pods don't read it
+
+
+def test_the_local_runner_ignores_resources(write_blueprint: Any) -> None:
+    result = run_blueprint(write_blueprint(LAYERED), collect=["clean"])
+    assert result.error is None
+    assert sorted(r.sensor_id for r in result.topics["clean"]) == ["s0", "s1", "s2"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [
+        ("--memory", "mid=128m", "did you mean '128Mi'?"),
+        ("--cpu", "1Gi", "CPU is counted in cores"),
+        ("--cpu", "mid=", "'' is not a Kubernetes quantity"),
+    ],
+)
+def test_bad_resource_flags_are_usage_errors(option: str, value: str, needle: str) -> None:
+    result = flow("deploy", str(SENSORS), "--image", "i:1", option, value)
+    assert result.exit_code == 2
+    assert needle in result.output and "Traceback" not in result.output
 
 
 def test_a_dead_letter_template_names_the_dead_letter_topics(tmp_path: Path) -> None:
