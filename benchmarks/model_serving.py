@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -151,6 +153,11 @@ async def hand_written(
     return [s.label for s in scored]
 
 
+def hand_run(url: str, records: list[Flower], batch: int, concurrency: int, raw: bool) -> list[int]:
+    """:func:`hand_written` in its own event loop."""
+    return asyncio.run(hand_written(url, records, batch, concurrency, raw))
+
+
 def sequential(url: str, rows: list[list[float]]) -> list[int]:
     """One record per request, one request at a time."""
     labels = []
@@ -210,10 +217,20 @@ async def unbatched_rate(
     return requests / (time.perf_counter() - start)
 
 
+#: (batch size, requests in flight) of the sweeps.
+SWEEP = [(256, 2), (512, 2), (1024, 2), (1024, 4), (2048, 2)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--sequential-records", type=int, default=0, help="0: all records")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds of every client, interleaved; best counts"
+    )
+    parser.add_argument(
+        "--no-pool-check", action="store_true", help="skip the unbatched requests/s table"
+    )
     args = parser.parse_args()
 
     import joblib
@@ -223,6 +240,14 @@ def main() -> None:
     base = iris_rows()
     rows = [base[i % len(base)] for i in range(args.records)]
     records = [Flower(id=i, features=row) for i, row in enumerate(rows)]
+    n: int = args.records
+    # Every client's time in every round, by client name: the same machine runs them all in
+    # turn, round after round, so a slow spell (the machine is shared) hits them alike.
+    times: dict[str, list[float]] = {}
+
+    def run(name: str, client: Callable[[], list[int]], count: int = n) -> None:
+        times.setdefault(name, []).append(timed(client, expected[:count], name))
+
     with tempfile.TemporaryDirectory() as tmp:
         x, y = load_iris(return_X_y=True)
         model = LogisticRegression(max_iter=1000).fit(x, y)
@@ -231,91 +256,82 @@ def main() -> None:
         expected = [int(p) for p in model.predict(rows)]
         with running("mlserver", (ServedModel(MODEL, path),), Path(tmp)) as server:
             url = server.url
-            print(f"MLServer at {url}; {args.records} records of 4 features\n")
+            print(f"MLServer at {url}; {n} records of 4 features, {args.rounds} rounds\n")
             # Warm up the server and the clients.
-            streamlet(url, records[:500])
-            asyncio.run(hand_written(url, records[:500], 50, 2, raw=False))
+            streamlet(url, records[:2000])
+            direct(url, records[:2000])
+            asyncio.run(hand_written(url, records[:2000], 256, 2, raw=True))
 
-            print("unbatched requests/s by requests in flight (httpx issue 3215 check):")
-            print(f"{'in flight':>10} {'httpx':>10} {'raw streams':>12}")
-            for in_flight in (1, 2, 4, 8, 16, 32):
-                h = asyncio.run(unbatched_rate(url, records[0], in_flight, False, 1500))
-                r = asyncio.run(unbatched_rate(url, records[0], in_flight, True, 1500))
-                print(f"{in_flight:>10} {h:>10.0f} {r:>12.0f}")
-            print()
+            if not args.no_pool_check:
+                print("unbatched requests/s by requests in flight (httpx issue 3215 check):")
+                print(f"{'in flight':>10} {'httpx':>10} {'raw streams':>12}")
+                for in_flight in (1, 2, 4, 8, 16, 32):
+                    h = asyncio.run(unbatched_rate(url, records[0], in_flight, False, 1500))
+                    r = asyncio.run(unbatched_rate(url, records[0], in_flight, True, 1500))
+                    print(f"{in_flight:>10} {h:>10.0f} {r:>12.0f}")
+                print()
 
-            n_seq = args.sequential_records or args.records
-            t_seq = timed(lambda: sequential(url, rows[:n_seq]), expected[:n_seq], "sequential")
-            rate_seq = n_seq / t_seq
+            n_seq: int = args.sequential_records or n
+            run("sequential", lambda: sequential(url, rows[:n_seq]), n_seq)
 
-            t_default = timed(lambda: streamlet(url, records), expected, "pipeline default")
-            t_direct = timed(lambda: direct(url, records), expected, "streamlet default")
-
-            sweep = [(64, 2), (256, 2), (256, 4), (1024, 2), (1024, 4)]
-            tuned: dict[tuple[int, int], float] = {}
-            direct_tuned: dict[tuple[int, int], float] = {}
-            for batch, conc in sweep:
-                tuned[(batch, conc)] = timed(
-                    lambda b=batch, c=conc: streamlet(url, records, batch_size=b, concurrency=c),
-                    expected,
-                    "pipeline tuned",
-                )
-                direct_tuned[(batch, conc)] = timed(
-                    lambda b=batch, c=conc: direct(url, records, batch_size=b, concurrency=c),
-                    expected,
-                    "streamlet tuned",
-                )
-            best_tuned = min(tuned, key=tuned.__getitem__)
-            best_direct = min(direct_tuned, key=direct_tuned.__getitem__)
-            b, c = best_direct
-            t_httpx = timed(
-                lambda: direct(url, records, batch_size=b, concurrency=c, transport="httpx"),
-                expected,
-                "streamlet httpx",
-            )
-
-            hand: dict[tuple[int, int, bool], float] = {}
-            for batch, conc in sweep:
-                for raw in (False, True):
-                    hand[(batch, conc, raw)] = timed(
-                        lambda b=batch, c=conc, r=raw: asyncio.run(
-                            hand_written(url, records, b, c, r)
-                        ),
-                        expected,
-                        "hand-written",
+            for _ in range(args.rounds):
+                run("pipeline default", lambda: streamlet(url, records))
+                run("streamlet default", lambda: direct(url, records))
+                for b, c in SWEEP:
+                    run(
+                        f"pipeline {b}x{c}",
+                        partial(streamlet, url, records, batch_size=b, concurrency=c),
                     )
-            best_hand = min(hand, key=hand.__getitem__)
+                    run(
+                        f"streamlet {b}x{c}",
+                        partial(direct, url, records, batch_size=b, concurrency=c),
+                    )
+                    for raw in (False, True):
+                        run(
+                            f"hand {b}x{c}{' raw' if raw else ''}",
+                            partial(hand_run, url, records, b, c, raw),
+                        )
+                run(
+                    "streamlet default httpx",
+                    lambda: direct(url, records, transport="httpx"),
+                )
 
-    rate_hand = args.records / hand[best_hand]
-    n = args.records
+    def rate(name: str) -> float:  # the best round
+        return (n if name != "sequential" else n_seq) / min(times[name])
+
+    def median(name: str) -> float:
+        return (n if name != "sequential" else n_seq) / statistics.median(times[name])
+
+    def best(prefix: str) -> str:
+        names = [k for k in times if k.startswith(prefix) and "default" not in k]
+        return max(names, key=rate)
+
+    rate_seq = rate("sequential")
+    hand = best("hand ")
+    rate_hand = rate(hand)
     table = [
-        ("sequential, 1 record/request", rate_seq),
-        ("pipeline (runner + Avro), default config", n / t_default),
-        (f"pipeline, batch {best_tuned[0]} x {best_tuned[1]} in flight", n / tuned[best_tuned]),
-        ("streamlet, default config", n / t_direct),
-        (f"streamlet, batch {b} x {c} in flight", n / direct_tuned[best_direct]),
-        (f"streamlet, batch {b} x {c}, httpx transport", n / t_httpx),
-        (
-            f"hand-written, batch {best_hand[0]} x {best_hand[1]} "
-            f"({'raw' if best_hand[2] else 'httpx'})",
-            rate_hand,
-        ),
+        ("sequential, 1 record/request (httpx)", "sequential"),
+        ("pipeline (runner + Avro), default config", "pipeline default"),
+        (f"pipeline, tuned: {best('pipeline ').split()[1]}", best("pipeline ")),
+        ("streamlet, default config", "streamlet default"),
+        (f"streamlet, tuned: {best('streamlet ').split()[1]}", best("streamlet ")),
+        ("streamlet, default config, httpx transport", "streamlet default httpx"),
+        (f"best hand-written: {hand.removeprefix('hand ')}", hand),
     ]
-    print(f"{'client':<48} {'records/s':>10} {'x sequential':>13} {'x hand-written':>15}")
-    for name, rate in table:
-        print(f"{name:<48} {rate:>10.0f} {rate / rate_seq:>13.1f} {rate / rate_hand:>15.2f}")
     print(
-        "\npipeline sweep (records/s):",
-        {f"{b}x{c}": round(n / t) for (b, c), t in tuned.items()},
+        f"{'client (batch x in flight)':<44} {'best rec/s':>10} {'median':>8} "
+        f"{'x sequential':>13} {'x hand-written':>15}"
     )
-    print(
-        "streamlet sweep (records/s):",
-        {f"{b}x{c}": round(n / t) for (b, c), t in direct_tuned.items()},
-    )
-    print(
-        "hand-written sweep (records/s):",
-        {f"{b}x{c}{' raw' if r else ''}": round(args.records / t) for (b, c, r), t in hand.items()},
-    )
+    for label, name in table:
+        print(
+            f"{label:<44} {rate(name):>10.0f} {median(name):>8.0f} "
+            f"{rate(name) / rate_seq:>13.1f} {rate(name) / rate_hand:>15.2f}"
+        )
+    for prefix in ("pipeline", "streamlet", "hand"):
+        sweep = {
+            k.removeprefix(prefix + " "): round(rate(k)) for k in times if k.startswith(prefix)
+        }
+        print(f"\n{prefix} sweep (best records/s): {sweep}")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ bring its own transport and implement the same :class:`InferenceProtocol`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Protocol
 
 from streamlets.serving.errors import ServingError
@@ -118,6 +120,10 @@ def server_message(response: HttpResponse) -> str:
     return text[:500] or f"HTTP {response.status} with an empty body"
 
 
+#: Compact JSON, one encoder for every request (``json.dumps`` builds one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class V1Protocol:
     """TF-Serving / KServe V1 REST: ``POST /v1/models/{m}[/versions/{v}]:predict``."""
 
@@ -151,8 +157,9 @@ class V1Protocol:
 
     def infer(self, target: Target, inputs: Sequence[Any]) -> tuple[str, bytes]:
         """``{"instances": [...]}`` with one instance (a row or a dict) per record."""
-        body = json.dumps({"instances": list(inputs)}, separators=(",", ":"))
-        return f"{self._model_url(target)}:predict", body.encode()
+        rows = inputs if isinstance(inputs, list) else list(inputs)
+        body = b'{"instances":' + _ENCODE(rows).encode() + b"}"
+        return f"{self._model_url(target)}:predict", body
 
     def predictions(
         self, target: Target, response: HttpResponse, count: int
@@ -209,19 +216,17 @@ def _datatype(kinds: set[type], where: str) -> str:
 
 
 def _flat_rows(values: Sequence[Any]) -> tuple[list[int], list[Any]] | None:
-    """Shape and data of scalars or of equally long rows (the common case, without
-    walking each value); ``None`` when the rows differ in length."""
+    """Shape and data of scalars or of equally long rows (the common case, at C speed:
+    no Python step per record); ``None`` when the rows differ in length."""
     first = values[0]
     if not isinstance(first, (list, tuple)):
         return [len(values)], list(values)
-    width = len(first)
-    flat: list[Any] = []
-    extend = flat.extend
-    for value in values:
-        if not isinstance(value, (list, tuple)) or len(value) != width:
-            return None
-        extend(value)
-    return [len(values), width], flat
+    if not set(map(type, values)) <= {list, tuple}:
+        return None
+    widths = set(map(len, values))
+    if len(widths) != 1:
+        return None
+    return [len(values), len(first)], list(chain.from_iterable(values))
 
 
 def _tensor(name: str, values: Sequence[Any]) -> dict[str, Any]:
@@ -280,12 +285,25 @@ def _rows(output: Mapping[str, Any], count: int, where: str) -> list[Any]:
         raise ProtocolError(
             f"{where}: output '{output.get('name')}' has shape {shape} but {len(flat)} values"
         )
-    squeeze = inner in ([], [1])
-    rows = []
-    for i in range(count):
-        chunk = flat[i * size : (i + 1) * size]
-        rows.append(chunk[0] if squeeze else _unflatten(chunk, inner))
-    return rows
+    if inner in ([], [1]):
+        return flat  # one scalar per record: the data as it came
+    return [_unflatten(flat[i * size : (i + 1) * size], inner) for i in range(count)]
+
+
+@functools.lru_cache(maxsize=256)
+def _tensor_head(name: str, datatype: str, comma: bool) -> bytes:
+    """``{"name":...,"datatype":...,"shape":`` of a V2 input tensor (``,`` first if asked)."""
+    head = f'{{"name":{_ENCODE(name)},"datatype":{_ENCODE(datatype)},"shape":'
+    return (("," if comma else "") + head).encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _request_tail(outputs: tuple[str, ...]) -> bytes:
+    """The end of a V2 request body: the named outputs, when some are."""
+    if not outputs:
+        return b"]}"
+    named = _ENCODE([{"name": name} for name in outputs])
+    return f'],"outputs":{named}}}'.encode()
 
 
 class V2Protocol:
@@ -340,10 +358,17 @@ class V2Protocol:
             tensors = [_tensor(n, [v[n] for v in inputs]) for n in names]
         else:
             tensors = [_tensor(self.input_name, list(inputs))]
-        body: dict[str, Any] = {"inputs": tensors}
-        if target.outputs:
-            body["outputs"] = [{"name": name} for name in target.outputs]
-        return f"{self._model_url(target)}/infer", json.dumps(body, separators=(",", ":")).encode()
+        # The body is built from cached fragments around the encoded data (the one part that
+        # changes, and the one the JSON encoder has real work with): no dict per request.
+        parts = [b'{"inputs":[']
+        for index, tensor in enumerate(tensors):
+            parts.append(_tensor_head(tensor["name"], tensor["datatype"], index > 0))
+            parts.append(_ENCODE(tensor["shape"]).encode())
+            parts.append(b',"data":')
+            parts.append(_ENCODE(tensor["data"]).encode())
+            parts.append(b"}")
+        parts.append(_request_tail(target.outputs))
+        return f"{self._model_url(target)}/infer", b"".join(parts)
 
     def predictions(
         self, target: Target, response: HttpResponse, count: int

@@ -28,12 +28,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamlets.serving.backends import Backend, BatchRejected, TransientStatus
-from streamlets.serving.errors import ModelRejected, ModelUnavailable, TransportError
+from streamlets.serving.errors import (
+    ModelRejected,
+    ModelUnavailable,
+    ServingError,
+    TransportError,
+)
 from streamlets.serving.metrics import ServingMetrics
 from streamlets.serving.model_info import ModelInfo
 from streamlets.serving.retry import Backoff
 
-__all__ = ["Scorer", "ScorerSettings"]
+__all__ = ["Part", "Scored", "Scorer", "ScorerSettings"]
 
 log = logging.getLogger("streamlets.serving")
 
@@ -50,35 +55,81 @@ class ScorerSettings:
     backoff: Backoff = field(default_factory=Backoff)
 
 
-class _Item:
-    """One model input and, once its batch is answered, its outcome."""
+class Scored:
+    """Outcomes of many inputs, in input order: ``predictions[i]`` and ``infos[i]`` for an
+    input that was scored, ``errors[i]`` for one that failed (its prediction is ``None``)."""
 
-    __slots__ = ("error", "result", "value", "waiter")
+    __slots__ = ("errors", "infos", "predictions")
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
-        self.result: tuple[Any, ModelInfo] | None = None
-        self.error: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None  # only for score() of one input
-
-    def settle(self, result: tuple[Any, ModelInfo] | None, error: BaseException | None) -> None:
-        self.result, self.error = result, error
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    @property
-    def settled(self) -> bool:
-        return self.result is not None or self.error is not None
+    def __init__(
+        self, predictions: list[Any], infos: list[Any], errors: dict[int, BaseException]
+    ) -> None:
+        self.predictions = predictions
+        self.infos = infos
+        self.errors = errors
 
 
 class _Batch:
-    """Inputs sent in one request; ``done`` resolves once all of them are settled."""
+    """Inputs sent in one request and, once answered, their outcomes by position.
 
-    __slots__ = ("done", "items")
+    No object per input: predictions and model infos are lists parallel to ``values``
+    (filled left to right, so positions below ``settled`` have their outcome) and failed
+    positions are in ``errors``. ``done`` resolves once every position is settled.
+    """
+
+    __slots__ = ("done", "errors", "infos", "predictions", "settled", "values")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.items: list[_Item] = []
+        self.values: list[Any] = []
+        self.predictions: list[Any] = []
+        self.infos: list[Any] = []  # ModelInfo, or None where not (yet) scored
+        self.errors: dict[int, BaseException] = {}
+        self.settled = 0
         self.done: asyncio.Future[None] = loop.create_future()
+
+    def answer(self, start: int, predictions: list[Any], info: ModelInfo) -> None:
+        """Positions ``start..start+len(predictions)`` were scored by ``info``'s model."""
+        stop = start + len(predictions)
+        if start == 0 and stop == len(self.values):
+            self.predictions = predictions
+            self.infos = [info] * stop
+        else:
+            self._room()
+            self.predictions[start:stop] = predictions
+            self.infos[start:stop] = [info] * (stop - start)
+        self.settled = stop
+
+    def fail(self, start: int, stop: int, error: BaseException) -> None:
+        """Positions ``start..stop`` failed with ``error``."""
+        self._room()
+        for index in range(start, stop):
+            self.errors[index] = error
+        self.settled = stop
+
+    def _room(self) -> None:
+        if len(self.predictions) != len(self.values):
+            self.predictions = [None] * len(self.values)
+            self.infos = [None] * len(self.values)
+
+
+class Part:
+    """The inputs of one :meth:`Scorer.submit` call that went into one batch."""
+
+    __slots__ = ("batch", "count", "offset")
+
+    def __init__(self, batch: _Batch, offset: int, count: int) -> None:
+        self.batch, self.offset, self.count = batch, offset, count
+
+    async def outcome(self) -> Scored:
+        """Wait for the batch's answer; the outcomes of this part's inputs, in order."""
+        batch = self.batch
+        if not batch.done.done():
+            await asyncio.shield(batch.done)  # a cancelled caller must not cancel the batch
+        start, stop = self.offset, self.offset + self.count
+        if start == 0 and stop == len(batch.values):
+            return Scored(batch.predictions, batch.infos, batch.errors)
+        errors = {i - start: e for i, e in batch.errors.items() if start <= i < stop}
+        return Scored(batch.predictions[start:stop], batch.infos[start:stop], errors)
 
 
 class Scorer:
@@ -116,14 +167,12 @@ class Scorer:
 
     # -- batching --------------------------------------------------------------------------
 
-    def _add(self, item: _Item, loop: asyncio.AbstractEventLoop) -> _Batch:
+    def _open(self, loop: asyncio.AbstractEventLoop) -> _Batch:
+        """The batch being filled (a new one, with its ``max_wait`` timer, when none is)."""
         batch = self._pending
         if batch is None:
             batch = self._pending = _Batch(loop)
             self._timer = loop.call_later(self.settings.max_wait, self._flush)
-        batch.items.append(item)
-        if len(batch.items) >= self.settings.batch_size:
-            self._flush()
         return batch
 
     async def score(self, value: Any) -> tuple[Any, ModelInfo]:
@@ -131,47 +180,60 @@ class Scorer:
 
         Raises the record's error (:class:`~streamlets.serving.errors.ModelRejected`, ...).
         """
-        loop = asyncio.get_running_loop()
-        item = _Item(value)
-        item.waiter = loop.create_future()
-        self._add(item, loop)
-        await item.waiter
-        if item.error is not None:
-            raise item.error
-        assert item.result is not None
-        return item.result
+        batch = self._open(asyncio.get_running_loop())
+        index = len(batch.values)
+        batch.values.append(value)
+        if index + 1 >= self.settings.batch_size:
+            self._flush()
+        await asyncio.shield(batch.done)  # a cancelled caller must not cancel the batch
+        error = batch.errors.get(index)
+        if error is not None:
+            raise error
+        info: ModelInfo = batch.infos[index]
+        return batch.predictions[index], info
 
-    async def score_many(
-        self, values: Sequence[Any]
-    ) -> list[tuple[Any, ModelInfo] | BaseException]:
-        """Predictions for many inputs at once, in order; a failed input gets its error.
+    def submit(self, values: Sequence[Any]) -> list[Part]:
+        """Queue many inputs at once; returns their parts, in input order, to await.
 
         The inputs join the batch being filled and make new ones; the last, partial batch is
         sent at once rather than after ``max_wait``, since the caller has no more inputs.
+        Awaiting the parts one by one lets a caller use the first answers while later
+        batches are still in flight.
         """
         loop = asyncio.get_running_loop()
-        items = [_Item(value) for value in values]
-        batches: list[_Batch] = []
+        parts: list[Part] = []
         size = self.settings.batch_size
         start = 0
-        while start < len(items):  # fill the open batch, then whole new ones
-            batch = self._pending
-            if batch is None:
-                batch = self._pending = _Batch(loop)
-            room = size - len(batch.items)
-            batch.items.extend(items[start : start + room])
-            start += room
-            batches.append(batch)
+        while start < len(values):  # fill the open batch, then whole new ones
+            batch = self._open(loop)
+            offset = len(batch.values)
+            chunk = values[start : start + size - offset]
+            batch.values.extend(chunk)
+            start += len(chunk)
+            parts.append(Part(batch, offset, len(chunk)))
             self._flush()  # full, or the last one: the caller has no more inputs
-        await asyncio.gather(*(b.done for b in batches))
-        return [item.result if item.error is None else item.error for item in items]  # type: ignore[misc]
+        return parts
+
+    async def score_many(self, values: Sequence[Any]) -> Scored:
+        """Predictions for many inputs at once, in order; a failed input gets its error."""
+        predictions: list[Any] = []
+        infos: list[Any] = []
+        errors: dict[int, BaseException] = {}
+        for part in self.submit(values):
+            scored = await part.outcome()
+            base = len(predictions)
+            predictions.extend(scored.predictions)
+            infos.extend(scored.infos)
+            for index, error in scored.errors.items():
+                errors[base + index] = error
+        return Scored(predictions, infos, errors)
 
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         batch, self._pending = self._pending, None
-        if batch is not None and batch.items:
+        if batch is not None and batch.values:
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -179,45 +241,50 @@ class Scorer:
     async def _run(self, batch: _Batch) -> None:
         try:
             async with self._slots:
-                await self._score_batch(batch.items)
+                await self._score_part(batch, 0, len(batch.values))
         except BaseException as exc:
             # A bug or a cancellation must not leave a record waiting forever.
-            for item in batch.items:
-                if not item.settled:
-                    item.settle(None, exc)
+            if batch.settled < len(batch.values):
+                batch.fail(batch.settled, len(batch.values), exc)
             if not isinstance(exc, Exception):
                 raise
         finally:
             if not batch.done.done():
                 batch.done.set_result(None)
 
-    async def _score_batch(self, batch: list[_Item]) -> None:
-        live = [item for item in batch if not item.settled]
-        if not live:
-            return
+    async def _score_part(self, batch: _Batch, start: int, stop: int) -> None:
+        """Score positions ``start..stop`` of ``batch`` (the whole batch, or a half of a
+        part the model refused)."""
+        values = batch.values
+        inputs = values if start == 0 and stop == len(values) else values[start:stop]
         try:
-            predictions, info = await self._request([item.value for item in live])
+            predictions, info = await self._request(inputs)
         except BatchRejected as exc:
-            if len(live) == 1:
+            if stop - start == 1:
                 self.metrics.model(exc.model).rejected_records += 1
                 error = ModelRejected(
                     f"the model {exc.model} rejected the record: {exc}",
                     model=exc.model,
                     status=exc.status,
                 )
-                live[0].settle(None, error)
+                batch.fail(start, stop, error)
                 return
             # One bad record must not take its batch with it: halve until it is alone.
-            middle = len(live) // 2
-            await self._score_batch(live[:middle])
-            await self._score_batch(live[middle:])
+            middle = (start + stop) // 2
+            await self._score_part(batch, start, middle)
+            await self._score_part(batch, middle, stop)
             return
         except ModelUnavailable as exc:
-            for item in live:
-                item.settle(None, exc)
+            batch.fail(start, stop, exc)
             return
-        for item, prediction in zip(live, predictions, strict=True):
-            item.settle((prediction, info), None)
+        if len(predictions) != stop - start:  # a backend bug: never pair records wrongly
+            raise ServingError(
+                f"model {info.label} answered {len(predictions)} predictions for "
+                f"{stop - start} records"
+            )
+        batch.answer(
+            start, predictions if isinstance(predictions, list) else list(predictions), info
+        )
 
     async def _request(self, inputs: Sequence[Any]) -> tuple[list[Any], ModelInfo]:
         """One batch against the current backend, retried as the module docs say."""

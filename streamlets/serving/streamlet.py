@@ -26,7 +26,7 @@ from streamlets.serving.metrics import ServingMetrics
 from streamlets.serving.model_info import ModelInfo
 from streamlets.serving.protocols import PROTOCOLS, Target, protocol_for
 from streamlets.serving.retry import Backoff
-from streamlets.serving.scorer import Scorer, ScorerSettings
+from streamlets.serving.scorer import Scored, Scorer, ScorerSettings
 from streamlets.serving.transport import HttpxTransport, StreamsTransport, Transport
 from streamlets.streamlet import Streamlet
 
@@ -326,26 +326,52 @@ class ModelServingStreamlet(Streamlet):
             return list(
                 await asyncio.gather(*(self.process(r) for r in records), return_exceptions=True)
             )
+        to_input = self.to_input
+        try:  # the common case, at list-comprehension speed
+            values = [to_input(r) for r in records]
+        except Exception:
+            return await self._process_some(records)
+        parts = self._scorer_now().submit(values)
+        if len(parts) == 1:
+            return self._results(records, await parts[0].outcome())
+        # Build the results of each batch as it is answered, while later ones are in flight.
+        results: list[Any] = []
+        for part in parts:
+            scored = await part.outcome()
+            start = len(results)
+            results.extend(self._results(records[start : start + part.count], scored))
+        return results
+
+    async def _process_some(self, records: list[Any]) -> list[Any]:
+        """:meth:`process_many` when some ``to_input`` failed: those records get their error."""
         values: list[Any] = []
-        inputs: list[int] = []
-        results: list[Any] = [None] * len(records)
+        inputs: list[Any] = []
+        failed: dict[int, Exception] = {}
         for index, record in enumerate(records):
             try:
                 values.append(self.to_input(record))
             except Exception as exc:
-                results[index] = exc
+                failed[index] = exc
                 continue
-            inputs.append(index)
-        if values:
-            scored = await self._scorer_now().score_many(values)
-            for index, outcome in zip(inputs, scored, strict=True):
-                if isinstance(outcome, BaseException):
-                    results[index] = outcome
-                    continue
-                try:
-                    results[index] = self.to_result(records[index], outcome[0], outcome[1])
-                except Exception as exc:
-                    results[index] = exc
+            inputs.append(record)
+        scored = await self._scorer_now().score_many(values) if values else None
+        results = iter(self._results(inputs, scored) if scored is not None else [])
+        return [failed[i] if i in failed else next(results) for i in range(len(records))]
+
+    def _results(self, records: list[Any], scored: Scored) -> list[Any]:
+        """``to_result`` of each scored record; a failed record gets its error instead."""
+        to_result = self.to_result
+        errors = scored.errors
+        results: list[Any] = []
+        append = results.append
+        for record, prediction, info in zip(records, scored.predictions, scored.infos, strict=True):
+            if info is None:  # not scored: its error is in `errors`
+                append(errors[len(results)])
+                continue
+            try:
+                append(to_result(record, prediction, info))
+            except Exception as exc:
+                append(exc)
         return results
 
     @control.handler
