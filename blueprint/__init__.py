@@ -10,6 +10,7 @@ from blueprint.declarations import PortRef
 from blueprint.model import StreamletSpec, TopicSpec, VerifiedBlueprint
 from blueprint.overrides import ConfigOverrides, OverrideSyntaxError, load_overrides
 from blueprint.problems import PROBLEM_CODES, Location, Problem, Severity
+from blueprint.resources import ResourceSpec
 from blueprint.verify import check, verify
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "OverrideSyntaxError",
     "PortRef",
     "Problem",
+    "ResourceSpec",
     "Severity",
     "StreamletSpec",
     "TopicSpec",

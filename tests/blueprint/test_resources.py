@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from blueprint import Problem, VerifiedBlueprint, check, verify
-from blueprint.resources import ResourceSpec, layer_resources, quantity_problem, quantity_value
+from blueprint import Problem, ResourceSpec, VerifiedBlueprint, check, verify
+from blueprint.resources import layer_resources, quantity_problem, quantity_value
 
 Write = Callable[..., Path]
 
