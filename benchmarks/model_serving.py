@@ -104,11 +104,22 @@ async def hand_written(
     url: str, records: list[Flower], batch: int, concurrency: int, raw: bool
 ) -> list[int]:
     """Batched, concurrent scoring with no framework around it, doing the same record work
-    as the streamlet: features from each record in, a ScoredFlower per record out."""
+    as the streamlet: features from each record in, a ScoredFlower per record out (built
+    as each answer arrives, while the other requests are in flight)."""
     path = f"/v2/models/{MODEL}/infer"
     chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
     batches = [[r.features for r in chunk] for chunk in chunks]
-    results: list[list[int]] = [[] for _ in batches]
+    results: list[list[ScoredFlower]] = [[] for _ in batches]
+
+    def scored(i: int, labels: list[int]) -> list[ScoredFlower]:
+        size = len(chunks[i])
+        return [
+            ScoredFlower(
+                id=r.id, label=label, model=MODEL, version=None, protocol="v2", batch_size=size
+            )
+            for r, label in zip(chunks[i], labels, strict=True)
+        ]
+
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(len(batches)):
         queue.put_nowait(index)
@@ -122,7 +133,8 @@ async def hand_written(
         async def worker(n: int) -> None:
             while not queue.empty():
                 i = queue.get_nowait()
-                results[i] = v2_labels(await connections[n].post(path, v2_body(batches[i])))
+                labels = v2_labels(await connections[n].post(path, v2_body(batches[i])))
+                results[i] = scored(i, labels)
 
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
         for connection in connections:
@@ -140,17 +152,10 @@ async def hand_written(
                         headers={"content-type": "application/json"},
                     )
                     response.raise_for_status()
-                    results[i] = v2_labels(response.content)
+                    results[i] = scored(i, v2_labels(response.content))
 
             await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    scored = [
-        ScoredFlower(
-            id=r.id, label=label, model=MODEL, version=None, protocol="v2", batch_size=len(chunk)
-        )
-        for chunk, labels in zip(chunks, results, strict=True)
-        for r, label in zip(chunk, labels, strict=True)
-    ]
-    return [s.label for s in scored]
+    return [s.label for part in results for s in part]
 
 
 def hand_run(url: str, records: list[Flower], batch: int, concurrency: int, raw: bool) -> list[int]:
@@ -217,8 +222,10 @@ async def unbatched_rate(
     return requests / (time.perf_counter() - start)
 
 
-#: (batch size, requests in flight) of the sweeps.
-SWEEP = [(256, 2), (512, 2), (1024, 2), (1024, 4), (2048, 2)]
+#: (batch size, requests in flight) of the sweeps of the streamlet and the hand-written
+#: clients, and of the pipeline.
+SWEEP = [(256, 4), (512, 2), (512, 4), (1024, 2), (1024, 4), (2048, 2)]
+PIPELINE_SWEEP = [(256, 2), (1024, 2)]
 
 
 def main() -> None:
@@ -226,8 +233,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--sequential-records", type=int, default=0, help="0: all records")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="rounds of every client, interleaved; best counts"
+        "--rounds", type=int, default=8, help="rounds of every client, interleaved; best counts"
     )
+    parser.add_argument("--pipeline-rounds", type=int, default=3, help="rounds of the pipeline")
     parser.add_argument(
         "--no-pool-check", action="store_true", help="skip the unbatched requests/s table"
     )
@@ -274,14 +282,18 @@ def main() -> None:
             n_seq: int = args.sequential_records or n
             run("sequential", lambda: sequential(url, rows[:n_seq]), n_seq)
 
-            for _ in range(args.rounds):
-                run("pipeline default", lambda: streamlet(url, records))
-                run("streamlet default", lambda: direct(url, records))
+            for round_ in range(max(args.rounds, args.pipeline_rounds)):
+                if round_ < args.pipeline_rounds:  # ~1 s a run: fewer rounds, fewer settings
+                    run("pipeline default", partial(streamlet, url, records))
+                    for b, c in PIPELINE_SWEEP:
+                        run(
+                            f"pipeline {b}x{c}",
+                            partial(streamlet, url, records, batch_size=b, concurrency=c),
+                        )
+                if round_ >= args.rounds:
+                    continue
+                run("streamlet default", partial(direct, url, records))
                 for b, c in SWEEP:
-                    run(
-                        f"pipeline {b}x{c}",
-                        partial(streamlet, url, records, batch_size=b, concurrency=c),
-                    )
                     run(
                         f"streamlet {b}x{c}",
                         partial(direct, url, records, batch_size=b, concurrency=c),
@@ -291,10 +303,7 @@ def main() -> None:
                             f"hand {b}x{c}{' raw' if raw else ''}",
                             partial(hand_run, url, records, b, c, raw),
                         )
-                run(
-                    "streamlet default httpx",
-                    lambda: direct(url, records, transport="httpx"),
-                )
+                run("streamlet default httpx", partial(direct, url, records, transport="httpx"))
 
     def rate(name: str) -> float:  # the best round
         return (n if name != "sequential" else n_seq) / min(times[name])

@@ -47,9 +47,9 @@ log = logging.getLogger("streamlets.serving")
 class ScorerSettings:
     """Batching, concurrency and fault settings (from the streamlet's config)."""
 
-    batch_size: int = 256
+    batch_size: int = 1024
     max_wait: float = 0.005
-    concurrency: int = 4
+    concurrency: int = 2
     timeout: float = 30.0
     retries: int = 5
     backoff: Backoff = field(default_factory=Backoff)
