@@ -13,12 +13,18 @@ the same records against the same server process and model:
   batching, ordering, protocol, transport - which is what compares with a hand-written
   client; also with ``transport: httpx``;
 - **hand-written**: the best of a sweep of batched + concurrent asyncio clients on a
-  pooled ``httpx.AsyncClient`` and on raw asyncio streams (no HTTP library), with no
-  encoding or runner around them.
+  pooled ``httpx.AsyncClient`` and on raw asyncio streams (no HTTP library), building the
+  same result records as each answer arrives, with no runner around them.
+
+The clients run in turn, round after round (``--rounds``; the pipeline, at about a second
+a run, ``--pipeline-rounds``), and each client's best round counts, with the median next to
+it: the machine is shared, and one stall of the server (seen as single requests of
+0.1-0.25 s among ~5 ms ones in the streamlet's latency histogram) costs a run of ~0.1 s
+half its rate, whichever client it hits.
 
 It also measures requests/s of unbatched requests at 1..32 in flight on httpx and on raw
 streams, which shows whether httpx's pool stops scaling (httpx issue 3215). Ratios, not
-absolute times, are the result: the machine is shared.
+absolute times, are the result.
 """
 
 from __future__ import annotations

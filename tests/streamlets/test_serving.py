@@ -22,7 +22,13 @@ from pydantic import BaseModel
 from runner.testkit import run_streamlet
 from streamlets import Inlet, Outlet
 from streamlets.errors import ConfigError
-from streamlets.serving import ModelInfo, ModelServingStreamlet, ModelUpdate, StreamsTransport
+from streamlets.serving import (
+    ModelInfo,
+    ModelRejected,
+    ModelServingStreamlet,
+    ModelUpdate,
+    StreamsTransport,
+)
 
 
 class FakeModelServer:
@@ -544,3 +550,54 @@ def test_an_overridden_process_is_still_called_for_each_record(server: FakeModel
         Doubling, {"records": pairs(30)}, config={"url": server.url, "model": "m"}
     )
     assert [r.total for r in result.outputs["results"]] == [2 * (i + 0.5) for i in range(30)]
+
+
+class Picky(Score):
+    """Fails to build the input of record 5 and the result of record 9."""
+
+    def to_input(self, record: Pair) -> list[float]:
+        if record.id == 5:
+            raise ValueError("no input for 5")
+        return super().to_input(record)
+
+    def to_result(self, record: Pair, prediction: Any, model: ModelInfo) -> Scored:
+        if record.id == 9:
+            raise ValueError("no result for 9")
+        return super().to_result(record, prediction, model)
+
+
+def test_process_and_process_many_share_batches_and_each_failure_stays_with_its_record(
+    server: FakeModelServer,
+) -> None:
+    async def scenario() -> tuple[Scored, list[Any], list[Any]]:
+        streamlet = Picky({"url": server.url, "model": "m", "batch_size": 4, "max_wait_ms": 60e3})
+        await streamlet.setup()
+        try:
+            single = asyncio.ensure_future(streamlet.process(Pair(id=100, a=100, b=0.5)))
+            await asyncio.sleep(0)  # its input now waits in an open batch
+            records = [r for r in pairs(12) if r.id != 5]
+            records[6] = Pair(id=7, a=1, b=2, extra=[3.0])  # the model rejects it
+            many = await streamlet.process_many(records)
+            some = await streamlet.process_many([Pair(id=5, a=5, b=0.5), Pair(id=20, a=20, b=0.5)])
+            return await single, many, some
+        finally:
+            await streamlet.teardown()
+
+    single, many, some = asyncio.run(scenario())
+    assert single.total == 100.5
+    assert server.batches[0] == 4  # the single input and the first three of process_many
+    ids = [i for i in range(12) if i != 5]
+    assert len(many) == len(ids)
+    for record_id, result in zip(ids, many, strict=True):
+        if record_id == 7:
+            assert isinstance(result, ModelRejected)
+            assert "expected 2 features, got 3" in str(result)
+        elif record_id == 9:
+            assert isinstance(result, ValueError)
+        else:
+            assert isinstance(result, Scored)
+            assert (result.id, result.total) == (record_id, record_id + 0.5)
+    assert isinstance(some[0], ValueError)
+    assert str(some[0]) == "no input for 5"
+    assert isinstance(some[1], Scored)
+    assert some[1].total == 20.5
