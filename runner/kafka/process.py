@@ -554,54 +554,21 @@ class StreamletProcess:
         batch_size, poll_timeout = options.batch_size, options.poll_timeout
         last_commit = time.monotonic()
         single_inlet = next(iter(self.inlet_of.values())) if len(self.inlet_of) == 1 else None
-        partitions = self._partitions
-        key_of = self.key_of
+        inlet_of = self.inlet_of
         producer = self._producer
-        make = Message
-        part = _Partition("")  # replaced at the first record: no partition is -1
         while not self._stop:
             if replay is not None:
                 self._process_replayed(replay.poll(0 if topics else poll_timeout))
             raw = consumer.consume(batch_size, poll_timeout) if topics else []
             self.health.beat()
             if raw:
-                batches: dict[str, list[Message]] = {}
-                batch: list[Message] = []
+                batch = self._messages(raw)
                 if single_inlet is not None:
-                    batches[single_inlet] = batch
-                last_topic, last_partition = "", -1
-                for m in raw:
-                    err = m.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        if err.fatal():
-                            raise KafkaException(err)
-                        log.warning("%s-%d: consumer: %s", self.name, self.replica, err)
-                        continue
-                    topic, partition, offset = m.topic(), m.partition(), m.offset()
-                    if partition != last_partition or topic != last_topic:
-                        found = partitions.get((topic, partition))
-                        if found is None:
-                            found = _Partition(key_of[topic])
-                            partitions[(topic, partition)] = found
-                        part = found
-                        last_topic, last_partition = topic, partition
-                    part.next_offset = offset + 1
-                    part.count += 1
-                    headers = m.headers()
-                    message = make(
-                        m.value() or b"",
-                        m.key(),
-                        tuple(headers) if headers else (),
-                        topic,
-                        partition,
-                        offset,
-                    )
-                    if single_inlet is None:
-                        batches.setdefault(self.inlet_of[topic], []).append(message)
-                    else:
-                        batch.append(message)
+                    batches = {single_inlet: batch}
+                else:
+                    batches = {}
+                    for message in batch:
+                        batches.setdefault(inlet_of[message.topic], []).append(message)
                 for inlet, messages in batches.items():
                     if not messages:
                         continue
@@ -618,6 +585,53 @@ class StreamletProcess:
                 self._commit()
                 last_commit = now
             self._write_status()
+
+    def _messages(self, raw: list[Any]) -> list[Message]:
+        """The records of a consumed batch as core messages; notes each partition's progress.
+
+        ``consume()`` returns a partition's records as runs in offset order, so progress is
+        noted once per run, not per record (the per-record path is the hot loop).
+        """
+        batch: list[Message] = []
+        append = batch.append
+        make = Message
+        run_topic, run_partition, run_start = "", -1, 0
+        for m in raw:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("%s-%d: consumer: %s", self.name, self.replica, err)
+                continue
+            topic, partition = m.topic(), m.partition()
+            if partition != run_partition or topic != run_topic:
+                if run_start < len(batch):
+                    self._advance(run_topic, run_partition, batch, run_start)
+                run_topic, run_partition, run_start = topic, partition, len(batch)
+            headers = m.headers()
+            append(
+                make(
+                    m.value() or b"",
+                    m.key(),
+                    tuple(headers) if headers else (),
+                    topic,
+                    partition,
+                    m.offset(),
+                )
+            )
+        if run_start < len(batch):
+            self._advance(run_topic, run_partition, batch, run_start)
+        return batch
+
+    def _advance(self, topic: str, partition: int, batch: list[Message], start: int) -> None:
+        """Note that ``batch[start:]`` (records of one partition) will be processed."""
+        part = self._partitions.get((topic, partition))
+        if part is None:
+            part = self._partitions[(topic, partition)] = _Partition(self.key_of[topic])
+        part.next_offset = batch[-1].offset + 1
+        part.count += len(batch) - start
 
     def _process_replayed(self, batches: dict[str, list[Message]]) -> None:
         """Process records of replay inlets (their offsets are never committed)."""
