@@ -47,7 +47,7 @@ def main() -> None:
         ("batched + concurrent (256 x 4)", 256, 4, 1, data, args.records),
         ("batched + concurrent, 2 replicas", 256, 4, 2, data, args.records),
         ("2 replicas, 2 model servers", 256, 4, 2, data, args.records),
-        ("default config (1024 x 2), 1 replica", 1024, 2, 1, data, args.records),
+        ("batched + concurrent (1024 x 2)", 1024, 2, 1, data, args.records),
     ]
     template = (HERE / "blueprint.yaml").read_text()
     rows = []

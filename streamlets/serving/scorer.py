@@ -49,7 +49,7 @@ class ScorerSettings:
 
     batch_size: int = 1024
     max_wait: float = 0.005
-    concurrency: int = 2
+    concurrency: int = 4
     timeout: float = 30.0
     retries: int = 5
     backoff: Backoff = field(default_factory=Backoff)

@@ -86,12 +86,11 @@ class ServingConfig(BaseModel):
     outputs: list[str] = Field(default_factory=list)
     input_name: str = "input-0"
     # Defaults measured by benchmarks/model_serving.py (see the README): a model server's
-    # cost per request outweighs its cost per row for rows of a few hundred values, so
-    # big batches win; two in flight keep a one-worker server busy (the next request is
-    # on the wire while one is scored) without queueing requests behind each other.
+    # cost per request outweighs its cost per row for small rows, so big batches win; four
+    # in flight keep the server busy while the client encodes requests and builds results.
     batch_size: int = Field(1024, ge=1, le=65536)
     max_wait_ms: float = Field(5.0, ge=0, le=60_000)
-    concurrency: int = Field(2, ge=1, le=1024)
+    concurrency: int = Field(4, ge=1, le=1024)
     timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(5, ge=0)
     transport: Literal["streams", "httpx"] = "streams"
