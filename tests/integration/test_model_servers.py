@@ -224,7 +224,12 @@ def test_server_killed_and_restarted_mid_stream_loses_nothing(
         """The copy of model_serving_app this run loaded (from tmp_path)."""
         while True:
             module = sys.modules.get("model_serving_app")
-            if module is not None and str(tmp_path) in str(getattr(module, "__file__", "")):
+            # A module is in sys.modules before its body has run: wait for PROGRESS too.
+            if (
+                module is not None
+                and str(tmp_path) in str(getattr(module, "__file__", ""))
+                and isinstance(getattr(module, "PROGRESS", None), dict)
+            ):
                 return module
             time.sleep(0.005)
 
