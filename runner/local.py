@@ -274,8 +274,9 @@ class LocalRunner:
                 batch = await queue.get()
                 if batch is _END:
                     return
-                # Take whatever else is ready: bigger batches, fewer hops.
-                while not queue.empty():
+                # Take whatever else is ready: bigger batches, fewer hops (unless replicas
+                # share the queue: then each takes a batch at a time, in turn).
+                while group.members == 1 and not queue.empty():
                     more = queue.get_nowait()
                     if more is _END:
                         queue.put_nowait(_END)  # leave it for the loop to see next
@@ -284,6 +285,9 @@ class LocalRunner:
                 emitted, dead = await executor.process_batch(inlet, batch)
                 self._write_dead(dead)
                 await publish(emitted)
+                # A sync streamlet never waits: let the other replicas of the group take
+                # the next batch, as consumers of one group share a topic.
+                await asyncio.sleep(0)
 
         async def generate() -> None:
             produced = executor.instance.generate()

@@ -149,6 +149,29 @@ def test_injected_records_and_config_overrides(app: Write) -> None:
     assert len(result.dead_letters) == 2
 
 
+def test_replicas_share_the_records_of_a_topic(app: Write, tmp_path: Path) -> None:
+    path = app(
+        """
+        name: share
+        streamlets:
+          src: {class: pipeline_app:Numbers, config: {count: 3000}}
+          double: {class: pipeline_app:TracedDouble, replicas: 3, config: {log: trace.log}}
+        topics:
+          numbers: {producers: [src.out], consumers: [double.numbers]}
+          out: {producers: [double.out]}
+        """
+    )
+    result = run_blueprint(path, collect=["out"])
+    assert sorted(r.value for r in result.topics["out"]) == list(range(3000))
+    handled: dict[str, int] = {}
+    for line in (tmp_path / "trace.log").read_text().splitlines():
+        instance, source, _ = line.split()
+        if source != "setup":
+            handled[instance] = handled.get(instance, 0) + 1
+    # Each replica took part (as consumers of one group would), none took it all.
+    assert len(handled) == 3 and sum(handled.values()) == 3000, handled
+
+
 def test_every_replica_reads_all_of_a_replay_inlet(app: Write, tmp_path: Path) -> None:
     path = app(
         """
