@@ -588,11 +588,27 @@ class Executor:
                         group.create_task(worker())
         finally:
             self.stats.process_seconds += time.perf_counter() - start
-        for (message, _), result, error in zip(decoded, results, errors, strict=True):
-            if error is not None:
-                if isinstance(error, StreamletFailed):
-                    raise error
-                self._reject("process", error, message, inlet, dead)
+        outcomes = (
+            (message, result if error is None else error)
+            for (message, _), result, error in zip(decoded, results, errors, strict=True)
+        )
+        self._emit_outcomes(inlet, outcomes, out, dead)
+        return out, dead
+
+    def _emit_outcomes(
+        self,
+        inlet: str,
+        outcomes: Iterable[tuple[Message, Any]],
+        out: list[Emitted],
+        dead: list[DeadLetter],
+    ) -> None:
+        """Route and encode each record's result, in order; an exception in place of a
+        result is that record's failure, so the error policy applies to it alone."""
+        for message, result in outcomes:
+            if isinstance(result, BaseException):
+                if isinstance(result, StreamletFailed):
+                    raise result
+                self._reject("process", result, message, inlet, dead)
                 continue
             try:
                 routed = self.route(result)
@@ -600,7 +616,6 @@ class Executor:
                 self._reject("process", exc, message, inlet, dead)
                 continue
             self._encode_or_fail(routed, message, inlet, out, dead)
-        return out, dead
 
     async def _process_many(
         self, inlet: str, many: Any, messages: Sequence[Message]
@@ -636,18 +651,7 @@ class Executor:
                 f"streamlet '{self.name}': process_many returned {len(results)} results "
                 f"for {len(records)} records"
             )
-        for message, result in zip(originals, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, StreamletFailed):
-                    raise result
-                self._reject("process", result, message, inlet, dead)
-                continue
-            try:
-                routed = self.route(result)
-            except StreamletsError as exc:
-                self._reject("process", exc, message, inlet, dead)
-                continue
-            self._encode_or_fail(routed, message, inlet, out, dead)
+        self._emit_outcomes(inlet, zip(originals, results, strict=True), out, dead)
         return out, dead
 
     def encode_generated(self, item: Any, out: list[Emitted], dead: list[DeadLetter]) -> None:

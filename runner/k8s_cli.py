@@ -12,10 +12,8 @@ import yaml
 
 from blueprint import (
     ConfigOverrides,
-    OverrideSyntaxError,
     Severity,
     VerifiedBlueprint,
-    load_overrides,
     verify,
 )
 from blueprint.resources import quantity_problem
@@ -77,14 +75,10 @@ def _cluster_options(func: F) -> F:
 
 
 def _overrides(config_file: str | None, sets: Sequence[str]) -> ConfigOverrides:
-    try:
-        return load_overrides(config_file, sets)
-    except OverrideSyntaxError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--set'") from None
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot read {exc.filename}: {exc.strerror}", param_hint="'--config'"
-        ) from None
+    # runner.cli imports this module to register its commands: import it when called.
+    from runner.cli import _overrides as load
+
+    return load(config_file, sets)
 
 
 def _show_problems(problems: Sequence[Any]) -> None:
