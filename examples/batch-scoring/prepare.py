@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -42,10 +40,6 @@ def prepare(records: int, folder: Path = HERE) -> Path:
     return model
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
@@ -61,16 +55,7 @@ def main() -> None:
     server = ModelServer(
         "mlserver", (ServedModel("digits", model, "1"),), HERE / "models" / "server", port=args.port
     )
-    signal.signal(signal.SIGTERM, _interrupt)
-    server.start()
-    print(f"MLServer serves 'digits' at {server.url}; Ctrl-C stops it")
-    try:
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_interrupted(f"MLServer serves 'digits' at {server.url}; Ctrl-C stops it")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,7 @@ integration tests do, and runs until Ctrl-C. ``--embedded`` only writes the mode
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,10 +35,6 @@ def train(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the server like Ctrl-C
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8080)
@@ -55,17 +49,10 @@ def main() -> None:
 
     served = tuple(ServedModel("iris", path, version) for version, path in paths.items())
     server = ModelServer("mlserver", served, HERE / "models" / "server", port=args.port)
-    signal.signal(signal.SIGTERM, _interrupt)
     print("starting MLServer (the first start installs it; about a minute)...")
-    server.start()
-    print(f"MLServer serves iris v1 and v2 at {server.url} (V2 protocol); Ctrl-C stops it")
-    try:
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_interrupted(
+        f"MLServer serves iris v1 and v2 at {server.url} (V2 protocol); Ctrl-C stops it"
+    )
 
 
 if __name__ == "__main__":

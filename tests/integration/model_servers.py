@@ -100,6 +100,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a served model server like Ctrl-C
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """A joblib model file to serve under ``name`` (MLServer also serves the ``version``)."""
@@ -234,6 +238,20 @@ class ModelServer:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
+
+    def serve_until_interrupted(self, announce: str) -> None:
+        """Start the server, print ``announce`` and keep it running until Ctrl-C or SIGTERM
+        (or until it exits by itself); then stop it."""
+        signal.signal(signal.SIGTERM, _interrupt)
+        self.start()
+        print(announce)
+        try:
+            while self.process is not None and self.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """SIGTERM the server by its PID (SIGKILL after 10 s)."""
