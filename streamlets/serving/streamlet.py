@@ -231,9 +231,9 @@ class ModelServingStreamlet(Streamlet):
 
     async def _backend_for(self, update: ModelUpdate) -> Backend:
         cfg = self.config
+        outputs = update.outputs if update.outputs is not None else cfg.outputs
         if update.path:
             path = _resolve(update.path, type(self))
-            outputs = update.outputs if update.outputs is not None else cfg.outputs
             return await asyncio.to_thread(
                 load_embedded, path, name=update.model, version=update.version, outputs=outputs
             )
@@ -249,7 +249,6 @@ class ModelServingStreamlet(Streamlet):
                 f"control record names protocol {protocol!r}; expected one of "
                 f"{', '.join(PROTOCOLS)}"
             )
-        outputs = update.outputs if update.outputs is not None else cfg.outputs
         speaker = protocol_for(protocol, input_name=cfg.input_name)
         targets = [Target(u, update.model, update.version, protocol, tuple(outputs)) for u in urls]
         if len(targets) == 1:
