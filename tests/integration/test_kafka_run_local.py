@@ -108,12 +108,9 @@ def _wait_for_status(run_dir: Path, label: str, timeout: float = 60) -> dict[str
     raise AssertionError(f"{label} did not get going")
 
 
-def test_a_crashed_process_is_restarted_and_nothing_is_lost(
-    kafka_app: Callable[..., KafkaApp], tmp_path: Path
-) -> None:
-    app = kafka_app(SLOW_PIPELINE)
-    run_dir = tmp_path / "run"
-    supervisor = subprocess.Popen(
+def _run_local_on_kafka(app: KafkaApp, run_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    """Start `flow run-local --kafka` for `app` on the test broker; output merged into stdout."""
+    return subprocess.Popen(
         [
             FLOW,
             "run-local",
@@ -125,13 +122,21 @@ def test_a_crashed_process_is_restarted_and_nothing_is_lost(
             str(app.config),
             "--run-dir",
             str(run_dir),
-            "-q",
+            *extra,
         ],
         cwd=app.directory,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_a_crashed_process_is_restarted_and_nothing_is_lost(
+    kafka_app: Callable[..., KafkaApp], tmp_path: Path
+) -> None:
+    app = kafka_app(SLOW_PIPELINE)
+    run_dir = tmp_path / "run"
+    supervisor = _run_local_on_kafka(app, run_dir, "-q")
     try:
         status = _wait_for_status(run_dir, "pass-0")
         os.kill(int(status["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
@@ -150,24 +155,7 @@ def test_ctrl_c_stops_every_process_cleanly(
 ) -> None:
     app = kafka_app(SLOW_PIPELINE.replace("count: 1200", "count: 100000"))
     run_dir = tmp_path / "run"
-    supervisor = subprocess.Popen(
-        [
-            FLOW,
-            "run-local",
-            str(app.blueprint),
-            "--kafka",
-            "--bootstrap",
-            app.bootstrap,
-            "--config",
-            str(app.config),
-            "--run-dir",
-            str(run_dir),
-        ],
-        cwd=app.directory,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    supervisor = _run_local_on_kafka(app, run_dir)
     try:
         _wait_for_status(run_dir, "pass-0")
         supervisor.send_signal(signal.SIGINT)
