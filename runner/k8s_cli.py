@@ -14,7 +14,6 @@ from blueprint import (
     ConfigOverrides,
     Severity,
     VerifiedBlueprint,
-    verify,
 )
 from blueprint.resources import quantity_problem
 from runner.k8s import (
@@ -89,12 +88,9 @@ def _show_problems(problems: Sequence[Any]) -> None:
 
 
 def _verified(blueprint: str, overrides: ConfigOverrides) -> VerifiedBlueprint:
-    try:
-        result = verify(blueprint, overrides)
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot read {blueprint}: {exc.strerror}", param_hint="'BLUEPRINT'"
-        ) from None
+    from runner.cli import _verify
+
+    result = _verify(blueprint, overrides)
     if not isinstance(result, VerifiedBlueprint):
         _show_problems(result)
         errors = sum(1 for p in result if p.severity is Severity.ERROR)
