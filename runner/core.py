@@ -424,15 +424,7 @@ class Executor:
             result = self.handlers[inlet](record)
             if result is None:
                 return
-            fast = self._fast
-            if fast is not None and isinstance(result, _SINGLE_RECORD):
-                self._emit_fast(fast, result, message, inlet, out, dead)
-                return
-            single = self.single_outlet
-            if single is not None and isinstance(result, _SINGLE_RECORD):
-                routed: list[tuple[str, Any]] = [(single, result)]
-            else:
-                routed = self.route(result)
+            routed = self.route(result)
         except StreamletFailed:
             raise
         except Exception as exc:
@@ -487,25 +479,6 @@ class Executor:
                 out.append(Emitted(topic, Message(value, None, headers)))
             else:
                 self._encode_or_fail(routed, message, inlet, out, dead)
-
-    def _emit_fast(
-        self,
-        fast: tuple[str, Codec, tuple[tuple[str, bytes], ...]],
-        record: Any,
-        message: Message,
-        inlet: str | None,
-        out: list[Emitted],
-        dead: list[DeadLetter],
-    ) -> None:
-        """Encode one record for the only outlet's only topic (the common case, kept short)."""
-        topic, codec, headers = fast
-        try:
-            value = codec.encode(record)
-        except (CodecError, StreamletsError) as exc:
-            self._reject("encode", exc, message, inlet, dead)
-            return
-        self.stats.records_out += 1
-        out.append(Emitted(topic, Message(value, None, headers)))
 
     def _encode_or_fail(
         self,
@@ -680,11 +653,7 @@ class Executor:
             out.append(Emitted(fast[0], Message(value, None, fast[2])))
             return
         try:
-            single = self.single_outlet
-            if single is not None and isinstance(item, _SINGLE_RECORD):
-                routed: list[tuple[str, Any]] = [(single, item)]
-            else:
-                routed = self.route(item)
+            routed = self.route(item)
         except StreamletsError as exc:
             self._reject("process", exc, Message(b""), None, dead)
             return
