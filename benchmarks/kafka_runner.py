@@ -81,13 +81,11 @@ def _make_app(directory: Path) -> Path:
 
 def _fill(bootstrap: str, records: int) -> None:
     """Create the topics and write ``records`` Avro records of ~80 bytes to the input."""
-    import io
-
-    import fastavro
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from runner.core import SCHEMA_HEADER, schema_fingerprint
+    from streamlets.codecs import AvroCodec
     from streamlets.schema import Schema
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -104,15 +102,14 @@ def _fill(bootstrap: str, records: int) -> None:
             {"name": "payload", "type": "string"},
         ],
     }
-    parsed = fastavro.parse_schema(schema_dict)
-    header = [(SCHEMA_HEADER, schema_fingerprint(Schema.of(schema_dict)).encode())]
+    schema = Schema.of(schema_dict)
+    codec = AvroCodec(schema)
+    header = [(SCHEMA_HEADER, schema_fingerprint(schema).encode())]
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     size = 0
     for i in range(records):
-        buffer = io.BytesIO()
         record = {"id": i, "sensor": f"sensor-{i % 100}", "value": i * 0.5, "payload": "x" * 48}
-        fastavro.schemaless_writer(buffer, parsed, record)
-        value = buffer.getvalue()
+        value = codec.encode(record)
         size = len(value)
         while True:
             try:
