@@ -5,12 +5,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from streamlets.errors import ConfigError
 from streamlets.ports import Inlet, Outlet
+
+if TYPE_CHECKING:
+    from streamlets.schema import Schema
 
 __all__ = ["ON_ERROR_POLICIES", "NoConfig", "OnError", "Streamlet"]
 
@@ -155,6 +158,15 @@ class Streamlet:
         elif cls.generate is Streamlet.generate:
             problems.append("it has no inlets, so it is a source, but it defines no generate()")
         return problems
+
+    def port_schema(self, port: str) -> Schema:
+        """The schema of inlet or outlet ``port`` for this instance's config.
+
+        The same as ``port.schema`` unless the port takes its schema from config
+        (:class:`~streamlets.ports.FromConfig`), as the built-in streamlets do.
+        """
+        ports = {**type(self).__inlets__, **type(self).__outlets__}
+        return ports[port].schema_for(self.config)
 
     def handler_for(self, inlet: str) -> Callable[[Any], Any]:
         """The bound method that processes records arriving on ``inlet``."""

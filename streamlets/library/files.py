@@ -47,11 +47,6 @@ def file_format(path: Path, given: FileFormat | None) -> FileFormat:
     return found
 
 
-def _port_schema(streamlet: Streamlet, port: str) -> Schema:
-    ports = {**type(streamlet).inlets(), **type(streamlet).outlets()}
-    return ports[port].schema_for(streamlet.config)
-
-
 class FileSourceConfig(RecordSchemaConfig):
     """Config of :class:`FileSource`."""
 
@@ -77,7 +72,7 @@ class FileSource(Streamlet):
 
     def generate(self) -> Iterator[Any]:
         """Yield the file's records (and :class:`Rejected` for lines that do not fit)."""
-        schema = _port_schema(self, "out")
+        schema = self.port_schema("out")
         path = self.config.path
         fmt = file_format(path, self.config.format)
         if fmt == "avro":
@@ -185,7 +180,7 @@ class FileSink(Streamlet):
 
     def setup(self) -> None:
         """Open the file (creating its directory)."""
-        self._schema = _port_schema(self, "records")
+        self._schema = self.port_schema("records")
         path = self.config.path
         self._format = file_format(path, self.config.format)
         path.parent.mkdir(parents=True, exist_ok=True)

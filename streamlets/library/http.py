@@ -81,7 +81,7 @@ class HttpIngress(Streamlet):
 
     async def generate(self) -> AsyncIterator[Any]:
         """Serve HTTP and yield each accepted record."""
-        schema = type(self).outlets()["out"].schema_for(self.config)
+        schema = self.port_schema("out")
         queue: asyncio.Queue[Any] = asyncio.Queue(self.config.queue_size)
         server = await asyncio.start_server(
             lambda r, w: self._serve(r, w, schema, queue), self.config.host, self.config.port
