@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sklearn
+
+from runner.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("STREAMLETS_MODEL_SERVERS_CACHE", ROOT / ".cache" / "model-servers"))
@@ -91,13 +92,6 @@ def ensure_venv(name: str, requirements: tuple[str, ...]) -> Path:
                 )
         marker.write_text(digest)
     return python
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _interrupt(signum: int, frame: object) -> None:
