@@ -233,7 +233,8 @@ def run_local_command(
     """
     from runner.run_local import run_local
 
-    result = _verify(blueprint, _overrides(config_file, sets))
+    overrides = _overrides(config_file, sets)
+    result = _verify(blueprint, overrides)
     if not isinstance(result, VerifiedBlueprint):
         _fail_with_problems(result)
     for problem in result.problems:
@@ -244,7 +245,11 @@ def run_local_command(
     if kafka:
         from runner.supervisor import run_kafka_command
 
-        sys.exit(run_kafka_command(result, blueprint, config_file, sets, bootstrap, quiet, run_dir))
+        sys.exit(
+            run_kafka_command(
+                result, blueprint, config_file, sets, overrides.sections, bootstrap, quiet, run_dir
+            )
+        )
     sys.exit(run_local(result, quiet=quiet, run_dir=run_dir))
 
 

@@ -506,16 +506,20 @@ def run_kafka_command(
     blueprint_path: str,
     config_file: str | None,
     sets: Sequence[str],
+    sections: Mapping[str, Any],
     bootstrap: str | None,
     quiet: bool,
     run_dir: str | None,
 ) -> int:
-    """The body of `flow run-local --kafka` (reads the config file's kafka/runner sections)."""
-    from blueprint import load_overrides
+    """The body of `flow run-local --kafka`.
+
+    ``sections`` are the runner sections (``kafka``, ``runner``) of the overrides the
+    command already loaded from ``config_file`` and ``sets``; the streamlet processes get
+    ``config_file`` and ``sets`` themselves.
+    """
     from runner.kafka.settings import KafkaSettingsError
     from runner.kafka_cli import runner_section
 
-    sections = load_overrides(config_file, sets).sections
     section = runner_section(sections.get("runner"))
     try:
         KafkaSettings.load(sections.get("kafka"), bootstrap=bootstrap)
