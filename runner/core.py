@@ -22,6 +22,7 @@ import fastavro.schema
 from pydantic import BaseModel
 
 from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
+from runner.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
 from streamlets.codecs import Codec, codec_for
 from streamlets.errors import CodecError, StreamletsError
 from streamlets.ports import Outlet, Routed
@@ -213,6 +214,21 @@ class _Encoder:
 _SINGLE_RECORD = (dict, BaseModel, Mapping)  # concrete classes first: ABC checks are slow
 
 
+def _passthrough_check(decoder: _Decoder, reader: Schema, writer: Schema) -> UnchangedCheck | None:
+    """The unchanged-record check when an inlet's bytes can go out on an outlet as they are.
+
+    They can when every record on the inlet decodes with the inlet's own Avro schema, that
+    schema encodes like the outlet's (same fingerprint), and both are Avro dicts (a model's
+    validators and serializers may change a record on the way in or out).
+    """
+    only = decoder.only
+    if only is None or only.name != "avro" or reader.model is not None or writer.model is not None:
+        return None
+    if schema_fingerprint(reader) != schema_fingerprint(writer):
+        return None
+    return unchanged_check(reader.parsed)
+
+
 def _decode_stage(exc: BaseException) -> str:
     """``validate`` when a record decoded but did not fit its model, else ``decode``."""
     return "validate" if "valid" in str(exc).lower() else "decode"
@@ -280,6 +296,16 @@ class Executor:
             if only is not None and only.single is not None
             else None
         )
+
+        # Inlets whose bytes are Avro of the only outlet's schema: a record passed on
+        # unchanged goes out as its input bytes (see runner/passthrough.py).
+        self._passthrough: dict[str, UnchangedCheck] = {}
+        self._gate = PassthroughGate()
+        if self._fast is not None and self._fast[1].name == "avro" and only is not None:
+            for inlet_name, decoder in self.decoders.items():
+                check = _passthrough_check(decoder, spec.schema(inlet_name), only.schema)
+                if check is not None:
+                    self._passthrough[inlet_name] = check
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -452,12 +478,18 @@ class Executor:
         encode = codec.encode
         stats = self.stats
         stats.records_in += len(messages)
+        gate = self._gate
+        unchanged = self._passthrough.get(inlet) if gate.open else None
+        snapshot: Any = None
+        forwarded = 0
         for message in messages:
             try:
                 record = only.decode(message.value) if only is not None else decoder.decode(message)
             except CodecError as exc:
                 self._reject(_decode_stage(exc), exc, message, inlet, dead)
                 continue
+            if unchanged is not None:
+                snapshot = record.copy()
             try:
                 result = handler(record)
                 if result is None:
@@ -470,15 +502,21 @@ class Executor:
                 self._reject("process", exc, message, inlet, dead)
                 continue
             if isinstance(result, _SINGLE_RECORD):
-                try:
-                    value = encode(result)
-                except (CodecError, StreamletsError) as exc:
-                    self._reject("encode", exc, message, inlet, dead)
-                    continue
+                if unchanged is not None and result is record and unchanged(result, snapshot):
+                    value = message.value  # passed on unchanged: its bytes are the output's
+                    forwarded += 1
+                else:
+                    try:
+                        value = encode(result)
+                    except (CodecError, StreamletsError) as exc:
+                        self._reject("encode", exc, message, inlet, dead)
+                        continue
                 stats.records_out += 1
                 out.append(Emitted(topic, Message(value, None, headers)))
             else:
                 self._encode_or_fail(routed, message, inlet, out, dead)
+        if unchanged is not None:
+            gate.record(len(messages), forwarded)
 
     def _encode_or_fail(
         self,

@@ -21,6 +21,7 @@ from typing import Any
 
 from blueprint import VerifiedBlueprint
 from runner.core import DeadLetter, Emitted, Executor, Message, StreamletFailed, StreamletStats
+from runner.heap import frozen_heap
 
 __all__ = ["LocalRunner", "RunResult"]
 
@@ -376,7 +377,8 @@ class LocalRunner:
         tasks += [asyncio.create_task(closer) for closer in closers]
         error: BaseException | None = None
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            with frozen_heap():  # the stream allocates; what start-up made stays put
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     error = task.exception()

@@ -38,6 +38,7 @@ from confluent_kafka import (
 
 from blueprint import VerifiedBlueprint
 from runner.core import DeadLetter, Emitted, Executor, Message, StreamletFailed
+from runner.heap import frozen_heap
 from runner.kafka.admin import BrokerUnreachable, ensure_topics, plan_topics
 from runner.kafka.dead_letters import dead_letter_headers
 from runner.kafka.metrics import Health, MetricsServer, StreamletMetrics
@@ -760,21 +761,22 @@ class StreamletProcess:
             self._run_async(self._executor.setup())
             try:
                 self.status.state = "running"
-                if self.inlet_of:
-                    if self.replay_of:
-                        self._start_replay()
-                    self._consumer = self._make_consumer()
-                    self._consume_loop()
-                elif not self.spec.cls.inlets():
-                    self._source_loop()
-                else:
-                    log.warning(
-                        "%s-%d: no inlet of this streamlet is connected to a topic; idle",
-                        self.name,
-                        self.replica,
-                    )
-                    while not self._stop:
-                        time.sleep(0.2)
+                with frozen_heap():  # the stream allocates; what start-up made stays put
+                    if self.inlet_of:
+                        if self.replay_of:
+                            self._start_replay()
+                        self._consumer = self._make_consumer()
+                        self._consume_loop()
+                    elif not self.spec.cls.inlets():
+                        self._source_loop()
+                    else:
+                        log.warning(
+                            "%s-%d: no inlet of this streamlet is connected to a topic; idle",
+                            self.name,
+                            self.replica,
+                        )
+                        while not self._stop:
+                            time.sleep(0.2)
                 self.status.state = "draining"
                 self.health.stopping = True
                 self._commit(force=True)

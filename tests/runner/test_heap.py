@@ -1,0 +1,29 @@
+"""frozen_heap() keeps start-up objects out of collections while a run streams."""
+
+from __future__ import annotations
+
+import gc
+
+from runner.heap import frozen_heap
+
+
+def test_the_heap_is_frozen_inside_and_given_back_after_the_outermost_block() -> None:
+    gc.unfreeze()
+    kept = [object()]  # tracked containers alive before the block are frozen with it
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        with frozen_heap():
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0  # the outer block is still open
+    assert gc.get_freeze_count() == 0
+    assert kept
+
+
+def test_the_heap_is_given_back_when_the_block_raises() -> None:
+    gc.unfreeze()
+    try:
+        with frozen_heap():
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert gc.get_freeze_count() == 0
