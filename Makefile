@@ -38,9 +38,18 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+# quixstreams pins an older confluent-kafka than ours: it gets a venv of its own.
+QUIX := .cache/bench-quix
+
+$(QUIX)/bin/python:
+	$(PYTHON) -m venv $(QUIX)
+	$(QUIX)/bin/python -m pip install --quiet 'quixstreams==3.28.1'
+
+bench: $(STAMP) $(QUIX)/bin/python
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/local_runner.py
+	$(BIN)/python benchmarks/kafka_runner.py --quix-python $(QUIX)/bin/python
+	$(BIN)/python benchmarks/model_serving.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

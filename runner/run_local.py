@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from blueprint import VerifiedBlueprint
 from runner.core import StreamletFailed
 from runner.local import LocalRunner, RunResult, default_run_dir
 from runner.progress import Progress, summary_table
+from runner.stop_signals import stop_signals
 
 __all__ = ["run_local"]
 
@@ -22,39 +22,27 @@ log = logging.getLogger("streamlets.runner")
 
 
 async def _run(runner: LocalRunner, quiet: bool) -> RunResult:
-    loop = asyncio.get_running_loop()
     main = asyncio.current_task()
-    signals = 0
 
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            click.echo(
-                f"\n{signal.Signals(signum).name}: stopping the sources and draining "
-                "(press Ctrl-C again to stop at once)",
-                err=True,
-            )
-            runner.stop()
-        elif main is not None:
+    def drain(name: str) -> None:
+        click.echo(
+            f"\n{name}: stopping the sources and draining (press Ctrl-C again to stop at once)",
+            err=True,
+        )
+        runner.stop()
+
+    def abort() -> None:
+        if main is not None:
             main.cancel()
 
-    installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    with stop_signals(drain, abort):
+        progress = None if quiet else asyncio.create_task(Progress(runner.snapshot).run())
         try:
-            loop.add_signal_handler(signum, on_signal, signum)
-            installed.append(signum)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
-            pass
-    progress = None if quiet else asyncio.create_task(Progress(runner.snapshot).run())
-    try:
-        return await runner.run()
-    finally:
-        if progress is not None:
-            progress.cancel()
-            await asyncio.gather(progress, return_exceptions=True)
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+            return await runner.run()
+        finally:
+            if progress is not None:
+                progress.cancel()
+                await asyncio.gather(progress, return_exceptions=True)
 
 
 def run_local(

@@ -38,6 +38,7 @@ from runner.kafka.settings import ENV_PREFIX, KafkaSettings
 from runner.kafka.status import ProcessStatus, read_status
 from runner.local import default_run_dir
 from runner.progress import Progress, summary_table
+from runner.stop_signals import stop_signals
 
 __all__ = ["Supervisor", "run_supervised"]
 
@@ -357,46 +358,33 @@ class Supervisor:
     async def _run(self, bootstrap: str) -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        signals = 0
 
-        def on_signal(signum: int) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                click.echo(
-                    f"\n{signal.Signals(signum).name}: stopping every streamlet process "
-                    "(press Ctrl-C again to kill them at once)",
-                    err=True,
-                )
-                self.stopped = True
-                stop.set()
-            else:
-                self._signal_all(signal.SIGKILL)
-                raise KeyboardInterrupt
-
-        installed = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - not main thread
-                pass
-        progress = None if self.quiet else asyncio.create_task(_KafkaProgress(self).run())
-        watch = asyncio.create_task(self._watch(bootstrap))
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait([watch, stopper], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (watch, stopper, progress):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(
-                *(t for t in (watch, stopper, progress) if t is not None), return_exceptions=True
+        def drain(name: str) -> None:
+            click.echo(
+                f"\n{name}: stopping every streamlet process "
+                "(press Ctrl-C again to kill them at once)",
+                err=True,
             )
-            # Stop the processes on this loop's thread, with the signal handlers still on.
-            await loop.run_in_executor(None, self._stop_all, self.grace_period + 5)
-            for signum in installed:
-                loop.remove_signal_handler(signum)
+            self.stopped = True
+            stop.set()
+
+        def kill() -> None:
+            self._signal_all(signal.SIGKILL)
+            raise KeyboardInterrupt
+
+        with stop_signals(drain, kill):
+            progress = None if self.quiet else asyncio.create_task(_KafkaProgress(self).run())
+            watch = asyncio.create_task(self._watch(bootstrap))
+            stopper = asyncio.create_task(stop.wait())
+            tasks = [t for t in (watch, stopper, progress) if t is not None]
+            try:
+                await asyncio.wait([watch, stopper], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                # Stop the processes on this loop's thread, with the signal handlers still on.
+                await loop.run_in_executor(None, self._stop_all, self.grace_period + 5)
 
     def run(self) -> int:
         """Run the application; returns the exit status (0 done or stopped, 1 failed)."""

@@ -158,15 +158,18 @@ def _onnx_scorer(path: Path, outputs: Sequence[str]) -> Callable[[Sequence[Any]]
             return np.object_
         return np.float32
 
+    # Worked out once at load: (input name, numpy dtype) for each of the model's inputs.
+    typed = [(i.name, dtype_of(i.type)) for i in model_inputs]
+
     def score(inputs: Sequence[Any]) -> list[Any]:
         if inputs and isinstance(inputs[0], Mapping):
             feed = {
-                i.name: np.asarray([row[i.name] for row in inputs], dtype=dtype_of(i.type))
-                for i in model_inputs
+                name: np.asarray([row[name] for row in inputs], dtype=dtype)
+                for name, dtype in typed
             }
         else:
-            first = model_inputs[0]
-            feed = {first.name: np.asarray(list(inputs), dtype=dtype_of(first.type))}
+            name, dtype = typed[0]
+            feed = {name: np.asarray(list(inputs), dtype=dtype)}
         results = session.run(names, feed)
         columns: dict[str, list[Any]] = {}
         for name, result in zip(names, results, strict=True):
