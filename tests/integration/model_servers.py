@@ -237,9 +237,9 @@ class ModelServer:
         """Start the server, print ``announce`` and keep it running until Ctrl-C or SIGTERM
         (or until it exits by itself); then stop it."""
         signal.signal(signal.SIGTERM, _interrupt)
-        self.start()
-        print(announce)
         try:
+            self.start()  # inside the try: Ctrl-C while it starts stops it too
+            print(announce)
             while self.process is not None and self.process.poll() is None:
                 time.sleep(0.5)
         except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -349,3 +350,57 @@ def test_the_batch_scoring_example_with_two_replicas(tmp_path: Path) -> None:
     truth = {i: int(p) for i, p in enumerate(digits.predict([x[i % len(x)] for i in range(2000)]))}
     assert all(r["digit"] == truth[r["id"]] for r in scored)
     assert {r["version"] for r in scored} == {"1"}
+
+
+def _children(pid: int) -> list[int]:
+    """The PIDs of ``pid``'s child processes (Linux /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_while_a_server_starts_stops_it(models: dict[str, Path], tmp_path: Path) -> None:
+    """serve_until_interrupted() (the examples' serve loop) stops a server still starting."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from pathlib import Path
+        from tests.integration.model_servers import ModelServer, ServedModel
+        from runner.broker import free_port
+        served = (ServedModel("iris", Path({str(models["tree"])!r}), "v1"),)
+        server = ModelServer("mlserver", served, Path({str(tmp_path)!r}), port=free_port())
+        server.serve_until_interrupted("ready")
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120  # the first start may install MLServer
+        while not _children(parent.pid):
+            assert parent.poll() is None, parent.communicate()
+            assert time.monotonic() < deadline, "the server process never started"
+            time.sleep(0.02)
+        (server,) = _children(parent.pid)
+        parent.send_signal(signal.SIGINT)  # before "ready": still starting
+        out, _err = parent.communicate(timeout=30)
+        assert "ready" not in out.split(), "the server got ready before the interrupt"
+        deadline = time.monotonic() + 15
+        while _alive(server):
+            assert time.monotonic() < deadline, f"server {server} still runs after Ctrl-C"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
