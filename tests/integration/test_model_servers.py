@@ -9,6 +9,7 @@ trained here on the iris data set that ships with scikit-learn.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -386,6 +387,7 @@ def test_ctrl_c_while_a_server_starts_stops_it(models: dict[str, Path], tmp_path
     parent = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    server = 0
     try:
         deadline = time.monotonic() + 120  # the first start may install MLServer
         while not _children(parent.pid):
@@ -404,3 +406,5 @@ def test_ctrl_c_while_a_server_starts_stops_it(models: dict[str, Path], tmp_path
         if parent.poll() is None:
             parent.kill()
             parent.wait(10)
+        if server and _alive(server):  # the test failed: do not leave the server behind
+            os.killpg(server, signal.SIGKILL)
