@@ -150,10 +150,9 @@ class Supervisor:
 
     blueprint: VerifiedBlueprint
     blueprint_path: str
-    bootstrap: str | None = None
+    settings: KafkaSettings = field(default_factory=KafkaSettings)
     config_file: str | None = None
     sets: Sequence[str] = ()
-    kafka_section: Any = None
     run_dir: Path | None = None
     quiet: bool = False
     grace_period: float = 30.0
@@ -394,15 +393,14 @@ class Supervisor:
         status_dir.mkdir(parents=True, exist_ok=True)
         broker_log: IO[bytes] | None = None
         try:
-            bootstrap = self.bootstrap
-            settings = KafkaSettings.load(self.kafka_section, bootstrap=bootstrap)
+            settings = self.settings
             if settings.bootstrap is None:
                 broker_log = (run_dir / "broker.log").open("ab")
                 self.broker = EmbeddedBroker(log=broker_log).start()
-                bootstrap = self.broker.bootstrap
-                settings = KafkaSettings.load(self.kafka_section, bootstrap=bootstrap)
+                settings = settings.with_bootstrap(self.broker.bootstrap)
                 click.echo(
-                    f"embedded Kafka broker (Tansu) on {bootstrap}, pid {self.broker.pid}",
+                    f"embedded Kafka broker (Tansu) on {self.broker.bootstrap}, "
+                    f"pid {self.broker.pid}",
                     err=True,
                 )
             bootstrap = settings.require_bootstrap()
@@ -465,10 +463,9 @@ def run_supervised(
     blueprint: VerifiedBlueprint,
     blueprint_path: str,
     *,
-    bootstrap: str | None = None,
+    settings: KafkaSettings,
     config_file: str | None = None,
     sets: Sequence[str] = (),
-    kafka_section: Any = None,
     dead_letter_template: str | None = None,
     quiet: bool = False,
     run_dir: str | None = None,
@@ -478,10 +475,9 @@ def run_supervised(
     supervisor = Supervisor(
         blueprint,
         blueprint_path,
-        bootstrap=bootstrap,
+        settings=settings,
         config_file=config_file,
         sets=sets,
-        kafka_section=kafka_section,
         dead_letter_template=dead_letter_template,
         run_dir=Path(run_dir) if run_dir else None,
         quiet=quiet,
@@ -510,16 +506,15 @@ def run_kafka_command(
 
     section = runner_section(sections.get("runner"))
     try:
-        KafkaSettings.load(sections.get("kafka"), bootstrap=bootstrap)
+        settings = KafkaSettings.load(sections.get("kafka"), bootstrap=bootstrap)
     except KafkaSettingsError as exc:
         raise click.UsageError(str(exc)) from None
     return run_supervised(
         blueprint,
         blueprint_path,
-        bootstrap=bootstrap,
+        settings=settings,
         config_file=config_file,
         sets=sets,
-        kafka_section=sections.get("kafka"),
         dead_letter_template=section.get("dead_letter_topic"),
         quiet=quiet,
         run_dir=run_dir,

@@ -118,6 +118,11 @@ class KafkaSettings:
         """The ``bootstrap.servers`` value, when set."""
         return self.common.get("bootstrap.servers")
 
+    def with_bootstrap(self, bootstrap: str) -> KafkaSettings:
+        """A copy whose ``bootstrap.servers`` is ``bootstrap`` (like ``--bootstrap``)."""
+        common = {**self.common, "bootstrap.servers": bootstrap}
+        return KafkaSettings(common, self.consumer, self.producer, self.admin)
+
     def require_bootstrap(self) -> str:
         """The bootstrap servers, or a clear error saying how to give them."""
         found = self.bootstrap

@@ -124,6 +124,10 @@ def test_settings_merge_file_environment_and_bootstrap() -> None:
     assert settings.common["sasl.password"] == "hunter2"
     assert settings.common["ssl.engine_id"] == "x"
     assert KafkaSettings.load(section, bootstrap="cli:1", environ={}).bootstrap == "cli:1"
+    embedded = settings.with_bootstrap("127.0.0.1:1")  # as for the embedded broker
+    assert embedded.bootstrap == "127.0.0.1:1"
+    assert embedded.for_consumer()["fetch.min.bytes"] == "1024"
+    assert settings.bootstrap == "file:9092"  # a copy: the original is unchanged
 
 
 def test_secrets_are_redacted() -> None:
