@@ -85,7 +85,8 @@ class VerifiedBlueprint:
     topic nodes ``("topic", key)``, with an edge per producer (streamlet -> topic, attribute
     ``port``) and per consumer (topic -> streamlet, attribute ``port``).
     ``resources`` is the application's default container resources, for the streamlets
-    without their own (``None`` when the blueprint sets none).
+    without their own (``None`` when the blueprint sets none). ``document`` is the file as
+    verify read it, as plain YAML data (what ``flow deploy`` puts in the ConfigMap).
     """
 
     name: str
@@ -98,6 +99,7 @@ class VerifiedBlueprint:
     graph: nx.DiGraph[Any]
     problems: tuple[Problem, ...] = ()
     resources: ResourceSpec | None = None
+    document: Mapping[str, Any] = field(default_factory=dict)
 
     def inlet_topic(self, streamlet: str, inlet: str) -> TopicSpec | None:
         """The topic that feeds ``streamlet.inlet`` (``None`` if none)."""

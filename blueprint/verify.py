@@ -90,7 +90,7 @@ class _Verifier:
             )
         if any(p.is_error for p in self.problems):
             return None
-        return self.build(decl, graph)
+        return self.build(decl, graph, document.data)
 
     def load_classes(self, decl: BlueprintDecl) -> None:
         for name, sdecl in decl.streamlets.items():
@@ -357,7 +357,7 @@ class _Verifier:
                             item.hint,
                         )
 
-    def build(self, decl: BlueprintDecl, graph: nx.DiGraph[Any]) -> VerifiedBlueprint:
+    def build(self, decl: BlueprintDecl, graph: nx.DiGraph[Any], data: Any) -> VerifiedBlueprint:
         streamlets: dict[str, StreamletSpec] = {}
         for name, item in self.loaded.items():
             assert item.config is not None and item.config_data is not None
@@ -401,7 +401,17 @@ class _Verifier:
             graph=graph,
             problems=tuple(sorted_problems(self.problems)),
             resources=decl.resources,
+            document=_plain(data),
         )
+
+
+def _plain(value: Any) -> Any:
+    """The loaded YAML as plain dicts and lists (without the locations verify used)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _is_path_type(annotation: Any) -> bool:

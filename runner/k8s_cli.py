@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
-import yaml
 
 from blueprint import (
     ConfigOverrides,
@@ -328,10 +327,8 @@ def deploy_command(
         dead_letter_template=_section_value(overrides, "runner", "dead_letter_topic"),
         jobs=frozenset(jobs),
     )
-    with open(verified.path, encoding="utf-8") as fh:
-        document = yaml.safe_load(fh)
     app_config = build_app_config(
-        verified, document, overrides, source=os.path.basename(verified.path)
+        verified, verified.document, overrides, source=os.path.basename(verified.path)
     )
     problems = option_problems(verified, options, app_config)
     if problems:
