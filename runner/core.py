@@ -14,7 +14,7 @@ import inspect
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,6 +227,11 @@ def _passthrough_check(decoder: _Decoder, reader: Schema, writer: Schema) -> Unc
     if schema_fingerprint(reader) != schema_fingerprint(writer):
         return None
     return unchanged_check(reader.parsed)
+
+
+def _repr_message(item: Any) -> Message:
+    """A generated record that failed to encode, as the original of its dead letter."""
+    return Message(repr(item).encode("utf-8", "replace"))
 
 
 def _decode_stage(exc: BaseException) -> str:
@@ -521,17 +526,20 @@ class Executor:
     def _encode_or_fail(
         self,
         routed: list[tuple[str, Any]],
-        message: Message,
+        message: Message | Callable[[], Message],
         inlet: str | None,
         out: list[Emitted],
         dead: list[DeadLetter],
     ) -> None:
+        """Encode a record's outputs, all or none; on failure its dead letter keeps
+        ``message`` (or what it returns, when the original is only made on failure)."""
         mark = len(out)
         try:
             self.encode_outputs(routed, out)
         except (CodecError, StreamletsError) as exc:
             del out[mark:]  # all outputs of a record, or none
-            self._reject("encode", exc, message, inlet, dead)
+            original = message if isinstance(message, Message) else message()
+            self._reject("encode", exc, original, inlet, dead)
 
     async def _call_async(self, inlet: str, record: Any) -> Any:
         handler = self.handlers[inlet]
@@ -683,9 +691,7 @@ class Executor:
             try:
                 value = fast[1].encode(item)
             except (CodecError, StreamletsError) as exc:
-                self._reject(
-                    "encode", exc, Message(repr(item).encode("utf-8", "replace")), None, dead
-                )
+                self._reject("encode", exc, _repr_message(item), None, dead)
                 return
             self.stats.records_out += 1
             out.append(Emitted(fast[0], Message(value, None, fast[2])))
@@ -695,10 +701,4 @@ class Executor:
         except StreamletsError as exc:
             self._reject("process", exc, Message(b""), None, dead)
             return
-        mark = len(out)
-        try:
-            self.encode_outputs(routed, out)
-        except (CodecError, StreamletsError) as exc:
-            del out[mark:]
-            original = Message(repr(item).encode("utf-8", "replace"))
-            self._reject("encode", exc, original, None, dead)
+        self._encode_or_fail(routed, lambda: _repr_message(item), None, out, dead)
