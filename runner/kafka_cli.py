@@ -15,7 +15,7 @@ import click
 
 from blueprint import Severity, VerifiedBlueprint
 
-__all__ = ["RUNNER_KEYS", "run_streamlet_command", "runner_section"]
+__all__ = ["RUNNER_KEYS", "refuse_schema_registry", "run_streamlet_command", "runner_section"]
 
 log = logging.getLogger("streamlets.runner.kafka")
 
@@ -50,6 +50,24 @@ def runner_section(section: Any) -> dict[str, Any]:
                 f"runner.{key} must be a {kind.__name__}, got {value!r}"
             ) from None
     return found
+
+
+def refuse_schema_registry(section: Any) -> None:
+    """A UsageError when the config file has a ``schema_registry:`` section.
+
+    The Confluent wire format is not written or read yet; running anyway would put plain
+    schemaless Avro on topics whose other clients expect registry-framed records.
+    """
+    if section is None:
+        return
+    from runner.core import SCHEMA_HEADER
+
+    raise click.UsageError(
+        "the 'schema_registry:' section of the config file is not supported yet: "
+        "streamlets write schemaless Avro with the writer schema's fingerprint in the "
+        f"'{SCHEMA_HEADER}' header, not the Confluent wire format; remove the section "
+        "(clients outside streamlets can read topics with 'codec: json')"
+    )
 
 
 def _install_signals(stop: Any) -> None:
@@ -202,6 +220,7 @@ def run_streamlet_command(
         if problem.severity is Severity.WARNING:
             click.echo(_format_problem(problem), err=True)
     section = runner_section(overrides.sections.get("runner"))
+    refuse_schema_registry(overrides.sections.get("schema_registry"))
     try:
         settings = KafkaSettings.load(overrides.sections.get("kafka"), bootstrap=bootstrap)
         settings.require_bootstrap()

@@ -502,9 +502,10 @@ def run_kafka_command(
     ``config_file`` and ``sets`` themselves.
     """
     from runner.kafka.settings import KafkaSettingsError
-    from runner.kafka_cli import runner_section
+    from runner.kafka_cli import refuse_schema_registry, runner_section
 
     section = runner_section(sections.get("runner"))
+    refuse_schema_registry(sections.get("schema_registry"))
     try:
         settings = KafkaSettings.load(sections.get("kafka"), bootstrap=bootstrap)
     except KafkaSettingsError as exc:

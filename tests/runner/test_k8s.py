@@ -289,6 +289,10 @@ def test_runner_sections_the_pods_would_reject_are_rejected_here(tmp_path: Path)
     result = flow("deploy", str(SENSORS), "--image", "i:1", "--config", str(config))
     assert result.exit_code == 2
     assert "'kafka:' section" in result.output
+    config.write_text("schema_registry: {url: 'http://registry:8081'}\n")
+    result = flow("deploy", str(SENSORS), "--image", "i:1", "--config", str(config))
+    assert result.exit_code == 2
+    assert "'schema_registry:' section of the config file is not supported yet" in result.output
 
 
 def test_an_http_ingress_needs_a_fixed_port(tmp_path: Path) -> None:

@@ -210,4 +210,11 @@ def test_run_streamlet_usage_errors(
     assert "has no streamlet 'nope'" in result.output and "pass, src" in result.output
     result = runner.invoke(cli, ["run-local", blueprint.path, "--bootstrap", "x:1"])
     assert result.exit_code == 2 and "--bootstrap needs --kafka" in result.output
+    config = Path(blueprint.directory) / "registry.yaml"
+    config.write_text("schema_registry: {url: 'http://registry:8081'}\n")
+    for command in (["run-streamlet", blueprint.path, "pass"], ["run-local", blueprint.path]):
+        args = [*command, "--kafka"] if command[0] == "run-local" else command
+        result = runner.invoke(cli, [*args, "--bootstrap", "x:1", "--config", str(config)])
+        assert result.exit_code == 2, result.output
+        assert "'schema_registry:' section" in result.output and "not supported" in result.output
     assert "run-streamlet" in runner.invoke(cli, ["--help"]).output
