@@ -12,7 +12,7 @@ Times count from the first record consumed to the last output acknowledged and c
 the ratios; quixstreams (bytes in, bytes out, like the bare loop) joins the table when
 it is installed, here or in the Python given with ``--quix-python``.
 
-    .venv/bin/python benchmarks/kafka_runner.py [--records 200000] [--repeat 3]
+    .venv/bin/python benchmarks/kafka_runner.py [--records 200000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument(
-        "--repeat", type=int, default=3, help="rounds; each loop's best round is reported"
+        "--repeat", type=int, default=5, help="rounds; each loop's best round is reported"
     )
     parser.add_argument(
         "--worker", choices=["ours", "ours-new", "bare", "quix"], help=argparse.SUPPRESS
