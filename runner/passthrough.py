@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from streamlets.codecs import named_types
+
 __all__ = ["PassthroughGate", "UnchangedCheck", "unchanged_check"]
 
 UnchangedCheck = Callable[[dict[str, Any], dict[str, Any]], bool]
@@ -58,27 +60,12 @@ def _field_kind(schema: Any, named: dict[str, Any]) -> str | None:
     return None
 
 
-def _named_types(schema: Any, named: dict[str, Any]) -> None:
-    if isinstance(schema, list):
-        for branch in schema:
-            _named_types(branch, named)
-    elif isinstance(schema, dict):
-        if schema.get("type") in ("record", "error", "enum", "fixed") and "name" in schema:
-            named[schema["name"]] = schema
-        for key in ("type", "items", "values"):
-            if isinstance(schema.get(key), list | dict):
-                _named_types(schema[key], named)
-        for f in schema.get("fields", ()):
-            _named_types(f["type"], named)
-
-
 def unchanged_check(parsed: Any) -> UnchangedCheck | None:
     """The ``(record, snapshot) -> bool`` check for records of the parsed Avro ``parsed``
     schema, or ``None`` when its records may hold mutable values (or it is no record)."""
     if not isinstance(parsed, dict) or parsed.get("type") not in ("record", "error"):
         return None
-    named: dict[str, Any] = {}
-    _named_types(parsed, named)
+    named = named_types(parsed)
     strict: list[str] = []
     for f in parsed["fields"]:
         kind = _field_kind(f["type"], named)

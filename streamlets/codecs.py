@@ -49,7 +49,7 @@ from pydantic import BaseModel, ValidationError
 from streamlets.errors import CodecError, SchemaError
 from streamlets.schema import Schema, describe_validation_error
 
-__all__ = ["CODEC_NAMES", "AvroCodec", "Codec", "JsonCodec", "codec_for"]
+__all__ = ["CODEC_NAMES", "AvroCodec", "Codec", "JsonCodec", "codec_for", "named_types"]
 
 CODEC_NAMES: tuple[str, ...] = ("avro", "json")
 """The names a blueprint's ``codec:`` accepts; the first is the default."""
@@ -357,27 +357,35 @@ _LOGICAL: dict[str, Conv] = {
 }
 
 
+def named_types(schema: Any) -> dict[str, Any]:
+    """The named types (records, errors, enums, fixed) defined in an Avro schema, by name
+    (full names in fastavro's parsed form, where references use them too)."""
+    named: dict[str, Any] = {}
+
+    def collect(schema: Any) -> None:
+        if isinstance(schema, list):
+            for s in schema:
+                collect(s)
+        elif isinstance(schema, dict):
+            kind = schema.get("type")
+            if kind in ("record", "error", "enum", "fixed") and "name" in schema:
+                named[schema["name"]] = schema
+            for key in ("type", "items", "values"):
+                if isinstance(schema.get(key), list | dict):
+                    collect(schema[key])
+            for f in schema.get("fields", ()):
+                collect(f["type"])
+
+    collect(schema)
+    return named
+
+
 class _JsonReader:
     """Compiles, from a parsed Avro schema, the conversion of natural JSON to fastavro values."""
 
     def __init__(self, parsed: Any) -> None:
-        self.named: dict[str, Any] = {}
+        self.named: dict[str, Any] = named_types(parsed)
         self.convs: dict[str, Conv | None] = {}
-        self._collect(parsed)
-
-    def _collect(self, schema: Any) -> None:
-        if isinstance(schema, list):
-            for s in schema:
-                self._collect(s)
-        elif isinstance(schema, dict):
-            kind = schema.get("type")
-            if kind in ("record", "error", "enum", "fixed") and "name" in schema:
-                self.named[schema["name"]] = schema
-            for key in ("type", "items", "values"):
-                if isinstance(schema.get(key), list | dict):
-                    self._collect(schema[key])
-            for f in schema.get("fields", ()):
-                self._collect(f["type"])
 
     def conv(self, schema: Any) -> Conv | None:
         """The converter for ``schema``, or None when JSON values are already right."""
