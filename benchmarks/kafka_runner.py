@@ -32,9 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MODULE = '''
-from streamlets import Inlet, Outlet, Streamlet
-
+#: The records' Avro schema: the input is written with it, and both streamlets use it.
 ITEM = {
     "type": "record",
     "name": "Item",
@@ -45,6 +43,11 @@ ITEM = {
         {"name": "payload", "type": "string"},
     ],
 }
+
+MODULE = f'''
+from streamlets import Inlet, Outlet, Streamlet
+
+ITEM = {json.dumps(ITEM)}
 
 
 class Passthrough(Streamlet):
@@ -112,17 +115,7 @@ def _fill(bootstrap: str, records: int) -> None:
     topics.append("bench-output-quix")
     for future in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
         future.result()
-    schema_dict = {
-        "type": "record",
-        "name": "Item",
-        "fields": [
-            {"name": "id", "type": "long"},
-            {"name": "sensor", "type": "string"},
-            {"name": "value", "type": "double"},
-            {"name": "payload", "type": "string"},
-        ],
-    }
-    schema = Schema.of(schema_dict)
+    schema = Schema.of(ITEM)
     codec = AvroCodec(schema)
     header = [(SCHEMA_HEADER, schema_fingerprint(schema).encode())]
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
