@@ -40,6 +40,7 @@ from blueprint import VerifiedBlueprint
 from runner.core import DeadLetter, Emitted, Executor, Message, StreamletFailed
 from runner.heap import frozen_heap
 from runner.kafka.admin import BrokerUnreachable, ensure_topics, plan_topics
+from runner.kafka.consumed import skip_consumer_error
 from runner.kafka.dead_letters import dead_letter_headers
 from runner.kafka.metrics import Health, MetricsServer, StreamletMetrics
 from runner.kafka.naming import (
@@ -600,11 +601,7 @@ class StreamletProcess:
         for m in raw:
             err = m.error()
             if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal():
-                    raise KafkaException(err)
-                log.warning("%s-%d: consumer: %s", self.name, self.replica, err)
+                skip_consumer_error(err, log, f"{self.name}-{self.replica}: consumer")
                 continue
             topic, partition = m.topic(), m.partition()
             if partition != run_partition or topic != run_topic:

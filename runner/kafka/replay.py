@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from runner.core import Message
+from runner.kafka.consumed import skip_consumer_error
 
 __all__ = ["ReplayReader"]
 
@@ -84,11 +85,7 @@ class ReplayReader:
         for m in raw:
             err = m.error()
             if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    continue
-                if err.fatal():
-                    raise KafkaException(err)
-                log.warning("replay consumer: %s", err)
+                skip_consumer_error(err, log, "replay consumer")
                 continue
             headers = m.headers()
             topic = m.topic()

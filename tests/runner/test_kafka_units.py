@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from pathlib import Path
 
@@ -218,3 +219,19 @@ def test_run_streamlet_usage_errors(
         assert result.exit_code == 2, result.output
         assert "'schema_registry:' section" in result.output and "not supported" in result.output
     assert "run-streamlet" in runner.invoke(cli, ["--help"]).output
+
+
+def test_consumer_errors_are_skipped_logged_or_raised(caplog: pytest.LogCaptureFixture) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from runner.kafka.consumed import skip_consumer_error
+
+    logger = logging.getLogger("test.consumed")
+    with caplog.at_level(logging.WARNING, logger="test.consumed"):
+        skip_consumer_error(KafkaError(KafkaError._PARTITION_EOF), logger, "c")
+        assert caplog.records == []
+        skip_consumer_error(KafkaError(KafkaError._TRANSPORT, "down"), logger, "pass-0: consumer")
+        (record,) = caplog.records
+        assert record.getMessage().startswith("pass-0: consumer: ")
+    with pytest.raises(KafkaException):
+        skip_consumer_error(KafkaError(KafkaError._FATAL, "bad", fatal=True), logger, "c")
