@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from blueprint import TopicSpec, VerifiedBlueprint
+from runner.kafka.logs import client_log
 from runner.kafka.naming import dead_letter_topic, kafka_topic
 from streamlets.errors import StreamletsError
 
@@ -91,7 +92,7 @@ def ensure_topics(
     plans = list(plans)
     if not plans:
         return []
-    config: dict[str, Any] = {"logger": logging.getLogger("streamlets.runner.kafka.client")}
+    config: dict[str, Any] = {"logger": client_log}
     config.update(admin_config)
     admin = AdminClient(config)
     try:

@@ -8,7 +8,11 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "client_log", "configure_logging"]
+
+#: librdkafka's own log lines (every client passes it as ``logger``), routed through logging
+#: so that they are JSON lines too.
+client_log = logging.getLogger("streamlets.runner.kafka.client")
 
 
 class JsonFormatter(logging.Formatter):

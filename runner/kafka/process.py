@@ -42,6 +42,7 @@ from runner.heap import frozen_heap
 from runner.kafka.admin import BrokerUnreachable, ensure_topics, plan_topics
 from runner.kafka.consumed import skip_consumer_error
 from runner.kafka.dead_letters import dead_letter_headers
+from runner.kafka.logs import client_log
 from runner.kafka.metrics import Health, MetricsServer, StreamletMetrics
 from runner.kafka.naming import (
     client_id,
@@ -65,8 +66,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("streamlets.runner.kafka")
-#: librdkafka's own log lines, routed through logging (so they are JSON lines too).
-client_log = logging.getLogger("streamlets.runner.kafka.client")
 
 #: Exit status when the streamlet failed on purpose (``on_error: fail``, bad config): a
 #: restart would fail the same way.
