@@ -159,15 +159,9 @@ def _section_value(overrides: ConfigOverrides, section: str, key: str) -> str | 
 
 def _check_runner_sections(overrides: ConfigOverrides) -> None:
     """Reject the runner sections the pods would reject, before anything is deployed."""
-    from runner.kafka.settings import KafkaSettings, KafkaSettingsError
-    from runner.kafka_cli import refuse_schema_registry, runner_section
+    from runner.kafka_cli import load_runner_sections
 
-    runner_section(overrides.sections.get("runner"))
-    refuse_schema_registry(overrides.sections.get("schema_registry"))
-    try:
-        KafkaSettings.load(overrides.sections.get("kafka"), environ={})
-    except KafkaSettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+    load_runner_sections(overrides.sections, environ={})
 
 
 def _kubectl(context: str | None) -> Kubectl:

@@ -9,13 +9,22 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from blueprint import Severity, VerifiedBlueprint
 
-__all__ = ["RUNNER_KEYS", "refuse_schema_registry", "run_streamlet_command", "runner_section"]
+if TYPE_CHECKING:
+    from runner.kafka.settings import KafkaSettings
+
+__all__ = [
+    "RUNNER_KEYS",
+    "load_runner_sections",
+    "refuse_schema_registry",
+    "run_streamlet_command",
+    "runner_section",
+]
 
 log = logging.getLogger("streamlets.runner.kafka")
 
@@ -68,6 +77,26 @@ def refuse_schema_registry(section: Any) -> None:
         f"'{SCHEMA_HEADER}' header, not the Confluent wire format; remove the section "
         "(clients outside streamlets can read topics with 'codec: json')"
     )
+
+
+def load_runner_sections(
+    sections: Mapping[str, Any],
+    *,
+    bootstrap: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], KafkaSettings]:
+    """The ``runner:`` section and the Kafka settings of a config file's runner sections,
+    checked as every Kafka command checks them: a UsageError says what is wrong, and a
+    ``schema_registry:`` section is refused (see :func:`refuse_schema_registry`)."""
+    from runner.kafka.settings import KafkaSettings, KafkaSettingsError
+
+    section = runner_section(sections.get("runner"))
+    refuse_schema_registry(sections.get("schema_registry"))
+    try:
+        settings = KafkaSettings.load(sections.get("kafka"), bootstrap=bootstrap, environ=environ)
+    except KafkaSettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    return section, settings
 
 
 def _install_signals(stop: Any) -> None:
@@ -199,7 +228,7 @@ def run_streamlet_command(
     from runner.cli import _fail_with_problems, _format_problem, _overrides, _verify
     from runner.kafka.logs import configure_logging
     from runner.kafka.process import ProcessOptions, StreamletProcess
-    from runner.kafka.settings import KafkaSettings, KafkaSettingsError
+    from runner.kafka.settings import KafkaSettingsError
 
     configure_logging(
         log_format,
@@ -219,10 +248,8 @@ def run_streamlet_command(
     for problem in result.problems:
         if problem.severity is Severity.WARNING:
             click.echo(_format_problem(problem), err=True)
-    section = runner_section(overrides.sections.get("runner"))
-    refuse_schema_registry(overrides.sections.get("schema_registry"))
+    section, settings = load_runner_sections(overrides.sections, bootstrap=bootstrap)
     try:
-        settings = KafkaSettings.load(overrides.sections.get("kafka"), bootstrap=bootstrap)
         settings.require_bootstrap()
     except KafkaSettingsError as exc:
         raise click.UsageError(str(exc)) from None

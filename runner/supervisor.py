@@ -497,19 +497,13 @@ def run_kafka_command(
 ) -> int:
     """The body of `flow run-local --kafka`.
 
-    ``sections`` are the runner sections (``kafka``, ``runner``) of the overrides the
+    ``sections`` are the runner sections (``kafka``, ``runner``, ...) of the overrides the
     command already loaded from ``config_file`` and ``sets``; the streamlet processes get
     ``config_file`` and ``sets`` themselves.
     """
-    from runner.kafka.settings import KafkaSettingsError
-    from runner.kafka_cli import refuse_schema_registry, runner_section
+    from runner.kafka_cli import load_runner_sections
 
-    section = runner_section(sections.get("runner"))
-    refuse_schema_registry(sections.get("schema_registry"))
-    try:
-        settings = KafkaSettings.load(sections.get("kafka"), bootstrap=bootstrap)
-    except KafkaSettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+    section, settings = load_runner_sections(sections, bootstrap=bootstrap)
     return run_supervised(
         blueprint,
         blueprint_path,
