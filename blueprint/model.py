@@ -86,7 +86,8 @@ class VerifiedBlueprint:
     ``port``) and per consumer (topic -> streamlet, attribute ``port``).
     ``resources`` is the application's default container resources, for the streamlets
     without their own (``None`` when the blueprint sets none). ``document`` is the file as
-    verify read it, as plain YAML data (what ``flow deploy`` puts in the ConfigMap).
+    verify read it: its YAML data, mappings and lists as loaded (``flow deploy`` puts it in
+    the ConfigMap).
     """
 
     name: str

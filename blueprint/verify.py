@@ -401,17 +401,8 @@ class _Verifier:
             graph=graph,
             problems=tuple(sorted_problems(self.problems)),
             resources=decl.resources,
-            document=_plain(data),
+            document=data,
         )
-
-
-def _plain(value: Any) -> Any:
-    """The loaded YAML as plain dicts and lists (without the locations verify used)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _is_path_type(annotation: Any) -> bool:
