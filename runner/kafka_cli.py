@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -100,23 +98,17 @@ def load_runner_sections(
 
 
 def _install_signals(stop: Any) -> None:
-    count = 0
+    from runner.stop_signals import install_stop_signals
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal count
-        count += 1
-        if count == 1:
-            log.info(
-                "%s: finishing in-flight records, flushing and committing "
-                "(send it again to exit at once)",
-                signal.Signals(signum).name,
-            )
-            stop()
-        else:
-            os._exit(130)
+    def drain(name: str) -> None:
+        log.info(
+            "%s: finishing in-flight records, flushing and committing "
+            "(send it again to exit at once)",
+            name,
+        )
+        stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    install_stop_signals(drain, lambda: os._exit(130))
 
 
 @click.command("run-streamlet")

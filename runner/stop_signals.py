@@ -1,8 +1,9 @@
-"""Ctrl-C and SIGTERM for the commands that run an application: drain first, then stop.
+"""Ctrl-C and SIGTERM for the commands that run streamlets: drain first, then stop.
 
-Both ``flow run-local`` and ``flow run-local --kafka`` stop gently on the first SIGINT or
-SIGTERM and at once on the next; :func:`stop_signals` installs that pair of reactions on
-the running asyncio loop for the length of a block.
+``flow run-local`` (in-process or ``--kafka``) and ``flow run-streamlet`` stop gently on
+the first SIGINT or SIGTERM and at once on the next. :func:`stop_signals` installs that
+pair of reactions on the running asyncio loop for the length of a block;
+:func:`install_stop_signals` installs it for the rest of a process that has no loop.
 """
 
 from __future__ import annotations
@@ -12,7 +13,34 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["stop_signals"]
+__all__ = ["install_stop_signals", "stop_signals"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _first_then_again(
+    first: Callable[[str], None], again: Callable[[], None]
+) -> Callable[[int], None]:
+    """A handler that calls ``first(signal name)`` the first time and ``again()`` after."""
+    count = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            first(signal.Signals(signum).name)
+        else:
+            again()
+
+    return on_signal
+
+
+def install_stop_signals(first: Callable[[str], None], again: Callable[[], None]) -> None:
+    """For the rest of the process (``signal.signal``): the first SIGINT/SIGTERM calls
+    ``first(signal name)``, every later one ``again()``."""
+    on_signal = _first_then_again(first, again)
+    for signum in _SIGNALS:
+        signal.signal(signum, lambda number, _frame: on_signal(number))
 
 
 @contextmanager
@@ -24,18 +52,9 @@ def stop_signals(first: Callable[[str], None], again: Callable[[], None]) -> Ite
     block then runs without them).
     """
     loop = asyncio.get_running_loop()
-    count = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal count
-        count += 1
-        if count == 1:
-            first(signal.Signals(signum).name)
-        else:
-            again()
-
+    on_signal = _first_then_again(first, again)
     installed = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _SIGNALS:
         try:
             loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)
