@@ -242,7 +242,7 @@ class PooledBackend:
         return self._retired
 
     def mark_unready(self) -> None:
-        """Members mark themselves when their request fails."""
+        """Nothing to mark: :meth:`predict` marks the member whose request failed."""
 
     async def wait_ready(self, backoff: Backoff, timeout: float) -> bool:
         """Return as soon as one member is ready (probing the others in the background)."""
