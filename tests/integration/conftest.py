@@ -259,6 +259,20 @@ class KafkaApp:
         return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie of an exited child does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie of an exited child still answers kill(0): look at its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
     """Send ``sig`` to a process we started and wait for its exit status."""
     if process.poll() is None:

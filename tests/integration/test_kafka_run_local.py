@@ -11,22 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.integration.conftest import FLOW, KafkaApp
+from tests.integration.conftest import FLOW, KafkaApp, alive
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sensors"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie of an exited child still answers kill(0): look at its state.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _pids(run_dir: Path) -> list[int]:
@@ -69,7 +56,7 @@ def test_sensors_example_on_kafka_gives_the_local_runners_output(tmp_path: Path)
     assert "[threshold-0]" in err and "[threshold-1]" in err
     assert "finished in" in err  # the summary table
     # The embedded broker and every streamlet process are gone.
-    assert not any(_alive(pid) for pid in _pids(tmp_path / "kafka"))
+    assert not any(alive(pid) for pid in _pids(tmp_path / "kafka"))
 
 
 SLOW_PIPELINE = """
@@ -167,4 +154,4 @@ def test_ctrl_c_stops_every_process_cleanly(
     assert "SIGINT: stopping every streamlet process" in output
     assert "stopped in" in output
     assert "Traceback" not in output
-    assert not any(_alive(pid) for pid in _pids(run_dir))
+    assert not any(alive(pid) for pid in _pids(run_dir))

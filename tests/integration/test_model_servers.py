@@ -28,6 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from runner.testkit import run_blueprint, run_streamlet
+from tests.integration.conftest import alive
 from tests.integration.model_servers import ModelServer, ServedModel, running
 from tests.integration.model_serving_app import Flower, ScoreFlowers, iris_rows
 
@@ -362,14 +363,6 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_ctrl_c_while_a_server_starts_stops_it(models: dict[str, Path], tmp_path: Path) -> None:
     """serve_until_interrupted() (the examples' serve loop) stops a server still starting."""
     script = textwrap.dedent(
@@ -399,12 +392,12 @@ def test_ctrl_c_while_a_server_starts_stops_it(models: dict[str, Path], tmp_path
         out, _err = parent.communicate(timeout=30)
         assert "ready" not in out.split(), "the server got ready before the interrupt"
         deadline = time.monotonic() + 15
-        while _alive(server):
+        while alive(server):
             assert time.monotonic() < deadline, f"server {server} still runs after Ctrl-C"
             time.sleep(0.05)
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait(10)
-        if server and _alive(server):  # the test failed: do not leave the server behind
+        if server and alive(server):  # the test failed: do not leave the server behind
             os.killpg(server, signal.SIGKILL)
