@@ -50,6 +50,7 @@ __all__ = [
     "TestkitError",
     "run_blueprint",
     "run_streamlet",
+    "streamlet_blueprint",
 ]
 
 
@@ -147,6 +148,33 @@ def run_streamlet(
             f"{streamlet.__name__} has no inlet(s) {', '.join(sorted(unknown))}; "
             f"its inlets: {', '.join(streamlet.inlets()) or 'none'}"
         )
+    blueprint = streamlet_blueprint(streamlet, config=config, codec=codec, on_error=on_error)
+    name = "streamlet"
+    spec = blueprint.streamlets[name]
+    inject = {
+        f"in.{inlet}": _encode(records, spec.schema(inlet), codec)
+        for inlet, records in inputs.items()
+    }
+    runner = LocalRunner(
+        blueprint, inject=inject, collect=[f"out.{o}" for o in streamlet.outlets()]
+    )
+    result = _run(runner)
+    outputs = {}
+    for outlet in streamlet.outlets():
+        schema = spec.schema(outlet)
+        outputs[outlet] = _decode(result.collected[f"out.{outlet}"], schema, codec, [schema])
+    return StreamletResult(outputs, result.dead_letters, result.stats[name], result.error)
+
+
+def streamlet_blueprint(
+    streamlet: type[Streamlet],
+    *,
+    config: BaseModel | Mapping[str, Any] | None = None,
+    codec: str = "avro",
+    on_error: str | None = None,
+) -> VerifiedBlueprint:
+    """The blueprint :func:`run_streamlet` runs: ``streamlet``, named ``streamlet``, with a
+    topic of ``codec`` per port (``in.<inlet>``, ``out.<outlet>``)."""
     problems = streamlet.definition_problems()
     if problems:
         raise TestkitError(f"{streamlet.__name__} cannot run: {'; '.join(problems)}")
@@ -168,7 +196,7 @@ def run_streamlet(
     for outlet in streamlet.outlets():
         key = f"out.{outlet}"
         topics[key] = TopicSpec(key, key, (PortRef(name, outlet),), (), codec, None, None)
-    blueprint = VerifiedBlueprint(
+    return VerifiedBlueprint(
         name="testkit",
         path="",
         directory=os.getcwd(),
@@ -178,19 +206,6 @@ def run_streamlet(
         topics=topics,
         graph=nx.DiGraph(),
     )
-    inject = {
-        f"in.{inlet}": _encode(records, spec.schema(inlet), codec)
-        for inlet, records in inputs.items()
-    }
-    runner = LocalRunner(
-        blueprint, inject=inject, collect=[f"out.{o}" for o in streamlet.outlets()]
-    )
-    result = _run(runner)
-    outputs = {}
-    for outlet in streamlet.outlets():
-        schema = spec.schema(outlet)
-        outputs[outlet] = _decode(result.collected[f"out.{outlet}"], schema, codec, [schema])
-    return StreamletResult(outputs, result.dead_letters, result.stats[name], result.error)
 
 
 def _topic_schemas(bp: VerifiedBlueprint, key: str) -> tuple[Schema, list[Schema]]:

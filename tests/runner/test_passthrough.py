@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
-import networkx as nx
 import pytest
 from pydantic import BaseModel
 
-from blueprint import PortRef, StreamletSpec, TopicSpec, VerifiedBlueprint
 from runner.core import Executor, Message
 from runner.passthrough import PassthroughGate, unchanged_check
-from runner.testkit import run_streamlet
+from runner.testkit import run_streamlet, streamlet_blueprint
 from streamlets import Inlet, Outlet, Streamlet
 from streamlets.codecs import AvroCodec
 from streamlets.schema import Schema
@@ -139,32 +136,9 @@ class ModelPassthrough(Streamlet):
 
 
 def executor(cls: type[Streamlet]) -> Executor:
-    """An executor of ``cls`` between two Avro topics."""
-    spec = StreamletSpec(
-        name="s",
-        class_path=f"{cls.__module__}:{cls.__qualname__}",
-        cls=cls,
-        config=cls.validate_config(None),
-        config_data={},
-        replicas=1,
-        on_error=cls.on_error,
-        processing="at-least-once",
-    )
-    topics = {
-        "in": TopicSpec("in", "in", (), (PortRef("s", "inp"),), "avro", None, None),
-        "out": TopicSpec("out", "out", (PortRef("s", "out"),), (), "avro", None, None),
-    }
-    blueprint = VerifiedBlueprint(
-        name="t",
-        path="",
-        directory=os.getcwd(),
-        description="",
-        processing="at-least-once",
-        streamlets={"s": spec},
-        topics=topics,
-        graph=nx.DiGraph(),
-    )
-    return Executor(spec, blueprint)
+    """An executor of ``cls`` between two Avro topics (the testkit's one-streamlet blueprint)."""
+    blueprint = streamlet_blueprint(cls)
+    return Executor(blueprint.streamlets["streamlet"], blueprint)
 
 
 def run(ex: Executor, records: list[Any]) -> tuple[list[Message], list[Message], list[Any]]:
