@@ -106,7 +106,7 @@ def _fill(bootstrap: str, records: int) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from runner.core import SCHEMA_HEADER, schema_fingerprint
+    from runner.runtime.executor import SCHEMA_HEADER, schema_fingerprint
     from streamlets.codecs import AvroCodec
     from streamlets.schema import Schema
 
@@ -321,7 +321,7 @@ def main() -> None:
 
     import importlib.util
 
-    from runner.broker import EmbeddedBroker
+    from runner.kafka.broker import EmbeddedBroker
 
     kinds = ["bare", "ours", "ours-new"]
     python = dict.fromkeys(kinds, sys.executable)

@@ -36,8 +36,10 @@ from blueprint import (
     load_overrides,
     verify,
 )
-from runner.core import SCHEMA_HEADER, DeadLetter, Message, StreamletStats, schema_fingerprint
 from runner.local import LocalRunner
+from runner.runtime.executor import SCHEMA_HEADER, schema_fingerprint
+from runner.runtime.messages import DeadLetter, Message
+from runner.runtime.stats import StreamletStats
 from streamlets.codecs import codec_for
 from streamlets.errors import StreamletsError
 from streamlets.schema import Schema

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from blueprint import StreamletSpec, VerifiedBlueprint
 from blueprint.resources import layer_resources
+from runner.kafka.options import DEFAULT_METRICS_PORT
 
 __all__ = [
     "APP_DIR",
@@ -22,7 +23,7 @@ __all__ = [
 ]
 
 #: Port of each streamlet process's ``/metrics``, ``/healthz`` and ``/readyz`` endpoints.
-METRICS_PORT = 9090
+METRICS_PORT = DEFAULT_METRICS_PORT
 #: Where the image holds the application (the blueprint's directory); ``flow dockerfile``
 #: copies it here and relative file paths in config resolve against it in the pod.
 APP_DIR = "/app"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from runner.core import DeadLetter
+from runner.runtime.messages import DeadLetter
 
 __all__ = ["HEADER_PREFIX", "dead_letter_headers", "read_dead_letter_headers"]
 

@@ -1,6 +1,6 @@
 """One streamlet instance on Kafka: consume -> execution core -> produce -> commit.
 
-The transport around :class:`runner.core.Executor` (the same core the in-process runner
+The transport around :class:`runner.runtime.executor.Executor` (the same core the in-process runner
 uses). Delivery guarantees:
 
 * **at-least-once** (default): outputs are produced with an idempotent producer; before
@@ -24,8 +24,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import (
@@ -37,8 +35,6 @@ from confluent_kafka import (
 )
 
 from blueprint import VerifiedBlueprint
-from runner.core import DeadLetter, Emitted, Executor, Message, StreamletFailed
-from runner.heap import frozen_heap
 from runner.kafka.admin import BrokerUnreachable, ensure_topics, plan_topics
 from runner.kafka.consumed import skip_consumer_error
 from runner.kafka.dead_letters import dead_letter_headers
@@ -51,16 +47,20 @@ from runner.kafka.naming import (
     kafka_topic,
     transactional_id,
 )
+from runner.kafka.options import ProcessOptions
 from runner.kafka.replay import ReplayReader
 from runner.kafka.settings import KafkaSettings, redact
 from runner.kafka.status import ProcessStatus, write_status
+from runner.runtime.errors import StreamletFailed
+from runner.runtime.executor import Executor
+from runner.runtime.heap import frozen_heap
+from runner.runtime.messages import DeadLetter, Emitted, Message
 from streamlets.errors import StreamletsError
 
 __all__ = [
     "EXIT_CRASH",
     "EXIT_FAILED",
     "DeliveryError",
-    "ProcessOptions",
     "ProducerFenced",
     "StreamletProcess",
 ]
@@ -90,23 +90,6 @@ class ProducerFenced(StreamletsError):
 
 
 _FENCED_CODES = {KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessOptions:
-    """How one streamlet process runs (everything but the Kafka client settings)."""
-
-    replica: int = 0
-    batch_size: int = 500
-    poll_timeout: float = 0.1
-    commit_interval: float = 1.0
-    grace_period: float = 30.0
-    dead_letter_template: str | None = None
-    create_topics: bool = True
-    metrics_port: int | None = None  # None: no HTTP server; 0: any free port
-    metrics_host: str = "0.0.0.0"
-    status_file: Path | None = None
-    status_interval: float = 0.5
 
 
 class _Partition:

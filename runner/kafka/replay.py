@@ -17,8 +17,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from runner.core import Message
 from runner.kafka.consumed import skip_consumer_error
+from runner.runtime.messages import Message
 
 __all__ = ["ReplayReader"]
 

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from pydantic import BaseModel
 
-from runner.broker import EmbeddedBroker
+from runner.kafka.broker import EmbeddedBroker
 from streamlets.codecs import codec_for
 from streamlets.schema import Schema
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import sklearn
 
-from runner.broker import free_port
+from runner.kafka.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("STREAMLETS_MODEL_SERVERS_CACHE", ROOT / ".cache" / "model-servers"))

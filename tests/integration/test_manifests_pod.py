@@ -22,9 +22,9 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from runner.broker import EmbeddedBroker, free_port
 from runner.cli import cli
 from runner.k8s.options import CONFIG_DIR
+from runner.kafka.broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSORS = ROOT / "examples" / "sensors"

@@ -371,7 +371,7 @@ def test_ctrl_c_while_a_server_starts_stops_it(models: dict[str, Path], tmp_path
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from pathlib import Path
         from tests.integration.model_servers import ModelServer, ServedModel
-        from runner.broker import free_port
+        from runner.kafka.broker import free_port
         served = (ServedModel("iris", Path({str(models["tree"])!r}), "v1"),)
         server = ModelServer("mlserver", served, Path({str(tmp_path)!r}), port=free_port())
         server.serve_until_interrupted("ready")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from runner.broker import EmbeddedBroker
+from runner.kafka.broker import EmbeddedBroker
 from runner.kafka.dead_letters import read_dead_letter_headers
 from runner.kafka.settings import ENV_PREFIX
 from tests.integration.conftest import FAST_GROUP, FLOW, KafkaTools

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from runner.heap import YOUNG_THRESHOLD, frozen_heap
+from runner.runtime.heap import YOUNG_THRESHOLD, frozen_heap
 
 
 def test_the_heap_is_frozen_inside_and_given_back_after_the_outermost_block() -> None:

@@ -6,13 +6,11 @@ import logging
 import textwrap
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from blueprint import VerifiedBlueprint, verify
 from runner.cli import cli
-from runner.core import DeadLetter, Message
 from runner.kafka import (
     KafkaSettings,
     KafkaSettingsError,
@@ -24,8 +22,9 @@ from runner.kafka import (
     read_dead_letter_headers,
     redact,
 )
+from runner.kafka.options import ProcessOptions, RunnerSettingsError, runner_section
 from runner.kafka.status import ProcessStatus, read_status, write_status
-from runner.kafka_cli import runner_section
+from runner.runtime.messages import DeadLetter, Message
 
 MODULE = """
 from pydantic import BaseModel
@@ -162,10 +161,23 @@ def test_runner_section_is_validated() -> None:
         "grace_period": 5.0,
         "batch_size": 10,
     }
-    with pytest.raises(click.UsageError, match="unknown key 'grace'"):
+    with pytest.raises(RunnerSettingsError, match="unknown key 'grace'"):
         runner_section({"grace": 1})
-    with pytest.raises(click.UsageError, match="must be a int"):
+    with pytest.raises(RunnerSettingsError, match="must be a int"):
         runner_section({"batch_size": "many"})
+
+
+def test_process_options_layer_the_command_line_over_the_runner_section() -> None:
+    section = {"batch_size": 10, "grace_period": 5.0, "dead_letter_topic": "{app}.dlq"}
+    options = ProcessOptions.layered(section, batch_size=20, grace_period=None, replica=2)
+    assert options.batch_size == 20  # the command line wins
+    assert options.grace_period == 5.0  # then the section
+    assert options.commit_interval == ProcessOptions().commit_interval  # then the default
+    assert options.dead_letter_template == "{app}.dlq"
+    assert options.replica == 2
+    assert options.metrics_port == 9090
+    assert ProcessOptions.layered({"metrics_port": 1234}, metrics=False).metrics_port is None
+    assert ProcessOptions.layered({"metrics_port": 1234}, metrics_port=0).metrics_port == 0
 
 
 def test_dead_letter_headers_follow_kafka_connect() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runner.stop_signals import install_stop_signals, stop_signals
+from runner.runtime.stop_signals import install_stop_signals, stop_signals
 
 
 @pytest.fixture

@@ -29,20 +29,20 @@ from rich.console import Console
 from rich.table import Table
 
 from blueprint import VerifiedBlueprint
-from runner.broker import EmbeddedBroker, die_with_parent
-from runner.core import StreamletStats
 from runner.kafka.admin import TopicError, ensure_topics, plan_topics
+from runner.kafka.broker import EmbeddedBroker, die_with_parent
 from runner.kafka.naming import dead_letter_topic
 from runner.kafka.process import EXIT_FAILED
 from runner.kafka.settings import ENV_PREFIX, KafkaSettings
 from runner.kafka.status import ProcessStatus, read_status
-from runner.local import default_run_dir
-from runner.progress import Progress, summary_table
-from runner.stop_signals import stop_signals
+from runner.runtime.progress import Progress, summary_table
+from runner.runtime.run_dir import default_run_dir
+from runner.runtime.stats import StreamletStats
+from runner.runtime.stop_signals import stop_signals
 
 __all__ = ["Supervisor", "run_supervised"]
 
-log = logging.getLogger("streamlets.runner.supervisor")
+log = logging.getLogger("streamlets.runner.kafka.supervisor")
 
 #: Consumer settings for the embedded broker: Tansu joins a group in ~half the session timeout.
 EMBEDDED_CONSUMER = {"SESSION_TIMEOUT_MS": "6000", "HEARTBEAT_INTERVAL_MS": "500"}
@@ -178,7 +178,8 @@ class Supervisor:
         command = [
             sys.executable,
             "-m",
-            "runner.kafka_cli",
+            "runner.cli",
+            "run-streamlet",
             self.blueprint_path,
             child.streamlet,
             "--bootstrap",
@@ -483,34 +484,3 @@ def run_supervised(
         quiet=quiet,
     )
     return supervisor.run()
-
-
-def run_kafka_command(
-    blueprint: VerifiedBlueprint,
-    blueprint_path: str,
-    config_file: str | None,
-    sets: Sequence[str],
-    sections: Mapping[str, Any],
-    bootstrap: str | None,
-    quiet: bool,
-    run_dir: str | None,
-) -> int:
-    """The body of `flow run-local --kafka`.
-
-    ``sections`` are the runner sections (``kafka``, ``runner``, ...) of the overrides the
-    command already loaded from ``config_file`` and ``sets``; the streamlet processes get
-    ``config_file`` and ``sets`` themselves.
-    """
-    from runner.kafka_cli import load_runner_sections
-
-    section, settings = load_runner_sections(sections, bootstrap=bootstrap)
-    return run_supervised(
-        blueprint,
-        blueprint_path,
-        settings=settings,
-        config_file=config_file,
-        sets=sets,
-        dead_letter_template=section.get("dead_letter_topic"),
-        quiet=quiet,
-        run_dir=run_dir,
-    )

@@ -15,6 +15,14 @@ from blueprint import (
     VerifiedBlueprint,
 )
 from blueprint.resources import quantity_problem
+from runner.cli.common import (
+    BLUEPRINT,
+    config_options,
+    load_overrides_or_fail,
+    show_problems,
+    verify_path,
+)
+from runner.cli.run_streamlet import kafka_sections_or_fail
 from runner.k8s import (
     METRICS_PORT,
     DeployOptions,
@@ -41,24 +49,10 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_BLUEPRINT = click.Path(exists=True, dir_okay=False, readable=True)
-
-
-def _config_options(func: F) -> F:
-    func = click.option(
-        "--set",
-        "sets",
-        multiple=True,
-        metavar="NAME.KEY=VALUE",
-        help="Override one config value of one streamlet (repeatable); VALUE is read as YAML.",
-    )(func)
-    return click.option(
-        "--config",
-        "config_file",
-        type=click.Path(exists=True, dir_okay=False, readable=True),
-        help="YAML file of config overrides: 'streamlet-name: {key: value}', plus the "
-        "runner sections (kafka:, schema_registry:, runner:), which go to the Secret.",
-    )(func)
+_config_options = config_options(
+    "YAML file of config overrides: 'streamlet-name: {key: value}', plus the runner "
+    "sections (kafka:, schema_registry:, runner:), which go to the Secret."
+)
 
 
 def _cluster_options(func: F) -> F:
@@ -72,32 +66,16 @@ def _cluster_options(func: F) -> F:
     )(func)
 
 
-def _overrides(config_file: str | None, sets: Sequence[str]) -> ConfigOverrides:
-    # runner.cli imports this module to register its commands: import it when called.
-    from runner.cli import _overrides as load
-
-    return load(config_file, sets)
-
-
-def _show_problems(problems: Sequence[Any]) -> None:
-    from runner.cli import _format_problem
-
-    for problem in problems:
-        click.echo(_format_problem(problem), err=True)
-
-
 def _verified(blueprint: str, overrides: ConfigOverrides) -> VerifiedBlueprint:
-    from runner.cli import _verify
-
-    result = _verify(blueprint, overrides)
+    result = verify_path(blueprint, overrides)
     if not isinstance(result, VerifiedBlueprint):
-        _show_problems(result)
+        show_problems(result, Severity)
         errors = sum(1 for p in result if p.severity is Severity.ERROR)
         raise click.ClickException(
             f"blueprint is invalid ({errors} error{'s' if errors != 1 else ''}): "
             "fix it ('flow verify' shows the same problems) before deploying"
         )
-    _show_problems([p for p in result.problems if p.severity is Severity.WARNING])
+    show_problems(result.problems, (Severity.WARNING,))
     return result
 
 
@@ -159,9 +137,7 @@ def _section_value(overrides: ConfigOverrides, section: str, key: str) -> str | 
 
 def _check_runner_sections(overrides: ConfigOverrides) -> None:
     """Reject the runner sections the pods would reject, before anything is deployed."""
-    from runner.kafka_cli import load_runner_sections
-
-    load_runner_sections(overrides.sections, environ={})
+    kafka_sections_or_fail(overrides, environ={})
 
 
 def _kubectl(context: str | None) -> Kubectl:
@@ -172,7 +148,7 @@ def _kubectl(context: str | None) -> Kubectl:
 
 
 @click.command("deploy")
-@click.argument("blueprint", type=_BLUEPRINT)
+@click.argument("blueprint", type=BLUEPRINT)
 @click.option(
     "--image", required=True, help="Container image with the application (see 'flow dockerfile')."
 )
@@ -302,7 +278,7 @@ def deploy_command(
     Without -o and --apply the manifests are printed as one YAML stream; the Secret is
     then left out when it holds secret values (they are never printed).
     """
-    overrides = _overrides(config_file, sets)
+    overrides = load_overrides_or_fail(config_file, sets)
     verified = _verified(blueprint, overrides)
     _check_runner_sections(overrides)
     options = DeployOptions(
@@ -441,14 +417,14 @@ def configure_command(
     The new values are validated against the deployed blueprint, like 'flow verify',
     before anything changes. Secret config values go to the Secret.
     """
-    overrides = _overrides(config_file, sets)
+    overrides = load_overrides_or_fail(config_file, sets)
     if not overrides.values and not overrides.sections:
         raise click.UsageError("nothing to configure: give --set NAME.KEY=VALUE or --config FILE")
     kubectl = _kubectl(context)
     try:
         result = operations.configure(kubectl, app, overrides, namespace, code_dir=code_dir)
     except ConfigProblemsError as exc:
-        _show_problems(exc.problems)
+        show_problems(exc.problems, Severity)
         hint = ""
         if any(p.code in ("class-not-found", "import-error") for p in exc.problems):
             hint = (
@@ -479,7 +455,7 @@ def status_command(app: str, namespace: str | None, context: str | None) -> None
 
 
 @click.command("dockerfile")
-@click.argument("blueprint", type=_BLUEPRINT)
+@click.argument("blueprint", type=BLUEPRINT)
 @click.option(
     "--context",
     "build_context",

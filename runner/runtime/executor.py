@@ -15,7 +15,6 @@ import logging
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import fastavro.schema
@@ -23,6 +22,9 @@ from pydantic import BaseModel
 
 from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
 from runner.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
+from runner.runtime.errors import StreamletFailed
+from runner.runtime.messages import DeadLetter, Emitted, Message
+from runner.runtime.stats import StreamletStats
 from streamlets.codecs import Codec, codec_for
 from streamlets.errors import CodecError, StreamletsError
 from streamlets.ports import Outlet, Routed
@@ -30,16 +32,7 @@ from streamlets.rejected import Rejected
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
-__all__ = [
-    "SCHEMA_HEADER",
-    "DeadLetter",
-    "Emitted",
-    "Executor",
-    "Message",
-    "StreamletFailed",
-    "StreamletStats",
-    "schema_fingerprint",
-]
+__all__ = ["SCHEMA_HEADER", "Executor", "schema_fingerprint"]
 
 log = logging.getLogger("streamlets.runner")
 
@@ -51,110 +44,12 @@ SCHEMA_HEADER = "streamlets.schema"
 DEFAULT_CONCURRENCY = 16
 
 
-# Message and Emitted are made for every record on every hop: plain (not frozen) slotted
-# dataclasses cost a quarter of frozen ones to create. Treat them as values all the same.
-@dataclass(slots=True)
-class Message:
-    """An encoded record on a topic, with where it came from (when known)."""
-
-    value: bytes
-    key: bytes | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
-
-    def header(self, name: str) -> bytes | None:
-        """The value of header ``name`` (the last one when repeated), or ``None``."""
-        found = None
-        for key, value in self.headers:
-            if key == name:
-                found = value
-        return found
-
-
-@dataclass(slots=True)
-class Emitted:
-    """An encoded output bound for one topic (by blueprint topic key)."""
-
-    topic: str
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record that failed, with everything needed to find out why and replay it."""
-
-    streamlet: str
-    stage: str  # "decode", "validate", "process" or "encode"
-    error_class: str
-    error_message: str
-    stack_trace: str
-    original: Message
-    inlet: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """A JSON-able description (the original value as text when it is UTF-8, else hex)."""
-        try:
-            value: str = self.original.value.decode("utf-8")
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            value, encoding = self.original.value.hex(), "hex"
-        return {
-            "streamlet": self.streamlet,
-            "inlet": self.inlet,
-            "stage": self.stage,
-            "error_class": self.error_class,
-            "error_message": self.error_message,
-            "topic": self.original.topic,
-            "partition": self.original.partition,
-            "offset": self.original.offset,
-            "value": value,
-            "value_encoding": encoding,
-            "stack_trace": self.stack_trace,
-        }
-
-
 class _SourceInputError(StreamletsError):
     """A source's input could not be read as a record (carries the original error's class)."""
 
     def __init__(self, message: str, cause: BaseException) -> None:
         super().__init__(message)
         self.__cause__ = cause
-
-
-class StreamletFailed(StreamletsError):
-    """A record failed in a streamlet whose ``on_error`` policy is ``fail``."""
-
-    def __init__(self, dead: DeadLetter) -> None:
-        where = (
-            f" (topic {dead.original.topic}, offset {dead.original.offset})"
-            if dead.original.topic
-            else ""
-        )
-        super().__init__(
-            f"streamlet '{dead.streamlet}' failed to {dead.stage} a record{where}: "
-            f"{dead.error_class}: {dead.error_message}"
-        )
-        self.dead = dead
-
-
-@dataclass(slots=True)
-class StreamletStats:
-    """Counters of one streamlet (summed over its instances by the runners)."""
-
-    records_in: int = 0
-    records_out: int = 0
-    errors: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0
-    process_seconds: float = 0.0
-    by_stage: dict[str, int] = field(default_factory=dict)
-
-    def count_error(self, stage: str) -> None:
-        """Count one failed record at ``stage``."""
-        self.errors += 1
-        self.by_stage[stage] = self.by_stage.get(stage, 0) + 1
 
 
 _FINGERPRINTS: dict[int, str] = {}

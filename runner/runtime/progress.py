@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from runner.core import StreamletStats
+from runner.runtime.stats import StreamletStats
 
 __all__ = ["Progress", "summary_table"]
 

@@ -15,13 +15,15 @@ import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from blueprint import VerifiedBlueprint
-from runner.core import DeadLetter, Emitted, Executor, Message, StreamletFailed, StreamletStats
-from runner.heap import frozen_heap
+from runner.runtime.errors import StreamletFailed
+from runner.runtime.executor import Executor
+from runner.runtime.heap import frozen_heap
+from runner.runtime.messages import DeadLetter, Emitted, Message
+from runner.runtime.stats import StreamletStats
 
 __all__ = ["LocalRunner", "RunResult"]
 
@@ -406,9 +408,3 @@ class LocalRunner:
             stopped=self.stopping,
             error=error,
         )
-
-
-def default_run_dir(blueprint: VerifiedBlueprint, base: Path | None = None) -> Path:
-    """``runs/<app>-<timestamp>`` under ``base`` (default: the current directory)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return (base or Path.cwd()) / "runs" / f"{blueprint.name}-{stamp}"

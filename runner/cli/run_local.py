@@ -1,0 +1,148 @@
+"""`flow run-local`: run a blueprint in-process (progress, signals, a summary), or with
+``--kafka`` as one process per replica against Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from blueprint import VerifiedBlueprint
+from runner.cli.common import BLUEPRINT, config_options, load_overrides_or_fail, verified_or_exit
+from runner.cli.run_streamlet import kafka_sections_or_fail
+from runner.kafka.supervisor import run_supervised
+from runner.local import LocalRunner, RunResult
+from runner.runtime.errors import StreamletFailed
+from runner.runtime.progress import Progress, summary_table
+from runner.runtime.run_dir import default_run_dir
+from runner.runtime.stop_signals import stop_signals
+
+__all__ = ["run_local", "run_local_command"]
+
+log = logging.getLogger("streamlets.runner")
+
+
+async def _run(runner: LocalRunner, quiet: bool) -> RunResult:
+    main = asyncio.current_task()
+
+    def drain(name: str) -> None:
+        click.echo(
+            f"\n{name}: stopping the sources and draining (press Ctrl-C again to stop at once)",
+            err=True,
+        )
+        runner.stop()
+
+    def abort() -> None:
+        if main is not None:
+            main.cancel()
+
+    with stop_signals(drain, abort):
+        progress = None if quiet else asyncio.create_task(Progress(runner.snapshot).run())
+        try:
+            return await runner.run()
+        finally:
+            if progress is not None:
+                progress.cancel()
+                await asyncio.gather(progress, return_exceptions=True)
+
+
+def run_local(
+    blueprint: VerifiedBlueprint, *, quiet: bool = False, run_dir: str | None = None
+) -> int:
+    """Run ``blueprint`` in-process; returns the exit status (0 ok, 1 failed, 130 aborted)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    directory = Path(run_dir) if run_dir else default_run_dir(blueprint)
+    runner = LocalRunner(blueprint, run_dir=directory, keep_dead_letters=False)
+    try:
+        result = asyncio.run(_run(runner, quiet))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        click.echo("aborted: stopped at once; records in flight were not drained", err=True)
+        return 130
+    console = Console(file=sys.stderr)
+    if not quiet:
+        state = "stopped" if result.stopped else "finished"
+        title = f"{blueprint.name}: {state} in {result.duration:.1f} s"
+        console.print(summary_table(result.stats, result.duration, title))
+    if result.dead_letter_file is not None:
+        click.echo(
+            f"{runner.dead_letter_count} record(s) went to dead letters: {result.dead_letter_file}",
+            err=True,
+        )
+    if result.error is not None:
+        if isinstance(result.error, StreamletFailed):
+            click.echo(click.style(f"error: {result.error}", fg="red"), err=True)
+        else:
+            error = result.error
+            click.echo(
+                click.style(f"error: the run failed: {type(error).__name__}: {error}", fg="red"),
+                err=True,
+            )
+            log.debug("run failed", exc_info=error)
+        return 1
+    return 0
+
+
+@click.command("run-local")
+@click.argument("blueprint", type=BLUEPRINT)
+@config_options()
+@click.option("-q", "--quiet", is_flag=True, help="No live progress and no summary table.")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, writable=True),
+    help="Directory for this run's files (dead letters). Default: ./runs/APP-TIMESTAMP.",
+)
+@click.option(
+    "--kafka",
+    is_flag=True,
+    help="Run one 'flow run-streamlet' process per replica against Kafka (an embedded broker "
+    "unless --bootstrap is given).",
+)
+@click.option(
+    "--bootstrap",
+    metavar="HOST:PORT",
+    help="Kafka bootstrap servers for --kafka (default: start an embedded broker).",
+)
+def run_local_command(
+    blueprint: str,
+    config_file: str | None,
+    sets: tuple[str, ...],
+    quiet: bool,
+    run_dir: str | None,
+    kafka: bool,
+    bootstrap: str | None,
+) -> None:
+    """Run a blueprint in this process (asyncio, no broker).
+
+    Topics are bounded in-memory channels that encode records with the topic's codec, so
+    what passes here passes on Kafka. The run ends with exit status 0 once every bounded
+    source has ended and every record has drained. Ctrl-C (or SIGTERM) stops the sources,
+    drains what is in flight, runs teardown() and exits 0; a second Ctrl-C stops at once.
+    Topics without producers in the blueprint are empty in a local run.
+
+    With --kafka, each streamlet replica runs as its own 'flow run-streamlet' process
+    against Kafka (an embedded Tansu broker unless --bootstrap is given); the run ends once
+    every bounded source has ended and every consumer group has caught up.
+    """
+    overrides = load_overrides_or_fail(config_file, sets)
+    result = verified_or_exit(blueprint, overrides)
+    if bootstrap and not kafka:
+        raise click.UsageError("--bootstrap needs --kafka")
+    if kafka:
+        section, settings = kafka_sections_or_fail(overrides, bootstrap=bootstrap)
+        sys.exit(
+            run_supervised(
+                result,
+                blueprint,
+                settings=settings,
+                config_file=config_file,
+                sets=sets,
+                dead_letter_template=section.get("dead_letter_topic"),
+                quiet=quiet,
+                run_dir=run_dir,
+            )
+        )
+    sys.exit(run_local(result, quiet=quiet, run_dir=run_dir))
