@@ -17,6 +17,7 @@ from runner.cli.run_streamlet import kafka_sections_or_fail
 from runner.kafka.supervisor import run_supervised
 from runner.local import LocalRunner, RunResult
 from runner.runtime.errors import StreamletFailed
+from runner.runtime.lifecycle import LifecycleError
 from runner.runtime.progress import Progress, summary_table
 from runner.runtime.run_dir import default_run_dir
 from runner.runtime.stop_signals import stop_signals
@@ -73,10 +74,10 @@ def run_local(
             err=True,
         )
     if result.error is not None:
-        if isinstance(result.error, StreamletFailed):
-            click.echo(click.style(f"error: {result.error}", fg="red"), err=True)
+        error = result.error
+        if isinstance(error, (LifecycleError, StreamletFailed)):
+            click.echo(click.style(f"error: {error}", fg="red"), err=True)
         else:
-            error = result.error
             click.echo(
                 click.style(f"error: the run failed: {type(error).__name__}: {error}", fg="red"),
                 err=True,

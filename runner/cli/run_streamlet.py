@@ -132,6 +132,7 @@ def _install_signals(stop: Callable[[], None]) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.option("--status-file", type=click.Path(dir_okay=False), hidden=True)
+@click.option("--attempt", type=click.IntRange(min=1), default=1, hidden=True)
 def run_streamlet_command(
     blueprint: str,
     name: str,
@@ -150,6 +151,7 @@ def run_streamlet_command(
     log_format: str,
     verbose: bool,
     status_file: str | None,
+    attempt: int,
 ) -> None:
     """Run streamlet NAME of BLUEPRINT against Kafka until stopped.
 
@@ -194,6 +196,7 @@ def run_streamlet_command(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         status_file=Path(status_file) if status_file else None,
+        attempt=attempt,
     )
     process = StreamletProcess(result, name, settings, options)
     _install_signals(process.stop)

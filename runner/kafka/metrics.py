@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from runner.runtime.stats import StatsCollector, StreamletStats
 
 __all__ = ["Health", "MetricsServer", "StreamletMetrics"]
 
@@ -22,9 +25,13 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class StreamletMetrics:
-    """The metrics of one streamlet process, in their own registry."""
+    """The metrics of one streamlet process, in their own registry: the counters of
+    ``read_stats()`` (see :class:`~runner.runtime.stats.StatsCollector`), commits, latency
+    and batch-size histograms, and consumer lag."""
 
-    def __init__(self, app: str, streamlet: str, replica: int) -> None:
+    def __init__(
+        self, app: str, streamlet: str, replica: int, read_stats: Callable[[], StreamletStats]
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = {"app": app, "streamlet": streamlet, "replica": str(replica)}
         names = list(labels)
@@ -32,21 +39,6 @@ class StreamletMetrics:
         def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Any:
             return Counter(name, doc, [*names, *extra], registry=self.registry)
 
-        self.records_in = counter("streamlets_records_in", "Records read from inlets.").labels(
-            **labels
-        )
-        self.records_out = counter("streamlets_records_out", "Records written to outlets.").labels(
-            **labels
-        )
-        self._errors = counter(
-            "streamlets_record_errors", "Records that failed, by stage.", ("stage",)
-        )
-        self.dead_letters = counter(
-            "streamlets_dead_letters", "Records written to the dead-letter topic."
-        ).labels(**labels)
-        self.skipped = counter("streamlets_records_skipped", "Failed records skipped.").labels(
-            **labels
-        )
         self.commits = counter("streamlets_commits", "Offset (or transaction) commits.").labels(
             **labels
         )
@@ -78,15 +70,7 @@ class StreamletMetrics:
             registry=self.registry,
         )
         self._labels = labels
-        self._error_children: dict[str, Any] = {}
-
-    def error(self, stage: str, n: int = 1) -> None:
-        """Count ``n`` failed records at ``stage``."""
-        child = self._error_children.get(stage)
-        if child is None:
-            child = self._errors.labels(**self._labels, stage=stage)
-            self._error_children[stage] = child
-        child.inc(n)
+        self.registry.register(StatsCollector(read_stats, labels))
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         """Set the consumer lag of one partition."""

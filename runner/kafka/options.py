@@ -69,6 +69,7 @@ class ProcessOptions:
     metrics_host: str = "0.0.0.0"
     status_file: Path | None = None
     status_interval: float = 0.5
+    attempt: int = 1  # restarts count up: only the first attempt logs a failure's traceback
 
     @classmethod
     def layered(cls, section: Mapping[str, Any], **given: Any) -> ProcessOptions:

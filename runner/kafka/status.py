@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcessStatus", "read_status", "write_status"]
+from runner.runtime.stats import StreamletStats
+
+__all__ = ["ProcessStatus", "merge_status", "read_status", "write_status"]
 
 
 @dataclass(slots=True)
@@ -25,12 +27,7 @@ class ProcessStatus:
     replica: int
     pid: int = 0
     state: str = "starting"  # starting, running, draining, done, failed
-    records_in: int = 0
-    records_out: int = 0
-    errors: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0
-    process_seconds: float = 0.0
+    stats: StreamletStats = field(default_factory=StreamletStats)
     produced: dict[str, int] = field(default_factory=dict)  # acknowledged, per topic key
     committed: dict[str, int] = field(default_factory=dict)  # input records committed
     lag: dict[str, int] = field(default_factory=dict)  # as the broker reports it
@@ -41,7 +38,9 @@ class ProcessStatus:
 def write_status(path: Path, status: ProcessStatus) -> None:
     """Replace the status file atomically (readers never see half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(status)), encoding="utf-8")
+    data = {f.name: getattr(status, f.name) for f in fields(status)}
+    data["stats"] = status.stats.to_dict()
+    tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -52,4 +51,19 @@ def read_status(path: Path) -> ProcessStatus | None:
     except (OSError, ValueError):
         return None
     known = set(ProcessStatus.__dataclass_fields__)
-    return ProcessStatus(**{k: v for k, v in data.items() if k in known})
+    values = {k: v for k, v in data.items() if k in known}
+    values["stats"] = StreamletStats.from_dict(values.get("stats") or {})
+    return ProcessStatus(**values)
+
+
+def merge_status(total: ProcessStatus | None, extra: ProcessStatus) -> ProcessStatus:
+    """``total`` (a new one for ``extra``'s replica when ``None``) with ``extra``'s
+    counters, acknowledged outputs and committed inputs added; returns ``total``."""
+    if total is None:
+        total = ProcessStatus(extra.streamlet, extra.replica)
+    total.stats.add(extra.stats)
+    for key, n in extra.produced.items():
+        total.produced[key] = total.produced.get(key, 0) + n
+    for key, n in extra.committed.items():
+        total.committed[key] = total.committed.get(key, 0) + n
+    return total

@@ -34,7 +34,7 @@ from runner.kafka.broker import EmbeddedBroker, die_with_parent
 from runner.kafka.naming import dead_letter_topic
 from runner.kafka.process import EXIT_FAILED
 from runner.kafka.settings import ENV_PREFIX, KafkaSettings
-from runner.kafka.status import ProcessStatus, read_status
+from runner.kafka.status import ProcessStatus, merge_status, read_status
 from runner.runtime.progress import Progress, summary_table
 from runner.runtime.run_dir import default_run_dir
 from runner.runtime.stats import StreamletStats
@@ -70,6 +70,7 @@ class _Child:
     finished: bool = False  # exited 0
     carried: ProcessStatus | None = None  # counters of previous incarnations
     last: ProcessStatus | None = None
+    last_error: str | None = None  # what the last incarnation that failed said
     forwarder: threading.Thread | None = None
 
     @property
@@ -90,24 +91,9 @@ class _Child:
         """Fold the counters of the incarnation that just ended into ``carried``."""
         final = self.current()
         if final is not None:
-            self.carried = _add(self.carried, final)
+            self.carried = merge_status(self.carried, final)
+            self.last_error = final.error
         self.last = None
-
-
-def _add(total: ProcessStatus | None, extra: ProcessStatus) -> ProcessStatus:
-    if total is None:
-        total = ProcessStatus(extra.streamlet, extra.replica)
-    total.records_in += extra.records_in
-    total.records_out += extra.records_out
-    total.errors += extra.errors
-    total.dead_lettered += extra.dead_lettered
-    total.skipped += extra.skipped
-    total.process_seconds += extra.process_seconds
-    for key, n in extra.produced.items():
-        total.produced[key] = total.produced.get(key, 0) + n
-    for key, n in extra.committed.items():
-        total.committed[key] = total.committed.get(key, 0) + n
-    return total
 
 
 class _KafkaProgress(Progress):
@@ -188,6 +174,8 @@ class Supervisor:
             str(child.replica),
             "--status-file",
             str(child.status_file),
+            "--attempt",
+            str(child.incarnation),
             "--log-format",
             "text",
             "--grace-period",
@@ -259,10 +247,10 @@ class Supervisor:
         for child in self.children:
             total = ProcessStatus(child.streamlet, child.replica)
             if child.carried is not None:
-                total = _add(total, child.carried)
+                total = merge_status(total, child.carried)
             now = child.current() if child.process is not None else None
             if now is not None:
-                total = _add(total, now)
+                total = merge_status(total, now)
             found.append(total)
         return found
 
@@ -270,13 +258,7 @@ class Supervisor:
         """Counters per streamlet, summed over replicas (for the progress display)."""
         totals = {name: StreamletStats() for name in self.blueprint.streamlets}
         for status in self.statuses():
-            s = totals[status.streamlet]
-            s.records_in += status.records_in
-            s.records_out += status.records_out
-            s.errors += status.errors
-            s.dead_lettered += status.dead_lettered
-            s.skipped += status.skipped
-            s.process_seconds += status.process_seconds
+            totals[status.streamlet].add(status.stats)
         return totals
 
     def lag(self) -> dict[tuple[str, str], int]:
@@ -322,7 +304,10 @@ class Supervisor:
             if not self._sources_done():
                 continue
             lag = self.lag()
-            counters = (tuple(sorted(lag.items())), tuple(s.records_in for s in self.statuses()))
+            counters = (
+                tuple(sorted(lag.items())),
+                tuple(s.stats.records_in for s in self.statuses()),
+            )
             if any(lag.values()) or counters != previous:
                 previous = counters
                 settled_since = None
@@ -339,8 +324,9 @@ class Supervisor:
             child.finished = True
             child.crashes = 0
             return
+        said = f": {child.last_error}" if child.last_error else ""
         if code == EXIT_FAILED:
-            self.error = f"streamlet process {child.label} failed (exit status {code})"
+            self.error = f"streamlet process {child.label} failed (exit status {code}){said}"
             return
         if time.monotonic() - child.started_at > STABLE_SECONDS:
             child.crashes = 0  # it ran fine for a while: a new crash starts a new count
@@ -348,11 +334,12 @@ class Supervisor:
         why = f"signal {-code}" if code < 0 else f"exit status {code}"
         if child.crashes > MAX_RESTARTS:
             self.error = (
-                f"streamlet process {child.label} crashed {child.crashes} times in a row ({why})"
+                f"streamlet process {child.label} crashed {child.crashes} times in a row "
+                f"({why}){said}"
             )
             return
         backoff = min(2.0 ** (child.crashes - 1), 30.0)
-        click.echo(f"{child.label}: crashed ({why}); restarting in {backoff:.0f} s", err=True)
+        click.echo(f"{child.label}: crashed ({why}{said}); restarting in {backoff:.0f} s", err=True)
         child.restart_at = time.monotonic() + backoff
 
     async def _run(self, bootstrap: str) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,9 @@ from blueprint import VerifiedBlueprint
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.executor import Executor
 from runner.runtime.heap import frozen_heap
+from runner.runtime.lifecycle import instance_lifecycle
 from runner.runtime.messages import DeadLetter, Emitted, Message
+from runner.runtime.sources import SourcePump
 from runner.runtime.stats import StreamletStats
 
 __all__ = ["LocalRunner", "RunResult"]
@@ -33,7 +35,6 @@ log = logging.getLogger("streamlets.runner.local")
 DEFAULT_QUEUE_BATCHES = 32
 #: Records a source groups into one batch (at most; a slow source sends sooner).
 DEFAULT_SOURCE_BATCH = 256
-SOURCE_FLUSH_SECONDS = 0.05
 
 _END = None  # end-of-stream marker, one per consuming replica
 
@@ -155,18 +156,9 @@ class LocalRunner:
 
     def snapshot(self) -> dict[str, StreamletStats]:
         """Current counters per streamlet (summed over replicas)."""
-        totals: dict[str, StreamletStats] = {}
-        for name in self.blueprint.streamlets:
-            totals[name] = StreamletStats()
+        totals = {name: StreamletStats() for name in self.blueprint.streamlets}
         for executor in self._executors:
-            total = totals[executor.name]
-            s = executor.stats
-            total.records_in += s.records_in
-            total.records_out += s.records_out
-            total.errors += s.errors
-            total.dead_lettered += s.dead_lettered
-            total.skipped += s.skipped
-            total.process_seconds += s.process_seconds
+            totals[executor.name].add(executor.stats)
         return totals
 
     # -- dead letters --------------------------------------------------------------------
@@ -292,76 +284,27 @@ class LocalRunner:
                 # the next batch, as consumers of one group share a topic.
                 await asyncio.sleep(0)
 
-        async def generate() -> None:
-            produced = executor.instance.generate()
-            out: list[Emitted] = []
-            dead: list[DeadLetter] = []
-            started = time.monotonic()
-            if isinstance(produced, AsyncIterable):
-                iterator: Any = produced.__aiter__()
-                assert self._stopping is not None
-                stop = asyncio.ensure_future(self._stopping.wait())
-                try:
-                    while not self.stopping:
-                        # An async source may wait for input for ever (an HTTP ingress):
-                        # a stop request must not wait for its next record.
-                        step = asyncio.ensure_future(iterator.__anext__())
-                        await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
-                        if not step.done():
-                            step.cancel()
-                            await asyncio.gather(step, return_exceptions=True)
-                            break
-                        try:
-                            item = step.result()
-                        except StopAsyncIteration:
-                            break
-                        executor.encode_generated(item, out, dead)
-                        # An async source may be slow: send each record as it comes.
-                        self._write_dead(dead)
-                        dead.clear()
-                        await publish(out)
-                        out = []
-                finally:
-                    stop.cancel()
-                    aclose = getattr(iterator, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
-                return
-            sync_iter: Iterator[Any] = iter(produced)
-            try:
-                for item in sync_iter:
-                    executor.encode_generated(item, out, dead)
-                    if (
-                        len(out) >= self.source_batch
-                        or time.monotonic() - started > SOURCE_FLUSH_SECONDS
-                    ):
-                        self._write_dead(dead)
-                        dead.clear()
-                        await publish(out)
-                        out = []
-                        started = time.monotonic()
-                    if self.stopping:
-                        break
-                self._write_dead(dead)
-                await publish(out)
-            finally:
-                close = getattr(sync_iter, "close", None)
-                if close is not None:
-                    close()
+        async def publish_generated(emitted: list[Emitted], dead: list[DeadLetter]) -> None:
+            self._write_dead(dead)
+            await publish(emitted)
 
         async def job() -> None:
-            await executor.setup()
             try:
-                if inlets:
-                    await asyncio.gather(*(consume(i, g) for i, g in inlets.items()))
-                else:
-                    await generate()
+                async with instance_lifecycle(executor):
+                    if inlets:
+                        await asyncio.gather(*(consume(i, g) for i, g in inlets.items()))
+                    elif not executor.spec.cls.inlets():
+                        assert self._stopping is not None
+                        pump = SourcePump(
+                            executor,
+                            publish_generated,
+                            self._stopping,
+                            batch_size=self.source_batch,
+                        )
+                        await pump.run()
             finally:
-                try:
-                    await executor.teardown()
-                finally:
-                    for topic in outputs:
-                        await topic.producer_done()
+                for topic in outputs:
+                    await topic.producer_done()
 
         job.__name__ = f"{executor.name}-{replica}"
         return job

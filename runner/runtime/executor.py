@@ -209,18 +209,6 @@ class Executor:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def setup(self) -> None:
-        """Run the instance's ``setup()`` hook (sync or async)."""
-        result = self.instance.setup()
-        if inspect.isawaitable(result):
-            await result
-
-    async def teardown(self) -> None:
-        """Run the instance's ``teardown()`` hook (sync or async)."""
-        result = self.instance.teardown()
-        if inspect.isawaitable(result):
-            await result
-
     # -- failures ------------------------------------------------------------------------
 
     def _fail(

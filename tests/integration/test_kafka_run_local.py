@@ -89,7 +89,8 @@ def _wait_for_status(run_dir: Path, label: str, timeout: float = 60) -> dict[str
                 data: dict[str, object] = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(data.get("records_in"), int) and int(data["records_in"]) > 100:  # type: ignore[call-overload]
+            stats = data.get("stats")
+            if isinstance(stats, dict) and int(stats.get("records_in", 0)) > 100:
                 return data
         time.sleep(0.1)
     raise AssertionError(f"{label} did not get going")

@@ -70,7 +70,7 @@ def test_pipeline_on_kafka_with_replicas_dead_letters_and_graceful_restart(
     # Both replicas took partitions of the group '<app>.pass'.
     for i in range(2):
         assert "assigned" in app.log("pass", i), app.log("pass", i)
-    in_counts = [read_status(s).records_in for s in status]  # type: ignore[union-attr]
+    in_counts = [read_status(s).stats.records_in for s in status]  # type: ignore[union-attr]
     assert sum(in_counts) >= 202 and all(n > 0 for n in in_counts), in_counts
 
     assert len(dead) == 4

@@ -23,8 +23,9 @@ from runner.kafka import (
     redact,
 )
 from runner.kafka.options import ProcessOptions, RunnerSettingsError, runner_section
-from runner.kafka.status import ProcessStatus, read_status, write_status
+from runner.kafka.status import ProcessStatus, merge_status, read_status, write_status
 from runner.runtime.messages import DeadLetter, Message
+from runner.runtime.stats import StreamletStats
 
 MODULE = """
 from pydantic import BaseModel
@@ -205,9 +206,24 @@ def test_dead_letter_headers_follow_kafka_connect() -> None:
 def test_status_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     assert read_status(path) is None
-    write_status(path, ProcessStatus("pass", 1, produced={"items": 3}, committed={"x": 2}))
+    stats = StreamletStats(records_in=5, records_out=4, errors=1, by_stage={"decode": 1})
+    write_status(
+        path, ProcessStatus("pass", 1, stats=stats, produced={"items": 3}, committed={"x": 2})
+    )
     status = read_status(path)
     assert status is not None and status.produced == {"items": 3} and status.replica == 1
+    assert status.stats == stats
+
+
+def test_statuses_of_incarnations_merge_counters_and_progress() -> None:
+    first = ProcessStatus("pass", 0, stats=StreamletStats(records_in=3, by_stage={"process": 1}))
+    first.produced = {"out": 3}
+    second = ProcessStatus("pass", 0, stats=StreamletStats(records_in=2, by_stage={"process": 2}))
+    second.produced, second.committed = {"out": 1}, {"items": 2}
+    total = merge_status(merge_status(None, first), second)
+    assert total.stats.records_in == 5 and total.stats.by_stage == {"process": 3}
+    assert total.produced == {"out": 4} and total.committed == {"items": 2}
+    assert first.stats.records_in == 3  # the parts are not changed
 
 
 def test_run_streamlet_usage_errors(

@@ -1,0 +1,169 @@
+"""The process's producer: outputs and dead letters onto their topics, delivery failures
+noted as they are reported, and a flush that says whether everything arrived."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+from runner.kafka.dead_letters import dead_letter_headers
+from runner.kafka.settings import redact
+from runner.runtime.messages import DeadLetter, Emitted
+from streamlets.errors import StreamletsError
+
+__all__ = ["FENCED_CODES", "DeliveryError", "OutputProducer", "ProducerFenced"]
+
+log = logging.getLogger("streamlets.runner.kafka")
+
+#: Errors that mean a newer producer with the same transactional id took over.
+FENCED_CODES = {KafkaError.PRODUCER_FENCED, KafkaError._FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+class DeliveryError(StreamletsError):
+    """The broker did not acknowledge an output; offsets stay uncommitted."""
+
+
+class ProducerFenced(StreamletsError):
+    """A newer process with the same transactional id fenced this one (exactly-once)."""
+
+
+class OutputProducer:
+    """Produces a streamlet's outputs (by blueprint topic key) and dead letters.
+
+    ``pending`` counts the records produced per topic key since the last commit (the
+    status file reports them once acknowledged). With a ``transactional_id`` every record
+    goes into the open transaction, begun on the first record after a commit.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        topic_names: Mapping[str, str],
+        dead_letter_topic: str,
+        app: str,
+        replica: int,
+        transactional_id: str | None = None,
+    ) -> None:
+        self.topic_names = topic_names
+        self.dead_letter_topic = dead_letter_topic
+        self.app = app
+        self.replica = replica
+        self.transactional_id = transactional_id
+        self.pending: dict[str, int] = {}
+        self.delivery_errors: list[str] = []
+        self.fenced = False
+        self.in_transaction = False
+        full = {**config, "on_delivery": self._on_delivery}
+        if transactional_id is not None:
+            full["transactional.id"] = transactional_id
+        log.debug("producer config: %s", redact(full))
+        self.producer: Any = Producer(full)
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        # Only called for failures (delivery.report.only.error).
+        if err is not None:
+            self.delivery_errors.append(f"{msg.topic()}: {err}")
+            if err.code() in FENCED_CODES:
+                self.fenced = True
+
+    def init_transactions(self, timeout: float) -> None:
+        """Register the transactional id (fencing an older process that had it)."""
+        self.producer.init_transactions(timeout)
+
+    def begin(self) -> None:
+        """Open a transaction, when transactional and none is open."""
+        if self.transactional_id is not None and not self.in_transaction:
+            self.producer.begin_transaction()
+            self.in_transaction = True
+
+    def _produce(
+        self, topic: str, value: bytes, key: bytes | None, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        producer = self.producer
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=list(headers) if headers else None)
+                return
+            except BufferError:
+                producer.poll(0.05)  # the local queue is full: wait for acknowledgements
+
+    def send(self, emitted: list[Emitted], dead: list[DeadLetter]) -> None:
+        """Produce ``emitted`` to their topics and ``dead`` to the dead-letter topic."""
+        if not emitted and not dead:
+            return
+        self.begin()
+        names = self.topic_names
+        pending = self.pending
+        produce = self.producer.produce
+        # Records of one outlet share one headers tuple; librdkafka wants a list.
+        last_headers: Any = None
+        header_list: list[tuple[str, bytes]] | None = None
+        last_topic = ""
+        kafka_name = ""
+        run = 0
+        for item in emitted:
+            message = item.message
+            if item.topic is not last_topic:
+                if run:
+                    pending[last_topic] = pending.get(last_topic, 0) + run
+                    run = 0
+                last_topic = item.topic
+                kafka_name = names[last_topic]
+            if message.headers is not last_headers:
+                last_headers = message.headers
+                header_list = list(last_headers) if last_headers else None
+            try:
+                produce(kafka_name, message.value, message.key, headers=header_list)
+            except BufferError:
+                self._produce(kafka_name, message.value, message.key, message.headers)
+            run += 1
+        if run:
+            pending[last_topic] = pending.get(last_topic, 0) + run
+        for letter in dead:
+            original = letter.original
+            headers = dead_letter_headers(letter, app=self.app, replica=self.replica)
+            self._produce(self.dead_letter_topic, original.value, original.key, headers)
+
+    def poll(self) -> None:
+        """Serve delivery reports; raises :class:`DeliveryError` once one failed."""
+        self.producer.poll(0)
+        if self.delivery_errors:
+            self.flush(0)
+
+    def flush(self, timeout: float) -> None:
+        """Wait until every record produced so far is acknowledged.
+
+        Raises :class:`DeliveryError` when some were not (within ``timeout`` or at all)
+        and :class:`ProducerFenced` when a newer process took the transactional id.
+        """
+        left = self.producer.flush(timeout)
+        if left:
+            raise DeliveryError(
+                f"{left} output record(s) were not acknowledged within {timeout:.0f} s; "
+                "input offsets stay uncommitted (the records will be processed again)"
+            )
+        if self.fenced:
+            raise ProducerFenced(
+                f"fenced: another process took over transactional id "
+                f"'{self.transactional_id}'; stopping without committing"
+            )
+        if self.delivery_errors:
+            first = self.delivery_errors[0]
+            raise DeliveryError(
+                f"{len(self.delivery_errors)} output record(s) could not be delivered "
+                f"(first: {first}); input offsets stay uncommitted"
+            )
+
+    def close(self) -> None:
+        """Abort an open transaction and give queued records a moment to go out."""
+        if self.in_transaction:
+            with contextlib.suppress(Exception):
+                self.producer.abort_transaction(5)
+            self.in_transaction = False
+        with contextlib.suppress(Exception):
+            self.producer.flush(1)
