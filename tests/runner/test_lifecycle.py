@@ -1,0 +1,233 @@
+"""The run lifecycle under `flow run-local`, as a user runs it: stops answered while a
+source waits or blocks, teardown() called, hook failures named."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from runner.kafka.broker import free_port
+
+HERE = Path(__file__).resolve().parent
+FLOW = Path(sys.executable).parent / "flow"
+
+
+def write_app(directory: Path, streamlets: str, topics: str) -> Path:
+    """A blueprint next to a copy of lifecycle_app.py."""
+    shutil.copy(HERE / "lifecycle_app.py", directory / "lifecycle_app.py")
+    path = directory / "blueprint.yaml"
+    text = "name: lifecycle\nstreamlets:\n" + textwrap.indent(textwrap.dedent(streamlets), "  ")
+    text += "topics:\n" + textwrap.indent(textwrap.dedent(topics), "  ")
+    path.write_text(text)
+    return path
+
+
+def rows(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(check: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def start(directory: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(FLOW), "run-local", "blueprint.yaml", "--quiet", *args],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop_and_time(proc: subprocess.Popen[str], sig: int) -> tuple[int, float, str]:
+    """Send ``sig``; the exit status, the seconds until the process exited, its stderr."""
+    started = time.monotonic()
+    os.kill(proc.pid, sig)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        raise AssertionError(f"did not stop within 30 s: {stderr}") from None
+    return proc.returncode, time.monotonic() - started, stderr
+
+
+def post(port: int, body: object) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return int(answer.status)
+
+
+def test_sigterm_stops_a_waiting_http_ingress_with_teardown(tmp_path: Path) -> None:
+    port = free_port()
+    marker = tmp_path / "teardown.txt"
+    write_app(
+        tmp_path,
+        f"""
+        ingress:
+          class: lifecycle_app:MarkedIngress
+          config: {{schema: lifecycle_app:Tick, port: {port}, marker: {marker}}}
+        store:
+          class: lifecycle_app:Recorder
+          config: {{path: {tmp_path / "out.jsonl"}, marker: {marker}}}
+        """,
+        """
+        ticks: {producers: [ingress.out], consumers: [store.ticks]}
+        """,
+    )
+    proc = start(tmp_path)
+    try:
+
+        def accepted() -> bool:
+            try:
+                return post(port, {"source": "http", "index": 0, "at": time.time()}) == 202
+            except OSError:
+                return False
+
+        wait_for(accepted)
+        wait_for(lambda: len(rows(tmp_path / "out.jsonl")) == 1)
+        # The ingress now waits for its next request, which never comes.
+        code, seconds, stderr = stop_and_time(proc, signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, stderr
+    assert seconds < 5, seconds  # not the grace period of a stuck source: at once
+    assert sorted(marker.read_text().split("\n")[:-1]) == ["teardown ingress", "teardown store"]
+
+
+def test_a_blocking_sync_source_neither_delays_the_others_nor_a_ctrl_c(tmp_path: Path) -> None:
+    marker = tmp_path / "teardown.txt"
+    write_app(
+        tmp_path,
+        f"""
+        slow:
+          class: lifecycle_app:SlowSource
+          config: {{sleep_s: 0.5, marker: {marker}}}
+        fast:
+          class: lifecycle_app:SlowSource
+          config: {{sleep_s: 0.02, count: 100}}
+        slow-store:
+          class: lifecycle_app:Recorder
+          config: {{path: {tmp_path / "slow.jsonl"}}}
+        fast-store:
+          class: lifecycle_app:Recorder
+          config: {{path: {tmp_path / "fast.jsonl"}}}
+        """,
+        """
+        slow-ticks: {producers: [slow.out], consumers: [slow-store.ticks]}
+        fast-ticks: {producers: [fast.out], consumers: [fast-store.ticks]}
+        """,
+    )
+    proc = start(tmp_path)
+    try:
+        wait_for(lambda: len(rows(tmp_path / "fast.jsonl")) == 100)
+        wait_for(lambda: len(rows(tmp_path / "slow.jsonl")) >= 2)
+        # While the slow source sleeps between its records, the fast one's records reach
+        # their sink as they are made: a source that blocked the loop would hold each of
+        # them for up to the slow source's 0.5 s.
+        delays = sorted(r["delay"] for r in rows(tmp_path / "fast.jsonl"))
+        assert delays[len(delays) // 2] < 0.1, delays
+        assert delays[-1] < 0.45, delays
+        # Ctrl-C while the slow source is inside its time.sleep(0.5).
+        code, seconds, stderr = stop_and_time(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, stderr
+    assert seconds < 1.5, seconds
+    assert marker.read_text() == "teardown slow\n"
+
+
+def test_a_failing_teardown_fails_the_run_with_its_streamlet_hook_and_line(
+    tmp_path: Path,
+) -> None:
+    write_app(
+        tmp_path,
+        f"""
+        ticks:
+          class: lifecycle_app:SlowSource
+          config: {{sleep_s: 0, count: 5}}
+        store:
+          class: lifecycle_app:Recorder
+          config: {{path: {tmp_path / "out.jsonl"}, fail_teardown: true}}
+        """,
+        """
+        ticks: {producers: [ticks.out], consumers: [store.ticks]}
+        """,
+    )
+    proc = subprocess.run(
+        [str(FLOW), "run-local", "blueprint.yaml", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert len(rows(tmp_path / "out.jsonl")) == 5  # every record got there first
+    lines = [line for line in proc.stderr.splitlines() if "teardown() failed" in line]
+    assert len(lines) == 1, proc.stderr  # said once
+    assert "streamlet 'store': teardown() failed at lifecycle_app.py:" in lines[0]
+    assert "RuntimeError: cannot flush the sink" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("hook", ["setup", "generate"])
+def test_a_failing_hook_names_the_streamlet_the_hook_and_the_line(
+    tmp_path: Path, hook: str
+) -> None:
+    forbidden = "/proc/forbidden/out.jsonl"
+    if hook == "setup":
+        source, store = "{sleep_s: 0, count: 1}", f"{{path: {forbidden}}}"
+    else:  # a negative sleep makes time.sleep raise inside generate()
+        source, store = "{sleep_s: -1, count: 1}", f"{{path: {tmp_path / 'o.jsonl'}}}"
+    write_app(
+        tmp_path,
+        f"""
+        ticks:
+          class: lifecycle_app:SlowSource
+          config: {source}
+        store:
+          class: lifecycle_app:Recorder
+          config: {store}
+        """,
+        """
+        ticks: {producers: [ticks.out], consumers: [store.ticks]}
+        """,
+    )
+    proc = subprocess.run(
+        [str(FLOW), "run-local", "blueprint.yaml", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    name = "store" if hook == "setup" else "ticks"
+    assert f"error: streamlet '{name}': {hook}() failed at lifecycle_app.py:" in proc.stderr
+    assert "Traceback" not in proc.stderr
