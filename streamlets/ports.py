@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
 from streamlets.errors import SchemaError
-
-if TYPE_CHECKING:
-    from streamlets.schema import Schema
+from streamlets.schema import Schema
 
 __all__ = ["FromConfig", "Inlet", "Outlet", "Port", "Routed"]
 
@@ -71,8 +69,6 @@ class Port(Generic[T]):
         or comes from config (see :meth:`schema_for`).
         """
         if self._schema is None:
-            from streamlets.schema import Schema
-
             if isinstance(self.source, FromConfig):
                 raise SchemaError(
                     f"the schema of port '{self.name}' comes from config field "
@@ -85,8 +81,6 @@ class Port(Generic[T]):
         """The port's schema for a streamlet configured with ``config``."""
         if not isinstance(self.source, FromConfig):
             return self.schema
-        from streamlets.schema import Schema
-
         name = self.source.field
         value = getattr(config, name, None) if config is not None else None
         if value is None:

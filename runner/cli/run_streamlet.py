@@ -19,6 +19,7 @@ from runner.cli.common import (
     usage_error,
     verified_or_exit,
 )
+from runner.kafka.logs import configure_logging
 from runner.kafka.options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_COMMIT_INTERVAL,
@@ -28,6 +29,7 @@ from runner.kafka.options import (
     RunnerSettingsError,
     load_runner_sections,
 )
+from runner.kafka.process import StreamletProcess
 from runner.kafka.settings import KafkaSettings, KafkaSettingsError
 from runner.runtime.stop_signals import install_stop_signals
 
@@ -163,9 +165,6 @@ def run_streamlet_command(
     SIGTERM or Ctrl-C: stop fetching, finish in-flight records, flush, commit and exit 0
     within the grace period; a second signal exits at once (nothing committed is lost).
     """
-    from runner.kafka.logs import configure_logging
-    from runner.kafka.process import StreamletProcess
-
     configure_logging(
         log_format,
         logging.DEBUG if verbose else logging.INFO,

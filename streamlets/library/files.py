@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import fastavro
+from fastavro.write import Writer
 from pydantic import BaseModel, Field
 
 from streamlets.errors import ConfigError, SchemaError
@@ -190,8 +191,6 @@ class FileSink(Streamlet):
         self._avro: Any = None
         if self._format == "avro":
             self._file: IO[Any] = path.open("a+b" if append else "wb")
-            from fastavro.write import Writer
-
             self._avro = Writer(self._file, self._schema.parsed)
         else:
             self._file = path.open("a" if append else "w", encoding="utf-8", newline="")

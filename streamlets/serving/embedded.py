@@ -129,8 +129,9 @@ def _sklearn_scorer(model: Any, outputs: Sequence[str]) -> Callable[[Sequence[An
 
 def _onnx_scorer(path: Path, outputs: Sequence[str]) -> Callable[[Sequence[Any]], list[Any]]:
     try:
-        import numpy as np
-        import onnxruntime
+        # Optional dependencies (the onnx extra): imported when an ONNX model is loaded.
+        import numpy as np  # noqa: PLC0415
+        import onnxruntime  # noqa: PLC0415
     except ImportError as exc:
         raise ServingError(
             f"{path} is an ONNX model but onnxruntime is not installed; "
@@ -204,7 +205,7 @@ def load_embedded(
         score = _onnx_scorer(file, outputs)
     else:
         try:
-            import joblib
+            import joblib  # noqa: PLC0415  (optional: the serving extra)
         except ImportError as exc:
             raise ServingError(
                 "embedded scikit-learn models need joblib and scikit-learn; "
