@@ -131,9 +131,6 @@ class LocalRunner:
         self.queue_batches = queue_batches
         self.source_batch = source_batch
         self.keep_dead_letters = keep_dead_letters
-        self.stats: dict[str, StreamletStats] = {
-            name: StreamletStats() for name in blueprint.streamlets
-        }
         self.dead_letters: list[DeadLetter] = []
         self.dead_letter_count = 0
         self._dead_file: Any = None

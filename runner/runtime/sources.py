@@ -33,6 +33,8 @@ Publish = Callable[[list[Emitted], list[DeadLetter]], Awaitable[None]]
 
 #: Batches a sync source may have encoded ahead of the runner.
 _AHEAD = 4
+#: How long the first record of a sync source's batch waits for more.
+_LINGER_SECONDS = 0.002
 
 _END = object()
 
@@ -141,54 +143,54 @@ class SourcePump:
         thread.start()
         stop = asyncio.ensure_future(self.stop.wait())
         deadline: float | None = None
-        get: asyncio.Future[Any] | None = None
         try:
             while True:
-                if get is None:
-                    get = asyncio.ensure_future(worker.handoff.get())
-                waiting = {get} if deadline is not None else {get, stop}
+                woken = asyncio.ensure_future(worker.woken.wait())
+                waiting = {woken} if deadline is not None else {woken, stop}
                 timeout = self.tick_seconds
                 if deadline is not None:
                     timeout = min(timeout, deadline - time.monotonic())
-                    if timeout <= 0:
-                        return  # the source is busy inside its generator: leave it to it
-                done, _ = await asyncio.wait(
-                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
+                done: set[asyncio.Future[Any]] = set()
+                if timeout > 0:
+                    done, _ = await asyncio.wait(
+                        waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                woken.cancel()
                 if stop in done and deadline is None:
                     worker.stopping.set()
                     deadline = time.monotonic() + self.stop_wait
-                if get not in done:
-                    if not done and self.tick is not None:
-                        await self.tick()
-                    continue
-                item = get.result()
-                get = None
-                if item is _END:
-                    return
-                if isinstance(item, _Failed):
-                    raise LifecycleError(self.executor.name, "generate", item.error)
-                if isinstance(item, AsyncIterable):  # a sync generate() returned one
-                    worker.taken()
-                    await self._pump_async(item)
-                    return
-                try:
-                    await self.publish(*item)
-                finally:
-                    worker.taken()
+                if worker.woken.is_set():
+                    if not worker.full() and worker.end is None:
+                        # The first record of a batch: let the source add to it a moment.
+                        await asyncio.sleep(_LINGER_SECONDS)
+                    out, dead, end = worker.take()
+                    if out or dead:
+                        await self.publish(out, dead)
+                    if end is not None:
+                        await self._finish(end)
+                        return
+                elif deadline is not None and time.monotonic() >= deadline:
+                    return  # the source is busy inside its generator: leave it to it
+                elif not done and self.tick is not None:
+                    await self.tick()
         finally:
             worker.abandon()
             stop.cancel()
-            if get is not None:
-                get.cancel()
+
+    async def _finish(self, end: Any) -> None:
+        if isinstance(end, _Failed):
+            raise LifecycleError(self.executor.name, "generate", end.error)
+        if isinstance(end, AsyncIterable):  # a sync generate() returned an async iterable
+            await self._pump_async(end)
 
 
 class _SyncSource:
-    """The worker-thread side of a sync source: iterate, encode, hand over.
+    """The worker-thread side of a sync source: iterate and encode into a shared buffer.
 
-    A batch goes to the loop as soon as the loop has taken the previous ones (so a slow
-    source's records go on one by one, at once), else when it has ``batch_size`` records
-    (so a fast source's batches grow while the runner is busy).
+    The thread wakes the loop once per batch (when the buffer gets its first record, or
+    fills up); the loop takes the whole buffer. So a slow source's records go on one by
+    one as they come, a fast source's in batches, with one hand-over between the threads
+    per batch. The thread waits while the buffer holds ``_AHEAD`` batches (backpressure).
     """
 
     def __init__(
@@ -197,80 +199,84 @@ class _SyncSource:
         self.pump = pump
         self.produced = produced
         self.loop = loop
-        self.handoff: asyncio.Queue[Any] = asyncio.Queue()
+        self.woken = asyncio.Event()
         self.stopping = threading.Event()
-        self._slots = threading.Semaphore(_AHEAD)
-        self._lock = threading.Lock()
-        self._in_flight = 0
+        self.end: Any = None  # _END, _Failed or an async iterable, once the thread is done
+        self._out: list[Emitted] = []
+        self._dead: list[DeadLetter] = []
+        self._lock = threading.Condition()
+        self._signalled = False
         self._abandoned = False
+        self._batch = pump.batch_size
+        self._limit = pump.batch_size * _AHEAD
 
     # -- the loop's side -----------------------------------------------------------------
 
-    def taken(self) -> None:
-        """The loop is done with one handed-over item."""
+    def full(self) -> bool:
+        """Whether a whole batch is waiting."""
+        return len(self._out) + len(self._dead) >= self._batch
+
+    def take(self) -> tuple[list[Emitted], list[DeadLetter], Any]:
+        """Everything the thread encoded so far, and how it ended (``None``: not yet)."""
         with self._lock:
-            self._in_flight -= 1
-        self._slots.release()
+            out, dead = self._out, self._dead
+            self._out, self._dead = [], []
+            self._signalled = False
+            self.woken.clear()
+            self._lock.notify_all()
+            return out, dead, self.end
 
     def abandon(self) -> None:
         """The loop takes nothing more: the thread closes the generator and ends."""
-        self._abandoned = True
-        self.stopping.set()
+        with self._lock:
+            self._abandoned = True
+            self.stopping.set()
+            self._lock.notify_all()
 
     # -- the thread's side ---------------------------------------------------------------
 
-    def _idle(self) -> bool:
-        with self._lock:
-            return self._in_flight == 0
-
-    def _hand_over(self, item: Any) -> bool:
-        """Queue ``item`` for the loop (waiting for a free slot); ``False`` once nobody
-        takes items any more."""
-        while not self._slots.acquire(timeout=0.1):
-            if self._abandoned:
-                return False
-        if self._abandoned:
-            return False
-        with self._lock:
-            self._in_flight += 1
-        try:
-            self.loop.call_soon_threadsafe(self.handoff.put_nowait, item)
-        except RuntimeError:  # the loop is closed
-            return False
-        return True
+    def _wake(self) -> None:
+        """Wake the loop (the lock is held)."""
+        if self._signalled:
+            return
+        self._signalled = True
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody listens
+            self.loop.call_soon_threadsafe(self.woken.set)
 
     def run(self) -> None:
+        end: Any = _END
         try:
             produced: Iterable[Any] | AsyncIterable[Any] | None = self.produced
             if produced is None:
                 produced = self.pump.executor.instance.generate()
             if isinstance(produced, AsyncIterable):
-                self._hand_over(produced)
-                return
-            self._iterate(iter(produced))
+                end = produced
+            else:
+                self._iterate(iter(produced))
         except BaseException as exc:
-            self._hand_over(_Failed(exc))
-            return
-        self._hand_over(_END)
+            end = _Failed(exc)
+        with self._lock:
+            self.end = end
+            self._wake()
 
     def _iterate(self, iterator: Any) -> None:
         encode = self.pump.executor.encode_generated
-        batch_size = self.pump.batch_size
+        lock, batch, limit = self._lock, self._batch, self._limit
         stopping = self.stopping
-        idle = self._idle
-        out: list[Emitted] = []
-        dead: list[DeadLetter] = []
         try:
             for item in iterator:
-                encode(item, out, dead)
-                if len(out) + len(dead) >= batch_size or idle():
-                    if not self._hand_over((out, dead)):
+                with lock:
+                    while len(self._out) + len(self._dead) >= limit and not self._abandoned:
+                        lock.wait(0.1)
+                    if self._abandoned:
                         return
-                    out, dead = [], []
+                    out, dead = self._out, self._dead
+                    had = len(out) + len(dead)
+                    encode(item, out, dead)
+                    if had == 0 or had < batch <= len(out) + len(dead):
+                        self._wake()
                 if stopping.is_set():
                     break
-            if out or dead:
-                self._hand_over((out, dead))
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
