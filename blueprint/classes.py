@@ -1,8 +1,16 @@
-"""Loading streamlet classes named ``module:Class``.
+"""Loading streamlet classes named ``module:Class``, and the ``sys.path`` of user code.
 
-Modules resolve first against the blueprint file's directory, then against installed
-packages. Failures come back as :class:`ClassLoadFailure` values with a stable problem code,
-never as exceptions, because a user's module may fail in any way while importing.
+Verification asks a :data:`ClassLoader` for each class; :func:`load_streamlet_class`, the
+default, imports it. Modules resolve first against the blueprint file's directory, then
+against installed packages. Failures come back as :class:`ClassLoadFailure` values with a
+stable problem code, never as exceptions, because a user's module may fail in any way
+while importing.
+
+Importing changes the interpreter: the module stays in ``sys.modules`` (a cached module of
+the same name from another directory is dropped first), but ``sys.path`` is as it was once
+the loader returns. Code that runs user code later, and so may import the blueprint's
+sibling modules, does so inside :func:`user_code_path`: verification while it validates
+configs (a ``Config`` may import a ``module:Class`` of its own), the runners while they run.
 """
 
 from __future__ import annotations
@@ -12,12 +20,15 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from blueprint.names import did_you_mean
 from streamlets.streamlet import Streamlet
 
-__all__ = ["ClassLoadFailure", "load_streamlet_class"]
+__all__ = ["ClassLoadFailure", "ClassLoader", "load_streamlet_class", "user_code_path"]
 
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _QUALNAME = _MODULE
@@ -30,6 +41,29 @@ class ClassLoadFailure:
     code: str
     message: str
     hint: str | None = None
+
+
+#: Resolves ``(class_path, directory)`` to a streamlet class, or says why it cannot.
+#: ``class_path`` is the blueprint's ``module:Class`` as written; ``directory`` is the
+#: blueprint's directory, where the module is looked for first.
+ClassLoader: TypeAlias = Callable[[str, str], type[Streamlet] | ClassLoadFailure]
+
+
+@contextmanager
+def user_code_path(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Put ``directory`` first on ``sys.path`` while the ``with`` block runs.
+
+    Run streamlets inside it: user code may import the modules next to its blueprint
+    lazily, long after the blueprint was verified. On exit the entry added is removed
+    again, so ``sys.path`` is as it was (nested uses with the same directory are fine).
+    """
+    entry = os.path.abspath(directory)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with suppress(ValueError):  # user code removed it already
+            sys.path.remove(entry)
 
 
 def _module_file_in(directory: str, module: str) -> str | None:
@@ -68,7 +102,12 @@ def _where(exc: BaseException) -> str:
 
 
 def load_streamlet_class(path: str, directory: str) -> type[Streamlet] | ClassLoadFailure:
-    """Import the class named by ``path`` (``module:Class``) relative to ``directory``."""
+    """Import the class named by ``path`` (``module:Class``) relative to ``directory``.
+
+    The default :data:`ClassLoader`. ``directory`` is on ``sys.path`` only while the module
+    imports; a cached module of the same name that does not come from ``directory`` is
+    dropped from ``sys.modules`` first, so that the module next to the blueprint wins.
+    """
     module_name, sep, qualname = path.partition(":")
     module_name, qualname = module_name.strip(), qualname.strip()
     if not sep or not _MODULE.fullmatch(module_name) or not _QUALNAME.fullmatch(qualname):
@@ -80,13 +119,9 @@ def load_streamlet_class(path: str, directory: str) -> type[Streamlet] | ClassLo
         )
     directory = os.path.abspath(directory)
     _forget_stale(module_name, directory)
-    # The directory stays on sys.path (moved to the front): user code may import its
-    # sibling modules lazily, long after the blueprint was verified.
-    if directory in sys.path:
-        sys.path.remove(directory)
-    sys.path.insert(0, directory)
     try:
-        module = importlib.import_module(module_name)
+        with user_code_path(directory):
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing and (module_name == missing or module_name.startswith(missing + ".")):

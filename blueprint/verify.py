@@ -16,7 +16,7 @@ from typing import Any, get_args
 import networkx as nx
 from pydantic import BaseModel, ValidationError
 
-from blueprint.classes import ClassLoadFailure, load_streamlet_class
+from blueprint.classes import ClassLoader, ClassLoadFailure, load_streamlet_class, user_code_path
 from blueprint.compatibility import incompatibilities
 from blueprint.declarations import BlueprintDecl, PortRef, StreamletDecl, parse_blueprint
 from blueprint.graph import build_graph, find_cycles
@@ -42,10 +42,13 @@ class _Loaded:
 
 
 class _Verifier:
-    def __init__(self, path: str, display: str, overrides: ConfigOverrides) -> None:
+    def __init__(
+        self, path: str, display: str, overrides: ConfigOverrides, loader: ClassLoader
+    ) -> None:
         self.path = path
         self.display = display
         self.overrides = overrides
+        self.loader = loader
         self.problems: list[Problem] = list(overrides.problems)
         self.loaded: dict[str, _Loaded] = {}
         self.bad_streamlets: set[str] = set()
@@ -75,7 +78,11 @@ class _Verifier:
             return None
         self.load_classes(decl)
         self.check_overrides_target(decl)
-        self.check_configs(decl)
+        # Validating a config runs user code too: its validators, and imports such as the
+        # library's `schema: module:Class` (a pydantic ImportString), which resolve next to
+        # the blueprint first, like the streamlet classes.
+        with user_code_path(decl.directory):
+            self.check_configs(decl)
         self.check_connections(decl)
         self.check_schemas(decl)
         graph = build_graph(decl)
@@ -97,7 +104,7 @@ class _Verifier:
             if sdecl.class_path is None:
                 self.bad_streamlets.add(name)
                 continue
-            result = load_streamlet_class(sdecl.class_path, decl.directory)
+            result = self.loader(sdecl.class_path, decl.directory)
             if isinstance(result, ClassLoadFailure):
                 self.add(
                     result.code,
@@ -454,13 +461,14 @@ def check(
     overrides: ConfigOverrides | None = None,
     *,
     display: str | None = None,
+    loader: ClassLoader = load_streamlet_class,
 ) -> tuple[Problem, ...]:
     """Every problem of the blueprint at ``path`` (errors, warnings and notes), file order.
 
     Raises ``OSError`` when the file cannot be read.
     """
     verifier = _Verifier(
-        os.fspath(path), display or os.fspath(path), overrides or ConfigOverrides()
+        os.fspath(path), display or os.fspath(path), overrides or ConfigOverrides(), loader
     )
     result = verifier.run()
     if result is not None:
@@ -473,15 +481,17 @@ def verify(
     overrides: ConfigOverrides | None = None,
     *,
     display: str | None = None,
+    loader: ClassLoader = load_streamlet_class,
 ) -> VerifiedBlueprint | tuple[Problem, ...]:
     """Verify the blueprint at ``path``.
 
     Returns the frozen :class:`VerifiedBlueprint` (its ``problems`` hold any warnings and
     notes) or, when there is at least one error, the tuple of every problem found.
+    ``loader`` resolves each ``module:Class`` (the default imports it).
     Raises ``OSError`` when the file cannot be read.
     """
     verifier = _Verifier(
-        os.fspath(path), display or os.fspath(path), overrides or ConfigOverrides()
+        os.fspath(path), display or os.fspath(path), overrides or ConfigOverrides(), loader
     )
     result = verifier.run()
     if result is not None:

@@ -34,6 +34,7 @@ from blueprint import (
     TopicSpec,
     VerifiedBlueprint,
     load_overrides,
+    user_code_path,
     verify,
 )
 from runner.local import LocalRunner
@@ -234,7 +235,8 @@ def run_blueprint(
 
     ``config`` overrides streamlet config (``{"threshold": {"limit": 25}}``), as do ``sets``
     (``["threshold.limit=25"]``). Injected records are encoded with the schema of the
-    topic's readers; collected records are decoded likewise.
+    topic's readers; collected records are decoded likewise. The streamlets run with the
+    blueprint's directory on ``sys.path`` (see :func:`blueprint.user_code_path`).
     """
     if isinstance(blueprint, VerifiedBlueprint):
         verified = blueprint
@@ -264,7 +266,8 @@ def run_blueprint(
         if key not in verified.topics:
             raise TestkitError(f"cannot collect topic '{key}': the blueprint has no such topic")
     runner = LocalRunner(verified, inject=encoded, collect=collect)
-    result = _run(runner)
+    with user_code_path(verified.directory):
+        result = _run(runner)
     topics = {}
     for key in collect:
         reader, writers = _topic_schemas(verified, key)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from blueprint import VerifiedBlueprint
+from blueprint import VerifiedBlueprint, user_code_path
 from runner.cli.common import BLUEPRINT, config_options, load_overrides_or_fail, verified_or_exit
 from runner.cli.run_streamlet import kafka_sections_or_fail
 from runner.kafka.supervisor import run_supervised
@@ -59,7 +59,8 @@ def run_local(
     directory = Path(run_dir) if run_dir else default_run_dir(blueprint)
     runner = LocalRunner(blueprint, run_dir=directory, keep_dead_letters=False)
     try:
-        result = asyncio.run(_run(runner, quiet))
+        with user_code_path(blueprint.directory):
+            result = asyncio.run(_run(runner, quiet))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("aborted: stopped at once; records in flight were not drained", err=True)
         return 130

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from blueprint import ConfigOverrides
+from blueprint import ConfigOverrides, user_code_path
 from runner.cli.common import (
     BLUEPRINT,
     config_options,
@@ -200,7 +200,8 @@ def run_streamlet_command(
     process = StreamletProcess(result, name, settings, options)
     _install_signals(process.stop)
     try:
-        code = process.run()
+        with user_code_path(result.directory):
+            code = process.run()
     except OSError as exc:  # e.g. the metrics port is taken
         raise click.ClickException(
             f"cannot start streamlet '{name}': cannot serve metrics on "

@@ -362,3 +362,72 @@ def test_unexpected_error_exits_1_with_a_readable_message(app: Write, tmp_path: 
     assert proc.returncode == 1
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
     assert os.path.exists(tmp_path / "blueprint.yaml")
+
+
+# -- user code imports its sibling modules while it runs -----------------------------------
+
+LAZY_APP = """
+from collections.abc import Iterator
+
+from pydantic import BaseModel
+
+from streamlets import Inlet, Outlet, Streamlet
+
+
+class Item(BaseModel):
+    value: int
+
+
+class Items(Streamlet):
+    out = Outlet(Item)
+
+    def generate(self) -> Iterator[Item]:
+        from {helper} import COUNT  # a sibling module, imported only once the run starts
+
+        return iter([Item(value=i) for i in range(COUNT)])
+
+
+class Tag(Streamlet):
+    items = Inlet(Item)
+    out = Outlet(Item)
+
+    def process(self, item: Item) -> Item:
+        from {helper} import OFFSET
+
+        return Item(value=item.value + OFFSET)
+"""
+
+LAZY_BLUEPRINT = """
+name: lazy
+streamlets:
+  src: {{class: "{module}:Items"}}
+  tag: {{class: "{module}:Tag", on_error: fail}}
+topics:
+  items: {{producers: [src.out], consumers: [tag.items]}}
+  tagged: {{producers: [tag.out]}}
+"""
+
+
+def lazy_app(directory: Path, name: str) -> Path:
+    directory.mkdir()
+    (directory / f"{name}_app.py").write_text(LAZY_APP.format(helper=f"{name}_helper"))
+    (directory / f"{name}_helper.py").write_text("COUNT = 3\nOFFSET = 100\n")
+    path = directory / "blueprint.yaml"
+    path.write_text(LAZY_BLUEPRINT.format(module=f"{name}_app"))
+    return path
+
+
+def test_the_testkit_runs_streamlets_that_import_siblings_lazily(tmp_path: Path) -> None:
+    path = lazy_app(tmp_path / "app", "testkit_lazy")
+    before = list(sys.path)
+    result = run_blueprint(path, collect=["tagged"])
+    assert result.error is None, result.error
+    assert sorted(r.value for r in result.topics["tagged"]) == [100, 101, 102]
+    assert sys.path == before
+
+
+def test_flow_run_local_runs_streamlets_that_import_siblings_lazily(tmp_path: Path) -> None:
+    lazy_app(tmp_path / "app", "cli_lazy")
+    proc = flow("run-local", "app/blueprint.yaml", "--quiet", "--run-dir", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
