@@ -152,11 +152,10 @@ def worker_ours(
     bootstrap: str, blueprint_path: str, records: int, streamlet: str = "pass"
 ) -> dict[str, float]:
     """Run one streamlet through StreamletProcess until it has read everything."""
-    from blueprint import VerifiedBlueprint, verify
+    from blueprint import verify
     from runner.kafka import KafkaSettings, ProcessOptions, StreamletProcess
 
-    blueprint = verify(blueprint_path)
-    assert isinstance(blueprint, VerifiedBlueprint), blueprint
+    blueprint = verify(blueprint_path).unwrap()
     settings = KafkaSettings.load({"consumer": GROUP_SETTINGS}, bootstrap=bootstrap, environ={})
     process = StreamletProcess(
         blueprint, streamlet, settings, ProcessOptions(create_topics=False, metrics_port=None)

@@ -111,10 +111,7 @@ def load(directory: Path) -> tuple[VerifiedBlueprint, Any]:
     (directory / "bench_app.py").write_text(APP)
     path = directory / "blueprint.yaml"
     path.write_text(textwrap.dedent(BLUEPRINT).lstrip())
-    result = verify(path)
-    if not isinstance(result, VerifiedBlueprint):
-        raise SystemExit("\n".join(str(p) for p in result))
-    return result, sys.modules["bench_app"]
+    return verify(path).unwrap(), sys.modules["bench_app"]
 
 
 def run_ours(bp: VerifiedBlueprint, app: Any, n: int) -> float:

@@ -6,7 +6,6 @@ collected, and parsing goes on past each one so that a single run reports them a
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -275,7 +274,7 @@ class _Parser:
 
     # -- sections ------------------------------------------------------------------------
 
-    def parse(self, data: Any, path: str) -> BlueprintDecl | None:
+    def parse(self, data: Any, path: str, directory: str) -> BlueprintDecl | None:
         top = Location(self.file, 1, 1)
         if data is None:
             self.error(
@@ -305,7 +304,7 @@ class _Parser:
         processing = self.choice(root, "processing", "blueprint", PROCESSING_MODES, "invalid-value")
         decl = BlueprintDecl(
             path=path,
-            directory=os.path.dirname(os.path.abspath(path)),
+            directory=directory,
             name=name or "",
             description=description,
             processing=processing or "at-least-once",
@@ -493,9 +492,13 @@ class _Parser:
 
 
 def parse_blueprint(
-    data: Any, path: str, display: str | None = None
+    data: Any, *, file: str, directory: str, path: str = ""
 ) -> tuple[BlueprintDecl | None, list[Problem]]:
-    """Turn loaded YAML into declarations; returns them (``None`` if unusable) and the problems."""
-    parser = _Parser(display or path)
-    decl = parser.parse(data, path)
+    """Turn loaded YAML into declarations; returns them (``None`` if unusable) and the problems.
+
+    ``file`` names the blueprint in locations, ``directory`` is where its classes and
+    relative paths resolve, ``path`` the file it was read from (``""`` if none).
+    """
+    parser = _Parser(file)
+    decl = parser.parse(data, path, directory)
     return decl, parser.problems

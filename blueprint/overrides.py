@@ -14,13 +14,15 @@ from typing import Any
 import yaml
 
 from blueprint.problems import Location, Problem, Severity
-from blueprint.yamlsource import LocatedDict, load_yaml
+from blueprint.source import read_bytes
+from blueprint.yamlsource import LocatedDict, load_yaml_source
 
 __all__ = [
     "RESERVED_SECTIONS",
     "ConfigOverrides",
     "OverrideSyntaxError",
     "load_overrides",
+    "parse_overrides",
     "parse_set",
 ]
 
@@ -81,11 +83,24 @@ def _merge(base: Any, extra: Any) -> Any:
 
 def load_overrides(config_file: str | None = None, sets: Sequence[str] = ()) -> ConfigOverrides:
     """Read a config file and ``--set`` assignments (raises OverrideSyntaxError, OSError)."""
+    config = None if config_file is None else (read_bytes(config_file), config_file)
+    return parse_overrides(config, sets)
+
+
+def parse_overrides(
+    config: tuple[str | bytes, str] | None = None, sets: Sequence[str] = ()
+) -> ConfigOverrides:
+    """Overrides from a config file's contents and ``--set`` assignments (no I/O).
+
+    ``config`` is ``(text, file)``: the config file's YAML and the name its problems use.
+    Raises :class:`OverrideSyntaxError` for a malformed ``--set``.
+    """
     values: dict[str, dict[str, tuple[Any, Location]]] = {}
     sections: dict[str, Any] = {}
     problems: list[Problem] = []
-    if config_file is not None:
-        document = load_yaml(config_file)
+    if config is not None:
+        text, config_file = config
+        document = load_yaml_source(text, config_file)
         problems.extend(document.problems)
         data = document.data
         if data is not None and not isinstance(data, LocatedDict):

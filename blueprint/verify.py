@@ -1,8 +1,11 @@
-"""Verification: from a blueprint file to a :class:`VerifiedBlueprint` or every problem in it.
+"""Verification: from a blueprint's text to a :class:`Verification` (the model or every problem).
 
-The steps run in order (read YAML, check structure, load classes, check configs, check
+The steps run in order (parse YAML, check structure, load classes, check configs, check
 ports and connections, check schema compatibility, look at the graph) and each step goes as
 far as the earlier ones allow, so one run reports every problem that can be known.
+:func:`verify_source` does no I/O of its own: classes come from the :data:`ClassLoader` it
+is given, and configs validate with the blueprint's directory on ``sys.path`` for the
+duration. :func:`verify` reads the file first.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from blueprint.model import StreamletSpec, TopicSpec, VerifiedBlueprint, freeze
 from blueprint.names import did_you_mean
 from blueprint.overrides import ConfigOverrides
 from blueprint.problems import Location, Problem, Severity
-from blueprint.yamlsource import load_yaml
+from blueprint.result import Verification
+from blueprint.source import BlueprintSource, read_blueprint
+from blueprint.yamlsource import load_yaml_source
 from streamlets.errors import SchemaError
 from streamlets.ports import Port
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
-__all__ = ["check", "verify"]
+__all__ = ["verify", "verify_source"]
 
 
 @dataclass
@@ -43,10 +48,9 @@ class _Loaded:
 
 class _Verifier:
     def __init__(
-        self, path: str, display: str, overrides: ConfigOverrides, loader: ClassLoader
+        self, source: BlueprintSource, overrides: ConfigOverrides, loader: ClassLoader
     ) -> None:
-        self.path = path
-        self.display = display
+        self.source = source
         self.overrides = overrides
         self.loader = loader
         self.problems: list[Problem] = list(overrides.problems)
@@ -68,11 +72,14 @@ class _Verifier:
     # -- steps ---------------------------------------------------------------------------
 
     def run(self) -> VerifiedBlueprint | None:
-        document = load_yaml(self.path, self.display)
+        source = self.source
+        document = load_yaml_source(source.text, source.display)
         self.problems.extend(document.problems)
         if document.data is None and document.problems:
             return None
-        decl, problems = parse_blueprint(document.data, self.path, self.display)
+        decl, problems = parse_blueprint(
+            document.data, file=source.display, directory=source.directory, path=source.path
+        )
         self.problems.extend(problems)
         if decl is None:
             return None
@@ -456,24 +463,27 @@ def sorted_problems(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=key)
 
 
-def check(
-    path: str | os.PathLike[str],
+def verify_source(
+    source: BlueprintSource,
     overrides: ConfigOverrides | None = None,
     *,
-    display: str | None = None,
     loader: ClassLoader = load_streamlet_class,
-) -> tuple[Problem, ...]:
-    """Every problem of the blueprint at ``path`` (errors, warnings and notes), file order.
+) -> Verification:
+    """Verify a blueprint from its text: every problem, and the model when there is no error.
 
-    Raises ``OSError`` when the file cannot be read.
+    ``loader`` resolves each ``module:Class`` (the default imports it, see
+    :func:`~blueprint.classes.load_streamlet_class`). Nothing else here reads files; the
+    only other user code that runs is the validation of each streamlet's ``Config`` (its
+    validators, and any ``module:Class`` it imports itself), with ``source.directory`` on
+    ``sys.path`` meanwhile. So a loader that returns classes from a mapping verifies
+    without importing anything, and ``sys.path`` is as it was afterwards. Problems are in
+    file order; warnings and notes do not make the blueprint invalid.
     """
-    verifier = _Verifier(
-        os.fspath(path), display or os.fspath(path), overrides or ConfigOverrides(), loader
-    )
-    result = verifier.run()
-    if result is not None:
-        return result.problems
-    return tuple(sorted_problems(verifier.problems))
+    verifier = _Verifier(source, overrides or ConfigOverrides(), loader)
+    blueprint = verifier.run()
+    if blueprint is not None:
+        return Verification(blueprint.problems, blueprint, source.display)
+    return Verification(tuple(sorted_problems(verifier.problems)), None, source.display)
 
 
 def verify(
@@ -482,18 +492,12 @@ def verify(
     *,
     display: str | None = None,
     loader: ClassLoader = load_streamlet_class,
-) -> VerifiedBlueprint | tuple[Problem, ...]:
-    """Verify the blueprint at ``path``.
+) -> Verification:
+    """Read the blueprint file at ``path`` and verify it (see :func:`verify_source`).
 
-    Returns the frozen :class:`VerifiedBlueprint` (its ``problems`` hold any warnings and
-    notes) or, when there is at least one error, the tuple of every problem found.
-    ``loader`` resolves each ``module:Class`` (the default imports it).
+    ``display`` (default: ``path``) names the file in problems. Use
+    ``verify(path).unwrap()`` where only a valid blueprint will do: it raises
+    :class:`~blueprint.result.InvalidBlueprint` listing every problem.
     Raises ``OSError`` when the file cannot be read.
     """
-    verifier = _Verifier(
-        os.fspath(path), display or os.fspath(path), overrides or ConfigOverrides(), loader
-    )
-    result = verifier.run()
-    if result is not None:
-        return result
-    return tuple(sorted_problems(verifier.problems))
+    return verify_source(read_blueprint(path, display=display), overrides, loader=loader)

@@ -15,7 +15,7 @@ import yaml
 
 from blueprint.problems import Location, Problem, Severity
 
-__all__ = ["LocatedDict", "LocatedList", "YamlDocument", "load_yaml", "load_yaml_text"]
+__all__ = ["LocatedDict", "LocatedList", "YamlDocument", "load_yaml_source", "load_yaml_text"]
 
 try:  # The C parser is several times faster on large blueprints.
     _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -151,27 +151,27 @@ def load_yaml_text(text: str, file: str) -> YamlDocument:
     return YamlDocument(data, tuple(duplicates))
 
 
-def load_yaml(path: str, display: str | None = None) -> YamlDocument:
-    """Load the YAML file at ``path`` (raises ``OSError`` when it cannot be read).
+def load_yaml_source(source: str | bytes, file: str) -> YamlDocument:
+    """Load one YAML document from text or from bytes read from a file.
 
-    Bytes that are not UTF-8 give a ``yaml-syntax`` problem, not an exception.
+    Bytes are decoded as UTF-8 (a byte-order mark allowed); bytes that are not UTF-8 give a
+    ``yaml-syntax`` problem with the line they are on, not an exception.
     """
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    file = display or path
+    if isinstance(source, str):
+        return load_yaml_text(source, file)
     try:
-        text = raw.decode("utf-8-sig")
+        text = source.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = source[: exc.start].count(b"\n") + 1
         return YamlDocument(
             None,
             (
                 Problem(
                     "yaml-syntax",
                     Severity.ERROR,
-                    f"the file is not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x})",
+                    f"the file is not UTF-8 text (byte {exc.start} is {source[exc.start]:#04x})",
                     Location(file, line),
-                    "save the blueprint as UTF-8",
+                    "save the file as UTF-8",
                 ),
             ),
         )

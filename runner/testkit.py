@@ -58,7 +58,11 @@ __all__ = [
 
 
 class TestkitError(StreamletsError):
-    """The testkit was used with something it cannot run (e.g. an invalid blueprint)."""
+    """The testkit was used with something it cannot run (e.g. a topic the blueprint lacks).
+
+    An invalid blueprint file raises :class:`blueprint.InvalidBlueprint` instead, with
+    every problem verification found.
+    """
 
     __test__ = False  # not a pytest test class
 
@@ -235,8 +239,9 @@ def run_blueprint(
 
     ``config`` overrides streamlet config (``{"threshold": {"limit": 25}}``), as do ``sets``
     (``["threshold.limit=25"]``). Injected records are encoded with the schema of the
-    topic's readers; collected records are decoded likewise. The streamlets run with the
-    blueprint's directory on ``sys.path`` (see :func:`blueprint.user_code_path`).
+    topic's readers; collected records are decoded likewise. A blueprint file with errors
+    raises :class:`blueprint.InvalidBlueprint`. The streamlets run with the blueprint's
+    directory on ``sys.path`` (see :func:`blueprint.user_code_path`).
     """
     if isinstance(blueprint, VerifiedBlueprint):
         verified = blueprint
@@ -251,10 +256,7 @@ def run_blueprint(
                         Location(f"testkit config {name}.{key}"),
                     )
             overrides = ConfigOverrides(values, overrides.sections, overrides.problems)
-        result = verify(blueprint, overrides)
-        if not isinstance(result, VerifiedBlueprint):
-            raise TestkitError("the blueprint is invalid:\n" + "\n".join(str(p) for p in result))
-        verified = result
+        verified = verify(blueprint, overrides).unwrap()
     encoded = {}
     for key, records in (inject or {}).items():
         if key not in verified.topics:

@@ -15,6 +15,7 @@ from blueprint import (
     OverrideSyntaxError,
     Problem,
     Severity,
+    Verification,
     VerifiedBlueprint,
     load_overrides,
     verify,
@@ -83,7 +84,7 @@ def load_overrides_or_fail(config_file: str | None, sets: Sequence[str]) -> Conf
         ) from None
 
 
-def verify_path(path: str, overrides: ConfigOverrides) -> VerifiedBlueprint | tuple[Problem, ...]:
+def verify_path(path: str, overrides: ConfigOverrides) -> Verification:
     """Verify the blueprint at ``path``; a usage error when the file cannot be read."""
     try:
         return verify(path, overrides)
@@ -139,8 +140,8 @@ def verified_or_exit(
 ) -> VerifiedBlueprint:
     """The verified blueprint at ``path``, its problems of the ``show`` severities printed;
     when it has errors, every problem is printed and the command exits 1."""
-    result = verify_path(path, overrides)
-    if not isinstance(result, VerifiedBlueprint):
-        fail_with_problems(result)
-    show_problems(result.problems, show)
-    return result
+    verification = verify_path(path, overrides)
+    if verification.blueprint is None:
+        fail_with_problems(verification.problems)
+    show_problems(verification.problems, show)
+    return verification.blueprint

@@ -67,10 +67,11 @@ def _cluster_options(func: F) -> F:
 
 
 def _verified(blueprint: str, overrides: ConfigOverrides) -> VerifiedBlueprint:
-    result = verify_path(blueprint, overrides)
-    if not isinstance(result, VerifiedBlueprint):
-        show_problems(result, Severity)
-        errors = sum(1 for p in result if p.severity is Severity.ERROR)
+    verification = verify_path(blueprint, overrides)
+    result = verification.blueprint
+    if result is None:
+        show_problems(verification.problems, Severity)
+        errors = len(verification.errors)
         raise click.ClickException(
             f"blueprint is invalid ({errors} error{'s' if errors != 1 else ''}): "
             "fix it ('flow verify' shows the same problems) before deploying"

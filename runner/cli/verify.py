@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from blueprint import VerifiedBlueprint
 from runner.cli.common import (
     BLUEPRINT,
     config_options,
@@ -44,14 +43,15 @@ def verify_command(
     Exit status: 0 when the blueprint is valid (warnings and notes allowed), 1 when it has
     errors, 2 for usage errors such as a missing file.
     """
-    result = verify_path(blueprint, load_overrides_or_fail(config_file, sets))
-    problems = result.problems if isinstance(result, VerifiedBlueprint) else result
+    verification = verify_path(blueprint, load_overrides_or_fail(config_file, sets))
+    problems = verification.problems
     if output_format == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2, ensure_ascii=False))
-        sys.exit(0 if isinstance(result, VerifiedBlueprint) else 1)
+        sys.exit(0 if verification.ok else 1)
     for problem in problems:
         click.echo(format_problem(problem))
-    if isinstance(result, VerifiedBlueprint):
+    result = verification.blueprint
+    if result is not None:
         extra = f" ({problem_summary(problems)})" if problems else ""
         n_s, n_t = len(result.streamlets), len(result.topics)
         click.echo(

@@ -8,15 +8,13 @@ import base64
 import json
 import os
 import re
-import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from blueprint import ConfigOverrides, Location, Problem, VerifiedBlueprint, verify
+from blueprint import BlueprintSource, ConfigOverrides, Location, Problem, verify_source
 from blueprint.names import did_you_mean
 from runner.k8s import naming
 from runner.k8s.config import AppConfig, build_app_config, plain
@@ -180,8 +178,9 @@ def configure(
     """Change the config of a deployed application and roll its pods.
 
     The deployed blueprint (ConfigMap) and secret config (Secret) are read back, the new
-    values applied, and the result verified locally like ``flow verify`` (the streamlet
-    classes are imported from ``code_dir``) before anything changes. Then the ConfigMap
+    values applied, and the result verified locally like ``flow verify``, from the text,
+    with ``code_dir`` as the blueprint's directory (the streamlet classes are imported
+    from there; ``sys.path`` is left as it was) before anything changes. Then the ConfigMap
     and Secret are replaced and every Deployment's config-hash annotation is set, which
     makes Kubernetes restart the pods one by one.
 
@@ -209,16 +208,15 @@ def configure(
     found = _SOURCE.match(blueprint_text)
     source = found.group(1) if found else "the deployed blueprint"
     merged = _merged_overrides(deployed_secret, overrides)
-    code_dir = os.path.abspath(code_dir)
-    if code_dir not in sys.path:
-        sys.path.insert(0, code_dir)
-    with tempfile.TemporaryDirectory(prefix="flow-configure-") as tmp:
-        path = os.path.join(tmp, "blueprint.yaml")
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(blueprint_text)
-        result = verify(path, merged, display=f"{app} (deployed blueprint)")
-    if not isinstance(result, VerifiedBlueprint):
-        raise ConfigProblemsError(result)
+    deployed = BlueprintSource(
+        text=blueprint_text,
+        display=f"{app} (deployed blueprint)",
+        directory=os.path.abspath(code_dir),
+    )
+    verification = verify_source(deployed, merged)
+    if verification.blueprint is None:
+        raise ConfigProblemsError(verification.problems)
+    result = verification.blueprint
     new_config = build_app_config(result, document, merged, source=source)
     _apply_config(kubectl, app, new_config, namespace)
     config_hash = new_config.config_hash()

@@ -7,10 +7,23 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
-from blueprint import ClassLoader, ClassLoadFailure, VerifiedBlueprint, user_code_path, verify
+from blueprint import (
+    BlueprintSource,
+    ClassLoader,
+    ClassLoadFailure,
+    InvalidBlueprint,
+    Severity,
+    Verification,
+    read_blueprint,
+    user_code_path,
+    verify,
+    verify_source,
+)
 from streamlets import Inlet, Outlet, Streamlet
+from streamlets.errors import StreamletsError
 
 
 class Reading(BaseModel):
@@ -66,21 +79,44 @@ CLASSES: dict[str, type[Streamlet]] = {
 }
 
 
-def test_verify_with_a_loader_from_a_mapping_imports_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "app.yaml"
-    path.write_text(TEXT)
+def test_verify_source_with_a_loader_from_a_mapping_imports_nothing() -> None:
     calls: list[tuple[str, str]] = []
-    path_before = list(sys.path)
-    result = verify(path, loader=mapping_loader(CLASSES, calls))
-    assert isinstance(result, VerifiedBlueprint), result
-    assert result.streamlets["src"].cls is Source
-    assert result.streamlets["sink"].cls is Sink
+    path_before, modules_before = list(sys.path), set(sys.modules)
+    source = BlueprintSource(text=TEXT, display="app.yaml", directory="/no/such/dir")
+    result = verify_source(source, loader=mapping_loader(CLASSES, calls))
+    assert result.ok and result.problems == ()
+    blueprint = result.unwrap()
+    assert blueprint.streamlets["src"].cls is Source
+    assert blueprint.streamlets["sink"].cls is Sink
+    assert blueprint.path == "" and blueprint.directory == "/no/such/dir"
     assert calls == [
-        ("nowhere.to_be_found:Source", str(tmp_path)),
-        ("nowhere.to_be_found:Sink", str(tmp_path)),
+        ("nowhere.to_be_found:Source", "/no/such/dir"),
+        ("nowhere.to_be_found:Sink", "/no/such/dir"),
     ]
     assert sys.path == path_before
-    assert not [name for name in sys.modules if name.startswith("nowhere")]
+    assert set(sys.modules) == modules_before
+
+
+def test_a_loader_failure_is_a_problem_at_the_class_line() -> None:
+    loader = mapping_loader({"nowhere.to_be_found:Source": Source}, [])
+    source = BlueprintSource(text=TEXT, display="app.yaml", directory="/d")
+    result = verify_source(source, loader=loader)
+    assert not result.ok and result.blueprint is None
+    (problem,) = result.errors
+    assert problem.code == "class-not-found"
+    assert problem.message == (
+        "streamlet 'sink': no class 'nowhere.to_be_found:Sink' in the test's mapping"
+    )
+    assert str(problem.location) == "app.yaml:6:12"
+
+
+def test_verify_source_reads_bytes_and_reports_bytes_that_are_not_utf8() -> None:
+    loader = mapping_loader(CLASSES, [])
+    good = BlueprintSource(text=b"\xef\xbb\xbf" + TEXT.encode(), display="a.yaml", directory="/d")
+    assert verify_source(good, loader=loader).ok
+    bad = BlueprintSource(text=b"name: app\n\xff\n", display="b.yaml", directory="/d")
+    (problem,) = verify_source(bad, loader=loader).problems
+    assert problem.code == "yaml-syntax" and str(problem.location) == "b.yaml:2"
 
 
 def write_app(directory: Path, module: str, body: str, text: str = "") -> Path:
@@ -124,12 +160,11 @@ class Sink(Streamlet):
 def test_verify_leaves_sys_path_as_it_was(tmp_path: Path) -> None:
     before = list(sys.path)
     valid = write_app(tmp_path / "ok", "loading_ok_app", APP.format(where="ok"))
-    assert isinstance(verify(valid), VerifiedBlueprint)
+    assert verify(valid).ok
     assert sys.path == before
     broken = write_app(tmp_path / "broken", "loading_broken_app", "raise RuntimeError('boom')\n")
     result = verify(broken)
-    assert not isinstance(result, VerifiedBlueprint)
-    assert [p.code for p in result if p.is_error] == ["import-error", "import-error"]
+    assert [p.code for p in result.errors] == ["import-error", "import-error"]
     assert sys.path == before
 
 
@@ -147,8 +182,7 @@ topics:
     body = "from pydantic import BaseModel\n\n\nclass Reading(BaseModel):\n    sensor_id: str\n"
     path = write_app(tmp_path, module, body, text.replace("$M", module))
     before = list(sys.path)
-    result = verify(path)
-    assert isinstance(result, VerifiedBlueprint), result
+    result = verify(path).unwrap()
     assert result.streamlets["src"].config.record_schema.__module__ == module  # type: ignore[attr-defined]
     assert sys.path == before
 
@@ -156,9 +190,8 @@ topics:
 def test_same_named_modules_in_two_directories_each_load_their_own(tmp_path: Path) -> None:
     first = write_app(tmp_path / "one", "loading_twin_app", APP.format(where="one"))
     second = write_app(tmp_path / "two", "loading_twin_app", APP.format(where="two"))
-    verified = verify(first), verify(second)
-    assert isinstance(verified[0], VerifiedBlueprint) and isinstance(verified[1], VerifiedBlueprint)
-    one, two = (v.streamlets["src"].cls for v in verified)
+    one = verify(first).unwrap().streamlets["src"].cls
+    two = verify(second).unwrap().streamlets["src"].cls
     # Where each class's code was compiled from (inspect.getfile asks sys.modules).
     assert one.generate.__code__.co_filename == str(tmp_path / "one" / "loading_twin_app.py")
     assert two.generate.__code__.co_filename == str(tmp_path / "two" / "loading_twin_app.py")
@@ -177,3 +210,40 @@ def test_user_code_path_puts_the_directory_first_for_the_block_only(tmp_path: Pa
 
         assert loading_sibling_mod.VALUE == 7
     assert sys.path == before
+
+
+def test_unwrap_of_an_invalid_blueprint_raises_with_every_problem(tmp_path: Path) -> None:
+    text = (
+        TEXT.replace("[sink.readings]", "[sink.reading]") + "  spare:\n    producers: [src.out]\n"
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = verify(path, loader=mapping_loader(CLASSES, []))
+    assert not result.ok and result.blueprint is None
+    severities = sorted(p.severity for p in result.problems)
+    assert Severity.ERROR in severities and Severity.NOTE in severities
+    with pytest.raises(InvalidBlueprint) as caught:
+        result.unwrap()
+    error = caught.value
+    assert isinstance(error, StreamletsError)
+    assert error.problems == result.problems
+    lines = str(error).splitlines()
+    assert lines[0] == f"blueprint {path} is invalid (2 errors, 1 note):"
+    assert lines[1:] == [f"  {p}" for p in result.problems]
+    assert len(lines) == 1 + len(result.problems)
+
+
+def test_read_blueprint_is_the_file_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "b.yaml").write_text(TEXT)
+    monkeypatch.chdir(tmp_path)
+    source = read_blueprint("b.yaml", display="shown.yaml")
+    assert source == BlueprintSource(
+        text=TEXT.encode(), display="shown.yaml", directory=str(tmp_path), path="b.yaml"
+    )
+    with pytest.raises(OSError):
+        read_blueprint(tmp_path / "missing.yaml")
+
+
+def test_a_verification_has_a_blueprint_exactly_when_it_has_no_errors() -> None:
+    with pytest.raises(ValueError, match="exactly when it has no errors"):
+        Verification(problems=(), blueprint=None)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from blueprint import Problem, ResourceSpec, VerifiedBlueprint, check, verify
+from blueprint import Problem, ResourceSpec, verify
 from blueprint.resources import layer_resources, quantity_problem, quantity_value
 
 Write = Callable[..., Path]
@@ -49,8 +49,7 @@ def errors(problems: tuple[Problem, ...]) -> list[tuple[str, int, str, str | Non
 
 
 def test_resources_reach_the_verified_blueprint_frozen(write_blueprint: Write) -> None:
-    result = verify(write_blueprint(WITH_RESOURCES))
-    assert isinstance(result, VerifiedBlueprint), result
+    result = verify(write_blueprint(WITH_RESOURCES)).unwrap()
     assert result.problems == ()
     assert result.resources == ResourceSpec(
         requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "256Mi"}
@@ -71,8 +70,7 @@ def test_no_resources_and_empty_resources_are_fine(write_blueprint: Write) -> No
     text = WITH_RESOURCES.replace(
         "  requests: {cpu: 50m, memory: 64Mi}\n  limits: {memory: 256Mi}\n", "  requests:\n"
     )
-    result = verify(write_blueprint(text))
-    assert isinstance(result, VerifiedBlueprint), result
+    result = verify(write_blueprint(text)).unwrap()
     assert result.resources == ResourceSpec()
     assert result.resources.as_dict() == {}
 
@@ -82,7 +80,7 @@ def test_unknown_keys_at_every_level_get_did_you_mean(write_blueprint: Write) ->
         "memory: 128Mi}", "memroy: 128Mi}"
     )
     text = text.replace("    replicas: 2\n", "    replicas: 2\n    resource: {}\n")
-    found = errors(check(write_blueprint(text)))
+    found = errors(verify(write_blueprint(text)).problems)
     assert found == [
         (
             "unknown-key",
@@ -114,7 +112,7 @@ def test_invalid_cpu_quantities(
     write_blueprint: Write, value: str, message: str, hint: str
 ) -> None:
     text = WITH_RESOURCES.replace("{cpu: 0.5,", f"{{cpu: {value},")
-    ((code, line, text_found, hint_found),) = errors(check(write_blueprint(text)))
+    ((code, line, text_found, hint_found),) = errors(verify(write_blueprint(text)).problems)
     assert (code, line) == ("invalid-resources", 12)
     assert text_found.startswith("streamlet 'mid': resources.requests.cpu: ")
     assert message in text_found
@@ -123,7 +121,7 @@ def test_invalid_cpu_quantities(
 
 def test_memory_in_thousandths_of_a_byte_is_refused(write_blueprint: Write) -> None:
     text = WITH_RESOURCES.replace("limits: {memory: 256Mi}", "limits: {memory: 256m}")
-    ((code, line, message, hint),) = errors(check(write_blueprint(text)))
+    ((code, line, message, hint),) = errors(verify(write_blueprint(text)).problems)
     assert (code, line) == ("invalid-resources", 4)
     assert message == (
         "blueprint: resources.limits.memory: '256m' is a fraction of a byte "
@@ -134,7 +132,7 @@ def test_memory_in_thousandths_of_a_byte_is_refused(write_blueprint: Write) -> N
 
 def test_a_request_above_its_limit_is_refused(write_blueprint: Write) -> None:
     text = WITH_RESOURCES.replace("{cpu: 0.5,", "{cpu: 2500m,")
-    ((code, line, message, hint),) = errors(check(write_blueprint(text)))
+    ((code, line, message, hint),) = errors(verify(write_blueprint(text)).problems)
     assert (code, line) == ("invalid-resources", 12)
     assert message == (
         "streamlet 'mid': resources.requests.cpu 2500m is above resources.limits.cpu 2"
@@ -150,7 +148,7 @@ def test_resources_must_be_mappings(write_blueprint: Write) -> None:
         "",
     )
     text = text.replace("limits: {memory: 256Mi}", "limits: [256Mi]")
-    found = [(code, line) for code, line, _, _ in errors(check(write_blueprint(text)))]
+    found = [(code, line) for code, line, _, _ in errors(verify(write_blueprint(text)).problems)]
     assert found == [("invalid-type", 4), ("invalid-type", 11)]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from blueprint import PROBLEM_CODES, Problem, Severity, VerifiedBlueprint, check, verify
+from blueprint import PROBLEM_CODES, Problem, Severity, verify
 from blueprint.overrides import load_overrides
 
 Write = Callable[..., Path]
@@ -43,8 +43,7 @@ def only(problems: tuple[Problem, ...], code: str) -> list[Problem]:
 
 
 def test_valid_blueprint_verifies_to_a_frozen_model(write_blueprint: Write) -> None:
-    result = verify(write_blueprint(VALID))
-    assert isinstance(result, VerifiedBlueprint), result
+    result = verify(write_blueprint(VALID)).unwrap()
     assert result.name == "app"
     assert list(result.streamlets) == ["src", "mid", "sink"]
     assert result.streamlets["mid"].replicas == 2
@@ -64,7 +63,7 @@ def test_valid_blueprint_verifies_to_a_frozen_model(write_blueprint: Write) -> N
 
 
 def test_yaml_syntax(write_blueprint: Write) -> None:
-    problems = check(write_blueprint("name: app\nstreamlets: [a,\n"))
+    problems = verify(write_blueprint("name: app\nstreamlets: [a,\n")).problems
     assert codes(problems) == ["yaml-syntax"]
     assert problems[0].location is not None and problems[0].location.line >= 2
 
@@ -72,7 +71,7 @@ def test_yaml_syntax(write_blueprint: Write) -> None:
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "b.yaml"
     path.write_bytes(b"name: app\nstreamlets: \xff\xfe\n")
-    problems = check(path)
+    problems = verify(path).problems
     assert codes(problems) == ["yaml-syntax"]
     assert problems[0].location is not None and problems[0].location.line == 2
 
@@ -82,14 +81,16 @@ def test_duplicate_key(write_blueprint: Write) -> None:
         "  sink:\n    class: sample_app:Sink\n",
         "  sink:\n    class: sample_app:Sink\n  sink:\n    class: sample_app:Sink\n",
     )
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     dup = only(problems, "duplicate-key")
     assert len(dup) == 1 and "'sink'" in dup[0].message
     assert dup[0].location is not None and dup[0].location.line == 11
 
 
 def test_unknown_key_with_did_you_mean(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("    partitions: 3", "    partitons: 3")))
+    problems = verify(
+        write_blueprint(VALID.replace("    partitions: 3", "    partitons: 3"))
+    ).problems
     (problem,) = only(problems, "unknown-key")
     assert "partitons" in problem.message
     assert problem.hint == "did you mean 'partitions'?"
@@ -109,12 +110,12 @@ def test_unknown_key_with_did_you_mean(write_blueprint: Write) -> None:
     ],
 )
 def test_missing_key(write_blueprint: Write, text: str, needle: str) -> None:
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     assert any(p.code == "missing-key" and needle in p.message for p in problems), problems
 
 
 def test_invalid_type(write_blueprint: Write) -> None:
-    problems = check(write_blueprint("name: app\nstreamlets: [a, b]\n"))
+    problems = verify(write_blueprint("name: app\nstreamlets: [a, b]\n")).problems
     (problem,) = problems
     assert problem.code == "invalid-type"
     assert "mapping" in problem.message and "a list" in problem.message
@@ -129,7 +130,7 @@ def test_invalid_type(write_blueprint: Write) -> None:
     ],
 )
 def test_invalid_name(write_blueprint: Write, old: str, new: str) -> None:
-    problems = check(write_blueprint(VALID.replace(old, new, 1)))
+    problems = verify(write_blueprint(VALID.replace(old, new, 1))).problems
     assert "invalid-name" in codes(problems)
     problem = only(problems, "invalid-name")[0]
     assert problem.location is not None and problem.location.line > 0
@@ -137,35 +138,37 @@ def test_invalid_name(write_blueprint: Write, old: str, new: str) -> None:
 
 def test_duplicate_name(write_blueprint: Write) -> None:
     text = VALID.replace("  clean:\n", "  clean:\n    name: raw\n")
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     (problem,) = only(problems, "duplicate-name")
     assert "Kafka topic 'raw'" in problem.message
 
 
 def test_port_listed_twice(write_blueprint: Write) -> None:
-    problems = check(
+    problems = verify(
         write_blueprint(VALID.replace("[sink.readings]", "[sink.readings, sink.readings]"))
-    )
+    ).problems
     assert codes(problems) == ["duplicate-name"]
 
 
 def test_invalid_class_path(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app.Sink")))
+    problems = verify(write_blueprint(VALID.replace("sample_app:Sink", "sample_app.Sink"))).problems
     (problem,) = only(problems, "invalid-class-path")
     assert problem.location is not None and problem.location.line == 10
 
 
 def test_class_not_found(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:Sinc")))
+    problems = verify(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:Sinc"))).problems
     (problem,) = only(problems, "class-not-found")
     assert problem.hint == "did you mean 'Sink'?"
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "no_such_module:Sink")))
+    problems = verify(
+        write_blueprint(VALID.replace("sample_app:Sink", "no_such_module:Sink"))
+    ).problems
     assert "class-not-found" in codes(problems)
 
 
 def test_import_error_shows_the_error(write_blueprint: Write, tmp_path: Path) -> None:
     (tmp_path / "broken_mod.py").write_text("import os\nx = 1 / 0\n")
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "broken_mod:Sink")))
+    problems = verify(write_blueprint(VALID.replace("sample_app:Sink", "broken_mod:Sink"))).problems
     (problem,) = only(problems, "import-error")
     assert "ZeroDivisionError" in problem.message
     assert "broken_mod.py:2" in problem.message
@@ -173,7 +176,7 @@ def test_import_error_shows_the_error(write_blueprint: Write, tmp_path: Path) ->
 
 def test_import_error_missing_dependency(write_blueprint: Write, tmp_path: Path) -> None:
     (tmp_path / "needs_dep.py").write_text("import surely_not_installed_pkg\n")
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "needs_dep:Sink")))
+    problems = verify(write_blueprint(VALID.replace("sample_app:Sink", "needs_dep:Sink"))).problems
     (problem,) = only(problems, "import-error")
     assert "surely_not_installed_pkg" in problem.message
 
@@ -182,7 +185,7 @@ def test_import_error_missing_dependency(write_blueprint: Write, tmp_path: Path)
     "target", ["sample_app:Weird", "sample_app:NOT_A_CLASS", "sample_app:Reading"]
 )
 def test_not_a_streamlet(write_blueprint: Write, target: str) -> None:
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", target)))
+    problems = verify(write_blueprint(VALID.replace("sample_app:Sink", target))).problems
     assert "not-a-streamlet" in codes(problems)
 
 
@@ -191,45 +194,45 @@ def test_not_a_streamlet(write_blueprint: Write, target: str) -> None:
 )
 def test_invalid_streamlet(write_blueprint: Write, target: str, needle: str) -> None:
     old = "sample_app:Sink" if target == "NoProcess" else "sample_app:Source"
-    problems = check(write_blueprint(VALID.replace(old, f"sample_app:{target}")))
+    problems = verify(write_blueprint(VALID.replace(old, f"sample_app:{target}"))).problems
     (problem,) = only(problems, "invalid-streamlet")
     assert needle in problem.message
 
 
 def test_invalid_schema(write_blueprint: Write) -> None:
     text = VALID.replace("sample_app:Source", "sample_app:BadSchema")
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     assert "invalid-schema" in codes(problems)
 
 
 def test_invalid_port_ref(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("[src.out]", "[src]")))
+    problems = verify(write_blueprint(VALID.replace("[src.out]", "[src]"))).problems
     (problem,) = only(problems, "invalid-port-ref")
     assert problem.location is not None and problem.location.line == 13
 
 
 def test_unknown_streamlet(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("[sink.readings]", "[snk.readings]")))
+    problems = verify(write_blueprint(VALID.replace("[sink.readings]", "[snk.readings]"))).problems
     (problem,) = only(problems, "unknown-streamlet")
     assert problem.hint == "did you mean 'sink'?"
 
 
 def test_unknown_port(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("[mid.out]", "[mid.outt]")))
+    problems = verify(write_blueprint(VALID.replace("[mid.out]", "[mid.outt]"))).problems
     (problem,) = only(problems, "unknown-port")
     assert "has no outlet 'outt'" in problem.message
     assert problem.hint == "did you mean 'out'?"
 
 
 def test_wrong_direction(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("[mid.out]", "[mid.readings]")))
+    problems = verify(write_blueprint(VALID.replace("[mid.out]", "[mid.readings]"))).problems
     (problem,) = only(problems, "wrong-direction")
     assert "is an inlet" in problem.message
 
 
 def test_unconnected_inlet(write_blueprint: Write) -> None:
     text = VALID.replace("    consumers: [sink.readings]\n", "")
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     (problem,) = only(problems, "unconnected-inlet")
     assert "sink.readings" in problem.message
     assert problem.location is not None and problem.location.line == 9
@@ -237,29 +240,30 @@ def test_unconnected_inlet(write_blueprint: Write) -> None:
 
 def test_inlet_on_several_topics(write_blueprint: Write) -> None:
     text = VALID.replace("[mid.readings]", "[mid.readings, sink.readings]")
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     (problem,) = only(problems, "inlet-on-several-topics")
     assert problem.location is not None and problem.location.line == 18
 
 
 def test_empty_topic(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID + "  spare: {}\n"))
+    problems = verify(write_blueprint(VALID + "  spare: {}\n")).problems
     assert codes(problems) == ["empty-topic"]
 
 
 def test_external_topic_and_unconnected_outlet_are_notes(write_blueprint: Write) -> None:
     text = VALID + "  audit:\n    producers: [mid.out]\n"
-    result = verify(write_blueprint(text))
-    assert isinstance(result, VerifiedBlueprint)
+    result = verify(write_blueprint(text)).unwrap()
     assert codes(result.problems) == ["external-topic"]
     assert result.problems[0].severity is Severity.NOTE
     text = VALID.replace("  clean:\n    producers: [mid.out]\n", "  clean:\n")
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     assert "unconnected-outlet" in codes(problems)
 
 
 def test_incompatible_schema_names_the_path(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:IntSink")))
+    problems = verify(
+        write_blueprint(VALID.replace("sample_app:Sink", "sample_app:IntSink"))
+    ).problems
     (problem,) = only(problems, "incompatible-schema")
     assert problem.message.startswith(
         "topic 'clean': sink.readings cannot read what mid.out writes:"
@@ -269,7 +273,9 @@ def test_incompatible_schema_names_the_path(write_blueprint: Write) -> None:
 
 
 def test_incompatible_reader_field_without_default(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:NewSink")))
+    problems = verify(
+        write_blueprint(VALID.replace("sample_app:Sink", "sample_app:NewSink"))
+    ).problems
     (problem,) = only(problems, "incompatible-schema")
     assert "unit" in problem.message
     assert problem.hint
@@ -283,14 +289,16 @@ def test_incompatible_reader_field_without_default(write_blueprint: Write) -> No
     ],
 )
 def test_invalid_config(write_blueprint: Write, config: str, needle: str) -> None:
-    problems = check(write_blueprint(VALID.replace("{limit: 25}", config)))
+    problems = verify(write_blueprint(VALID.replace("{limit: 25}", config))).problems
     (problem,) = only(problems, "invalid-config")
     assert needle in problem.message
     assert problem.location is not None and problem.location.line == 7
 
 
 def test_invalid_config_missing_required(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("sample_app:Sink", "sample_app:Needs")))
+    problems = verify(
+        write_blueprint(VALID.replace("sample_app:Sink", "sample_app:Needs"))
+    ).problems
     (problem,) = only(problems, "invalid-config")
     assert "'url'" in problem.message and "Field required" in problem.message
 
@@ -299,27 +307,27 @@ def test_config_given_to_a_streamlet_without_config(write_blueprint: Write) -> N
     text = VALID.replace(
         "    class: sample_app:Sink\n", "    class: sample_app:Sink\n    config: {x: 1}\n"
     )
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     (problem,) = only(problems, "invalid-config")
     assert "unknown config key 'x'" in problem.message
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "true"])
 def test_invalid_replicas(write_blueprint: Write, value: str) -> None:
-    problems = check(write_blueprint(VALID.replace("replicas: 2", f"replicas: {value}")))
+    problems = verify(write_blueprint(VALID.replace("replicas: 2", f"replicas: {value}"))).problems
     assert codes(problems) == ["invalid-replicas"]
 
 
 @pytest.mark.parametrize("key", ["partitions", "replication_factor"])
 def test_invalid_partitions(write_blueprint: Write, key: str) -> None:
-    problems = check(write_blueprint(VALID.replace("partitions: 3", f"{key}: 0")))
+    problems = verify(write_blueprint(VALID.replace("partitions: 3", f"{key}: 0"))).problems
     assert codes(problems) == ["invalid-partitions"]
 
 
 @pytest.mark.parametrize("value", ["lots", "-1", "128m", "[1]"])
 def test_invalid_resources(write_blueprint: Write, value: str) -> None:
     text = VALID.replace("replicas: 2", f"resources: {{requests: {{memory: {value}}}}}")
-    (problem,) = check(write_blueprint(text))
+    (problem,) = verify(write_blueprint(text)).problems
     assert problem.code == "invalid-resources"
     assert problem.location is not None and problem.location.line == 8
     assert problem.message.startswith("streamlet 'mid': resources.requests.memory:")
@@ -327,26 +335,24 @@ def test_invalid_resources(write_blueprint: Write, value: str) -> None:
 
 
 def test_unknown_codec(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("partitions: 3", "codec: jsn")))
+    problems = verify(write_blueprint(VALID.replace("partitions: 3", "codec: jsn"))).problems
     (problem,) = problems
     assert problem.code == "unknown-codec"
     assert problem.hint == "did you mean 'json'?"
 
 
 def test_json_codec_is_accepted(write_blueprint: Write) -> None:
-    result = verify(write_blueprint(VALID.replace("partitions: 3", "codec: json")))
-    assert isinstance(result, VerifiedBlueprint)
+    result = verify(write_blueprint(VALID.replace("partitions: 3", "codec: json"))).unwrap()
     assert result.topics["raw"].codec == "json"
 
 
 def test_invalid_value_on_error(write_blueprint: Write) -> None:
-    problems = check(write_blueprint(VALID.replace("replicas: 2", "on_error: ignore")))
+    problems = verify(write_blueprint(VALID.replace("replicas: 2", "on_error: ignore"))).problems
     assert codes(problems) == ["invalid-value"]
 
 
 def test_on_error_override(write_blueprint: Write) -> None:
-    result = verify(write_blueprint(VALID.replace("replicas: 2", "on_error: skip")))
-    assert isinstance(result, VerifiedBlueprint)
+    result = verify(write_blueprint(VALID.replace("replicas: 2", "on_error: skip"))).unwrap()
     assert result.streamlets["mid"].on_error == "skip"
 
 
@@ -366,8 +372,7 @@ def test_cycle_is_a_warning(write_blueprint: Write) -> None:
         producers: [b.out]
         consumers: [a.readings]
     """
-    result = verify(write_blueprint(text))
-    assert isinstance(result, VerifiedBlueprint)
+    result = verify(write_blueprint(text)).unwrap()
     assert codes(result.problems) == ["cycle"]
     assert result.problems[0].severity is Severity.WARNING
 
@@ -385,7 +390,7 @@ def test_several_inlets_with_handlers(write_blueprint: Write) -> None:
       r: {producers: [b.out], consumers: [j.right]}
       o: {producers: [j.out], consumers: [s.readings]}
     """
-    assert isinstance(verify(write_blueprint(text)), VerifiedBlueprint)
+    assert verify(write_blueprint(text)).ok
 
 
 def test_fan_in_checks_every_producer(write_blueprint: Write) -> None:
@@ -398,7 +403,7 @@ def test_fan_in_checks_every_producer(write_blueprint: Write) -> None:
     topics:
       t: {producers: [a.out, b.out], consumers: [s.readings]}
     """
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     assert [p.message.split(":")[1].strip() for p in only(problems, "incompatible-schema")] == [
         "s.readings cannot read what a.out writes",
         "s.readings cannot read what b.out writes",
@@ -411,14 +416,13 @@ def test_overrides_are_validated_with_their_location(
     path = write_blueprint(VALID)
     config = tmp_path / "local.yaml"
     config.write_text("mid:\n  label: y\n  limit: cold\nkafka:\n  bootstrap.servers: x\n")
-    problems = check(path, load_overrides(str(config), ["mid.label=z"]))
+    problems = verify(path, load_overrides(str(config), ["mid.label=z"])).problems
     (problem,) = problems
     assert problem.code == "invalid-config"
     assert problem.location is not None and str(problem.location) == f"{config}:3:10"
-    result = verify(path, load_overrides(None, ["mid.limit=12.5"]))
-    assert isinstance(result, VerifiedBlueprint)
+    result = verify(path, load_overrides(None, ["mid.limit=12.5"])).unwrap()
     assert result.streamlets["mid"].config.limit == 12.5  # type: ignore[attr-defined]
-    problems = check(path, load_overrides(None, ["mdi.limit=1"]))
+    problems = verify(path, load_overrides(None, ["mdi.limit=1"])).problems
     assert codes(problems) == ["unknown-streamlet"]
 
 
@@ -438,8 +442,7 @@ def test_relative_paths_in_config_resolve_against_the_blueprint(
       r: {producers: [src.out], consumers: [thr.readings]}
       a: {producers: [thr.alerts], consumers: [out.alerts]}
     """
-    result = verify(write_blueprint(text, module=module))
-    assert isinstance(result, VerifiedBlueprint), result
+    result = verify(write_blueprint(text, module=module)).unwrap()
     assert result.streamlets["src"].config.path == tmp_path / "data" / "in.jsonl"  # type: ignore[attr-defined]
     assert str(result.streamlets["out"].config.path) == "/tmp/abs.jsonl"  # type: ignore[attr-defined]
 
@@ -471,7 +474,7 @@ def test_many_mistakes_reported_together_with_lines(write_blueprint: Write) -> N
       clean:
         producers: [mid.outlet]
     """
-    problems = check(write_blueprint(text))
+    problems = verify(write_blueprint(text)).problems
     found = [
         (p.code, p.location.line if p.location else 0)
         for p in problems

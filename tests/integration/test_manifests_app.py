@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blueprint import VerifiedBlueprint, load_overrides, verify
+from blueprint import load_overrides, verify
 
 #: Secret values in the blueprint and config file below; they may appear in the Secret only.
 SECRET_VALUES = ("s3cr3t-api-key-0001", "hunter2-archive-pw", "kafka-sasl-pw-42")
@@ -118,7 +118,6 @@ def write_orders_app(directory: Path) -> tuple[Path, Path]:
 
 def test_orders_app_verifies(tmp_path: Path) -> None:
     blueprint, config = write_orders_app(tmp_path / "orders")
-    result = verify(blueprint, load_overrides(str(config)))
-    assert isinstance(result, VerifiedBlueprint), result
+    result = verify(blueprint, load_overrides(str(config))).unwrap()
     assert set(result.streamlets) == {"http-in", "pricing", "archive"}
     assert result.topics["orders"].name == "Orders_V1"

@@ -32,9 +32,7 @@ def flow(*args: str) -> Any:
 
 
 def sensors(overrides: ConfigOverrides | None = None) -> VerifiedBlueprint:
-    result = verify(SENSORS, overrides)
-    assert isinstance(result, VerifiedBlueprint)
-    return result
+    return verify(SENSORS, overrides).unwrap()
 
 
 def manifests_of(verified: VerifiedBlueprint, overrides: ConfigOverrides, **options: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from blueprint import VerifiedBlueprint, verify
+from blueprint import verify
 from runner.kafka import KafkaSettings, ProcessOptions, StreamletProcess, read_dead_letter_headers
 
 MODULE = """
@@ -111,8 +111,7 @@ def test_process_loop_on_the_mock_cluster(tmp_path: Path, mock_bootstrap: str) -
     (tmp_path / "kafka_mock_app.py").write_text(MODULE)
     path = tmp_path / "blueprint.yaml"
     path.write_text(textwrap.dedent(BLUEPRINT))
-    blueprint = verify(str(path))
-    assert isinstance(blueprint, VerifiedBlueprint), blueprint
+    blueprint = verify(str(path)).unwrap()
     settings = KafkaSettings.load(
         {"consumer": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}},
         bootstrap=mock_bootstrap,

@@ -74,9 +74,7 @@ def blueprint(tmp_path: Path) -> VerifiedBlueprint:
     (tmp_path / "kafka_units_app.py").write_text(MODULE)
     path = tmp_path / "blueprint.yaml"
     path.write_text(textwrap.dedent(BLUEPRINT))
-    result = verify(str(path))
-    assert isinstance(result, VerifiedBlueprint), result
-    return result
+    return verify(str(path)).unwrap()
 
 
 def test_names_follow_the_blueprint(blueprint: VerifiedBlueprint) -> None:
