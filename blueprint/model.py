@@ -19,10 +19,6 @@ from streamlets.streamlet import Streamlet
 __all__ = ["PortRef", "ResourceSpec", "StreamletSpec", "TopicSpec", "VerifiedBlueprint"]
 
 
-def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping))
-
-
 @dataclass(frozen=True, slots=True)
 class StreamletSpec:
     """One streamlet of a verified blueprint: its class, validated config and settings.
@@ -70,11 +66,6 @@ class TopicSpec:
     config: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
 
-    @property
-    def is_external(self) -> bool:
-        """Whether records enter or leave the application through this topic."""
-        return not self.producers or not self.consumers
-
 
 @dataclass(frozen=True, slots=True)
 class VerifiedBlueprint:
@@ -118,4 +109,4 @@ class VerifiedBlueprint:
 
 def freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     """A read-only copy of ``mapping``."""
-    return _frozen(mapping)
+    return MappingProxyType(dict(mapping))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -193,8 +192,3 @@ class Streamlet:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
-
-
-def is_streamlet_class(obj: object) -> bool:
-    """Whether ``obj`` is a concrete Streamlet subclass (not the base class itself)."""
-    return inspect.isclass(obj) and issubclass(obj, Streamlet) and obj is not Streamlet

@@ -163,23 +163,6 @@ class AppConfig:
         """Whether the Secret holds anything at all."""
         return bool(self.secret)
 
-    def secret_values(self) -> tuple[str, ...]:
-        """Every leaf value of the Secret, as text (for tests and redaction)."""
-        found: list[str] = []
-
-        def walk(value: Any) -> None:
-            if isinstance(value, Mapping):
-                for item in value.values():
-                    walk(item)
-            elif isinstance(value, list):
-                for item in value:
-                    walk(item)
-            elif value is not None:
-                found.append(str(value))
-
-        walk(self.secret)
-        return tuple(found)
-
     def config_hash(self) -> str:
         """A short hash of the whole config: the pods roll whenever it changes."""
         digest = hashlib.sha256()

@@ -145,17 +145,3 @@ class KafkaSettings:
     def for_admin(self) -> dict[str, Any]:
         """Admin client properties (the common ones plus ``kafka.admin``)."""
         return {**self.common, **self.admin}
-
-    def with_defaults(
-        self,
-        common: Mapping[str, str] = (),  # type: ignore[assignment]
-        *,
-        consumer: Mapping[str, str] = (),  # type: ignore[assignment]
-    ) -> KafkaSettings:
-        """A copy whose properties default to these (the user's settings win)."""
-        return KafkaSettings(
-            {**dict(common), **self.common},
-            {**dict(consumer), **self.consumer},
-            self.producer,
-            self.admin,
-        )
