@@ -190,5 +190,14 @@ class Streamlet:
         """Called once after the last record, also on shutdown (may be ``async``)."""
         return None
 
+    def on_stop(self) -> Any:
+        """A source's cue to stop taking input (may be ``async``): called once when the run
+        is asked to stop (Ctrl-C, SIGTERM). A source that overrides it promises that
+        ``generate()`` then yields what it has already accepted and ends; the runner keeps
+        taking those records, for a bounded time, before it drains and tears down. A source
+        that does not override it is simply no longer iterated (its generator is closed).
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -409,6 +409,9 @@ class StreamletProcess:
             publish,
             self._stop_event,
             batch_size=self.options.batch_size,
+            # A draining source (an HTTP ingress) gets half the grace period to hand over
+            # what it accepted; the rest is for the flush and the commit.
+            drain_seconds=self.options.grace_period / 2,
             tick=tick,
         )
         await pump.run()

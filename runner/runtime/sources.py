@@ -9,6 +9,9 @@ is requested, and hands what it yields, encoded, to the runner in batches.
   ``stop_wait`` seconds whatever the source is doing. Records it yields within that time
   are still delivered; the thread closes the generator itself once its current record
   comes back.
+* A source that overrides :meth:`~streamlets.streamlet.Streamlet.on_stop` is told of a
+  stop instead, and the pump goes on taking its records until ``generate()`` ends (at most
+  ``drain_seconds``): what an HTTP ingress accepted before the stop still gets delivered.
 * A failing ``generate()`` is a :class:`~runner.runtime.lifecycle.LifecycleError`.
 """
 
@@ -23,8 +26,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import Any
 
 from runner.runtime.executor import Executor
-from runner.runtime.lifecycle import LifecycleError
+from runner.runtime.lifecycle import LifecycleError, in_thread
 from runner.runtime.messages import DeadLetter, Emitted
+from streamlets.streamlet import Streamlet
 
 __all__ = ["Publish", "SourcePump"]
 
@@ -50,7 +54,9 @@ class SourcePump:
     """Runs ``executor``'s ``generate()`` and ``await publish(outputs, dead_letters)`` for
     each batch of at most ``batch_size`` records.
 
-    ``stop`` ends the pump early (the runner sets it on SIGTERM/Ctrl-C). ``tick``, when
+    ``stop`` ends the pump early (the runner sets it on SIGTERM/Ctrl-C): at once, within
+    ``stop_wait`` for a sync source busy in its generator, or, for a source that overrides
+    ``on_stop()``, once it has yielded what it accepted (within ``drain_seconds``). ``tick``, when
     given, is awaited at least every ``tick_seconds`` while the source waits for input (the
     Kafka runner commits and reports health there).
     """
@@ -63,6 +69,7 @@ class SourcePump:
         *,
         batch_size: int = 256,
         stop_wait: float = 0.5,
+        drain_seconds: float = 10.0,
         tick: Callable[[], Awaitable[None]] | None = None,
         tick_seconds: float = 0.2,
     ) -> None:
@@ -71,6 +78,9 @@ class SourcePump:
         self.stop = stop
         self.batch_size = batch_size
         self.stop_wait = stop_wait
+        self.drain_seconds = drain_seconds
+        # Overridden on_stop(): the source drains itself when told to stop.
+        self.drains = type(executor.instance).on_stop is not Streamlet.on_stop
         self.tick = tick
         self.tick_seconds = tick_seconds
 
@@ -99,19 +109,29 @@ class SourcePump:
         iterator: AsyncIterator[Any] = produced.__aiter__()
         executor = self.executor
         stop = asyncio.ensure_future(self.stop.wait())
+        deadline: float | None = None  # set once a draining source was told to stop
         try:
-            while not self.stop.is_set():
+            while not (stop.done() and not self.drains):
                 step = asyncio.ensure_future(anext(iterator))
                 while True:
+                    waiting = {step} if stop.done() else {step, stop}
+                    timeout = self.tick_seconds
+                    if deadline is not None:
+                        timeout = min(timeout, max(deadline - time.monotonic(), 0.0))
                     done, _ = await asyncio.wait(
-                        {step, stop}, timeout=self.tick_seconds, return_when=asyncio.FIRST_COMPLETED
+                        waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                     )
-                    if done or self.tick is None:
-                        if done:
-                            break
+                    if step in done:
+                        break
+                    if stop in done and deadline is None and self.drains:
+                        await self._tell_stop()
+                        deadline = time.monotonic() + self.drain_seconds
                         continue
-                    await self.tick()
-                if not step.done():  # stopped while the source waits
+                    if stop.done() and (deadline is None or time.monotonic() >= deadline):
+                        break  # stopped while the source waits (or drains too long)
+                    if not done and self.tick is not None:
+                        await self.tick()
+                if not step.done():
                     step.cancel()
                     await asyncio.gather(step, return_exceptions=True)
                     break
@@ -132,6 +152,19 @@ class SourcePump:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+    async def _tell_stop(self) -> None:
+        """Call the source's ``on_stop()`` (a sync one in a worker thread)."""
+        on_stop = self.executor.instance.on_stop
+        try:
+            if inspect.iscoroutinefunction(on_stop):
+                await on_stop()
+            else:
+                result = await in_thread(on_stop, name=f"{self.executor.name}.on_stop")
+                if inspect.isawaitable(result):
+                    await result
+        except Exception as exc:
+            raise LifecycleError(self.executor.name, "on_stop", exc) from exc
 
     # -- sync sources --------------------------------------------------------------------
 
@@ -157,8 +190,12 @@ class SourcePump:
                     )
                 woken.cancel()
                 if stop in done and deadline is None:
-                    worker.stopping.set()
-                    deadline = time.monotonic() + self.stop_wait
+                    if self.drains:
+                        await self._tell_stop()
+                        deadline = time.monotonic() + self.drain_seconds
+                    else:
+                        worker.stopping.set()
+                        deadline = time.monotonic() + self.stop_wait
                 if worker.woken.is_set():
                     if not worker.full() and worker.end is None:
                         # The first record of a batch: let the source add to it a moment.

@@ -6,9 +6,10 @@ outside the process: ``marker`` gets a line when ``teardown()`` runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -91,3 +92,30 @@ class Recorder(Streamlet):
         if self.config.fail_teardown:
             raise RuntimeError("cannot flush the sink")
         _mark(self.config.marker, f"teardown {self.name}")
+
+
+class DrainingSource(Streamlet):
+    """Accepts ``count`` records at once and hands them over slowly; on_stop() makes it
+    hand over the rest and end, as an ingress that answered "accepted" must."""
+
+    out = Outlet(Tick)
+
+    class Config(BaseModel):
+        count: int = 20
+        every_s: float = 0.05
+
+    config: Config
+
+    async def generate(self) -> AsyncIterator[Tick]:
+        self._queue: asyncio.Queue[Tick | None] = asyncio.Queue()
+        for index in range(self.config.count):
+            self._queue.put_nowait(Tick(source=self.name, index=index, at=time.time()))
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            await asyncio.sleep(self.config.every_s)
+            yield item
+
+    def on_stop(self) -> None:
+        self._queue.put_nowait(None)  # after what was accepted

@@ -3,6 +3,7 @@ source waits or blocks, teardown() called, hook failures named."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from blueprint import user_code_path, verify
 from runner.kafka.broker import free_port
+from runner.local import LocalRunner, RunResult
 
 HERE = Path(__file__).resolve().parent
 FLOW = Path(sys.executable).parent / "flow"
@@ -231,3 +234,32 @@ def test_a_failing_hook_names_the_streamlet_the_hook_and_the_line(
     name = "store" if hook == "setup" else "ticks"
     assert f"error: streamlet '{name}': {hook}() failed at lifecycle_app.py:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_source_with_on_stop_hands_over_what_it_accepted_before_it_ends(
+    tmp_path: Path,
+) -> None:
+    path = write_app(
+        tmp_path,
+        """
+        accepted:
+          class: lifecycle_app:DrainingSource
+          config: {count: 20, every_s: 0.05}
+        """,
+        """
+        ticks: {producers: [accepted.out]}
+        """,
+    )
+    blueprint = verify(path).unwrap()
+
+    async def run() -> RunResult:
+        runner = LocalRunner(blueprint, collect=["ticks"])
+        task = asyncio.create_task(runner.run())
+        await asyncio.sleep(0.2)  # a few records out, most still held by the source
+        runner.stop()
+        return await task
+
+    with user_code_path(str(tmp_path)):
+        result = asyncio.run(run())
+    assert result.error is None and result.stopped
+    assert len(result.collected["ticks"]) == 20  # none of the accepted records lost
