@@ -59,6 +59,10 @@ class Streamlet:
 
     config: Any
     name: str
+    #: Whether this instance takes over from an earlier process of the same run that
+    #: crashed or was stopped (set by the runner before ``setup()``): a sink then keeps
+    #: what that process wrote, and the records after its last commit come again.
+    resuming: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -188,6 +192,21 @@ class Streamlet:
 
     def teardown(self) -> Any:
         """Called once after the last record, also on shutdown (may be ``async``)."""
+        return None
+
+    def flush(self) -> None:
+        """Make what ``process()`` wrote so far durable (a plain method). A sink that
+        buffers its writes overrides it: the Kafka runner calls it before it commits the
+        offsets of the records processed so far, so a crash loses none of them (they are
+        processed again after the restart: at-least-once); both runners call it once more
+        before ``teardown()``."""
+
+    def restart_problem(self) -> str | None:
+        """Why this instance, as configured, would lose data if its process were restarted
+        without being told (``None``: it would not). ``flow run-streamlet`` and
+        ``flow deploy``, whose processes a platform restarts, refuse to run an instance that
+        says why; ``flow run-local --kafka`` restarts its processes itself and tells them
+        (:attr:`resuming`); the in-process runner does not restart."""
         return None
 
     def on_stop(self) -> Any:

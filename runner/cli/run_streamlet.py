@@ -134,7 +134,7 @@ def _install_signals(stop: Callable[[], None]) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.option("--status-file", type=click.Path(dir_okay=False), hidden=True)
-@click.option("--attempt", type=click.IntRange(min=1), default=1, hidden=True)
+@click.option("--attempt", type=click.IntRange(min=1), default=None, hidden=True)
 def run_streamlet_command(
     blueprint: str,
     name: str,
@@ -153,7 +153,7 @@ def run_streamlet_command(
     log_format: str,
     verbose: bool,
     status_file: str | None,
-    attempt: int,
+    attempt: int | None,
 ) -> None:
     """Run streamlet NAME of BLUEPRINT against Kafka until stopped.
 

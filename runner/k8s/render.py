@@ -167,6 +167,13 @@ def option_problems(
                 f"--job {name}: streamlet '{name}' ({job.cls.__name__}) reads a topic, so it "
                 "never ends by itself; only a source (no inlets) can run as a Job"
             )
+    for name, spec in verified.streamlets.items():
+        problem = spec.create().restart_problem()
+        if problem is not None:
+            problems.append(
+                f"streamlet '{name}' ({spec.cls.__name__}) cannot run in a pod, which "
+                f"Kubernetes restarts when it fails: {problem}"
+            )
     for name in options.ingress_hosts:
         target = verified.streamlets.get(name)
         if target is None:

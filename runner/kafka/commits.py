@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -61,8 +62,10 @@ class Checkpoint:
         metrics: StreamletMetrics,
         label: str,
         grace_period: float,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
         self.producer = producer
+        self.before_commit = before_commit
         self.status = status
         self.metrics = metrics
         self.label = label
@@ -106,6 +109,8 @@ class Checkpoint:
         if not dirty and not producer.pending and not producer.in_transaction:
             return False
         start = time.perf_counter()
+        if self.before_commit is not None and dirty:
+            self.before_commit()
         wait = self.grace_period if timeout is None else timeout
         offsets = self._offsets()
         try:

@@ -69,7 +69,10 @@ class ProcessOptions:
     metrics_host: str = "0.0.0.0"
     status_file: Path | None = None
     status_interval: float = 0.5
-    attempt: int = 1  # restarts count up: only the first attempt logs a failure's traceback
+    #: Set by ``flow run-local --kafka``, which restarts its processes itself: 1 for the
+    #: first process of a replica, then counting up. ``None``: not supervised (a platform
+    #: may restart the process without saying so).
+    attempt: int | None = None
 
     @classmethod
     def layered(cls, section: Mapping[str, Any], **given: Any) -> ProcessOptions:

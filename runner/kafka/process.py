@@ -221,7 +221,7 @@ class StreamletProcess:
         )
         try:
             self._commit()
-        except (KafkaException, DeliveryError) as exc:
+        except (KafkaException, StreamletsError) as exc:  # a new owner reads them again
             log.warning("%s: commit before revocation failed: %s", self.label, exc)
         self._forget(partitions)
 
@@ -244,6 +244,27 @@ class StreamletProcess:
     def _send(self, emitted: list[Emitted], dead: list[DeadLetter]) -> None:
         assert self._producer is not None
         self._producer.send(emitted, dead)
+
+    def _check_restarts(self, instance: Any) -> None:
+        """Tell a supervised instance whether it resumes; refuse, unsupervised, one that
+        would lose data if the platform restarted it."""
+        attempt = self.options.attempt
+        if attempt is not None:
+            instance.resuming = attempt > 1
+            return
+        problem = instance.restart_problem()
+        if problem is not None:
+            raise StreamletsError(
+                f"streamlet '{self.name}' cannot run where its process may be restarted: {problem}"
+            )
+
+    def _flush_instance(self) -> None:
+        """The streamlet's ``flush()``: what it wrote is made durable before a commit."""
+        assert self._executor is not None
+        try:
+            self._executor.instance.flush()
+        except Exception as exc:
+            raise LifecycleError(self.name, "flush", exc) from exc
 
     def _commit(self, *, timeout: float | None = None) -> None:
         assert self._checkpoint is not None
@@ -454,13 +475,14 @@ class StreamletProcess:
             return EXIT_FAILED
         if isinstance(exc, LifecycleError):
             self.status.error = str(exc)
-            if self.options.attempt <= 1:
+            attempt = self.options.attempt
+            if attempt is None or attempt <= 1:
                 log.error("%s\n%s", exc, exc.details)
             else:
                 log.error(
                     "%s (attempt %d; the traceback is in the first one's log)",
                     exc,
-                    self.options.attempt,
+                    attempt,
                 )
             return EXIT_FAILED if exc.hook == "teardown" else EXIT_CRASH
         if isinstance(exc, (StreamletsError, KafkaException)):
@@ -494,6 +516,11 @@ class StreamletProcess:
                 )
             self._executor = Executor(self.spec, self.blueprint)
             self.status.stats = self._executor.stats
+            problem = self._executor.instance.restart_problem()
+            if problem is not None:
+                raise StreamletsError(
+                    f"streamlet '{self.name}' cannot run where processes are restarted: {problem}"
+                )
             self._register_streamlet_metrics()
             self._producer = self._make_producer()
             self._checkpoint = Checkpoint(
@@ -502,6 +529,7 @@ class StreamletProcess:
                 metrics=self.metrics,
                 label=self.label,
                 grace_period=self.options.grace_period,
+                before_commit=self._flush_instance,
             )
             if self.exactly_once:
                 self._producer.init_transactions(self.options.grace_period)

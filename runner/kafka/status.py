@@ -1,9 +1,10 @@
 """The status file a streamlet process keeps up to date, read by ``flow run-local --kafka``.
 
-It holds the process's counters, how many records it wrote that the broker acknowledged
-(per blueprint topic) and how many input records are covered by committed offsets (per
-blueprint topic). Counting records instead of reading offsets keeps the end-of-run check
-right on brokers whose high watermark is unreliable.
+It holds the process's state, counters and error, the port of its metrics, and how many
+records it wrote that the broker acknowledged and how many input records its commits
+covered (per blueprint topic). Those two are what this incarnation reported: a process
+killed between a commit and its next report undercounts them, so the end of a run is
+decided from the broker (:mod:`runner.kafka.completion`), not from these.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Starts an embedded broker when no bootstrap servers are given, creates every topic of the
 blueprint, starts the processes, merges their logs (each line prefixed by its process),
 shows live progress, restarts a crashed process with backoff, and stops everything on
-Ctrl-C. When every bounded source has ended and every consumer group has caught up (by
-counting records: acknowledged outputs against committed inputs, because some brokers
-report wrong high watermarks), the processes are stopped and the run ends.
+Ctrl-C. When every bounded source has ended and every consumer group has committed every
+record of the topics it reads (as the broker says: see :mod:`runner.kafka.completion`),
+the processes are stopped and the run ends. An embedded broker that dies ends the run at
+once, with an error.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rich.table import Table
 from blueprint import VerifiedBlueprint
 from runner.kafka.admin import TopicError, ensure_topics, plan_topics
 from runner.kafka.broker import EmbeddedBroker, die_with_parent
+from runner.kafka.completion import BrokerProgress
 from runner.kafka.naming import dead_letter_topic
 from runner.kafka.process import EXIT_FAILED
 from runner.kafka.settings import ENV_PREFIX, KafkaSettings
@@ -146,6 +148,7 @@ class Supervisor:
     dead_letter_template: str | None = None
     children: list[_Child] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
+    _progress: BrokerProgress | None = None
     started: float = 0.0
     error: str | None = None
     stopped: bool = False
@@ -262,23 +265,9 @@ class Supervisor:
         return totals
 
     def lag(self) -> dict[tuple[str, str], int]:
-        """Per (consumer streamlet, topic key): records produced but not yet committed."""
-        statuses = self.statuses()
-        produced: dict[str, int] = {}
-        committed: dict[tuple[str, str], int] = {}
-        for status in statuses:
-            for key, n in status.produced.items():
-                produced[key] = produced.get(key, 0) + n
-            for key, n in status.committed.items():
-                committed[(status.streamlet, key)] = committed.get((status.streamlet, key), 0) + n
-        lag = {}
-        for key, topic in self.blueprint.topics.items():
-            if not topic.producers:
-                continue  # outside input: a local run cannot know how much there is
-            for ref in topic.consumers:
-                done = committed.get((ref.streamlet, key), 0)
-                lag[(ref.streamlet, key)] = max(produced.get(key, 0) - done, 0)
-        return lag
+        """Per (consumer streamlet, topic key): records on the topic its group has not
+        committed yet (as of the last look at the broker)."""
+        return self._progress.lag() if self._progress is not None else {}
 
     def _sources_done(self) -> bool:
         sources = [c for c in self.children if c.is_source]
@@ -286,11 +275,29 @@ class Supervisor:
 
     # -- running -------------------------------------------------------------------------
 
+    def _broker_died(self) -> str | None:
+        """What to say when the embedded broker this run started has exited."""
+        broker = self.broker
+        process = broker.process if broker is not None else None
+        if process is None or process.poll() is None:
+            return None
+        log_file = self.run_dir / "broker.log" if self.run_dir is not None else None
+        where = f"; its log: {log_file}" if log_file is not None else ""
+        return (
+            f"the embedded Kafka broker (pid {process.pid}) exited with status "
+            f"{process.returncode}; the streamlets cannot go on without it{where}"
+        )
+
     async def _watch(self, bootstrap: str) -> None:
+        loop = asyncio.get_running_loop()
         settled_since: float | None = None
         previous: Any = None
         while True:
             await asyncio.sleep(0.25)
+            died = self._broker_died()
+            if died is not None:
+                self.error = died
+                return
             now = time.monotonic()
             for child in self.children:
                 process = child.process
@@ -301,6 +308,9 @@ class Supervisor:
                     self._start(child, bootstrap)
             if self.error is not None:
                 return
+            progress = self._progress
+            if progress is not None:
+                await loop.run_in_executor(None, progress.refresh)
             if not self._sources_done():
                 continue
             lag = self.lag()
@@ -308,7 +318,8 @@ class Supervisor:
                 tuple(sorted(lag.items())),
                 tuple(s.stats.records_in for s in self.statuses()),
             )
-            if any(lag.values()) or counters != previous:
+            moved = progress is not None and progress.moved
+            if any(lag.values()) or moved or counters != previous:
                 previous = counters
                 settled_since = None
                 continue
@@ -376,7 +387,7 @@ class Supervisor:
     def run(self) -> int:
         """Run the application; returns the exit status (0 done or stopped, 1 failed)."""
         self.started = time.monotonic()
-        run_dir = self.run_dir or default_run_dir(self.blueprint)
+        run_dir = self.run_dir = self.run_dir or default_run_dir(self.blueprint)
         status_dir = run_dir / "status"
         status_dir.mkdir(parents=True, exist_ok=True)
         broker_log: IO[bytes] | None = None
@@ -400,6 +411,7 @@ class Supervisor:
                 return self._report()
             if created and not self.quiet:
                 click.echo(f"created topics: {', '.join(created)}", err=True)
+            self._progress = BrokerProgress(self.blueprint, settings)
             for name, spec in self.blueprint.streamlets.items():
                 for replica in range(spec.replicas):
                     child = _Child(name, replica, not spec.cls.inlets(), status_dir)
@@ -421,6 +433,8 @@ class Supervisor:
                 return 130
             return self._report()
         finally:
+            if self._progress is not None:
+                self._progress.close()
             if self.broker is not None:
                 self.broker.stop()
             if broker_log is not None:

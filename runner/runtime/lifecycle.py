@@ -147,7 +147,8 @@ async def run_hook(executor: Executor, hook: str) -> None:
 
 @asynccontextmanager
 async def instance_lifecycle(executor: Executor) -> AsyncIterator[None]:
-    """``setup()`` before the block, ``teardown()`` after it, whatever happens in it.
+    """``setup()`` before the block, ``flush()`` after it when it succeeded, and
+    ``teardown()`` after it whatever happens in it.
 
     A failing ``teardown()`` is the run's error when the block succeeded; after an earlier
     failure it is logged and the earlier failure stands.
@@ -156,6 +157,7 @@ async def instance_lifecycle(executor: Executor) -> AsyncIterator[None]:
     failed = False
     try:
         yield
+        await run_hook(executor, "flush")
     except BaseException:
         failed = True
         raise

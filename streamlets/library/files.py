@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,8 @@ from streamlets.streamlet import Streamlet
 __all__ = ["FileFormat", "FileSink", "FileSource", "file_format"]
 
 FileFormat = Literal["jsonl", "csv", "avro"]
+log = logging.getLogger("streamlets.library.files")
+
 _FLUSH_EVERY_S = 0.5
 _SUFFIXES: dict[str, FileFormat] = {
     ".jsonl": "jsonl",
@@ -162,17 +166,27 @@ class FileSinkConfig(RecordSchemaConfig):
         None, description="jsonl, csv or avro; default: from the file name's suffix"
     )
     mode: Literal["overwrite", "append"] = Field(
-        "overwrite", description="overwrite the file at start (default) or append to it"
+        "overwrite",
+        description="overwrite the file at start (default) or append to it; runners that "
+        "restart processes (Kafka, Kubernetes) need append",
     )
 
 
 class FileSink(Streamlet):
     """Writes every record it receives to a JSON Lines, CSV or Avro container file.
 
-    The file is flushed at least twice a second and at the end of the run.
-    Run it with one replica: replicas would write the same file. Config: ``path``,
+    The file is flushed to the operating system at least twice a second, and flushed and
+    fsync-ed before the runner commits the records written (Kafka) and at the end of the
+    run. Run it with one replica: replicas would write the same file. Config: ``path``,
     ``format`` (default: from the suffix), ``mode`` (``overwrite`` or ``append``) and
     ``schema`` (the record type), unless a subclass declares ``records = Inlet(MyRecord)``.
+
+    ``mode: append`` survives restarts: a record torn by a crash at the end of the file is
+    cut off when it is opened again, and the records after the last commit are written
+    again (at-least-once: duplicates, no losses). ``mode: overwrite`` empties the file when
+    the run starts; a process that ``flow run-local --kafka`` restarts appends instead
+    (:attr:`resuming`). A process of ``flow run-streamlet`` cannot know whether it is a
+    restart, so there (and in ``flow deploy``) overwrite is refused (:meth:`restart_problem`).
     """
 
     records = Inlet(FromConfig("record_schema"), description="the records to write")
@@ -185,7 +199,11 @@ class FileSink(Streamlet):
         path = self.config.path
         self._format = file_format(path, self.config.format)
         path.parent.mkdir(parents=True, exist_ok=True)
-        append = self.config.mode == "append" and path.exists() and path.stat().st_size > 0
+        append = (self.config.mode == "append" or self.resuming) and (
+            path.exists() and path.stat().st_size > 0
+        )
+        if append:
+            _cut_torn_tail(path, self._format, self._schema.parsed)
         self._flushed = time.monotonic()
         self._csv: csv.DictWriter[str] | None = None
         self._avro: Any = None
@@ -211,21 +229,68 @@ class FileSink(Streamlet):
             self._avro.write(self._schema.to_datum(record))
         now = time.monotonic()
         if now - self._flushed >= _FLUSH_EVERY_S:
-            self.flush()
+            self._flush_buffers()
             self._flushed = now
 
-    def flush(self) -> None:
-        """Flush what was written to the operating system."""
+    def _flush_buffers(self) -> None:
         if self._avro is not None:
             self._avro.flush()
         self._file.flush()
+
+    def flush(self) -> None:
+        """Make every record written so far durable: flush and fsync (the runner calls it
+        before it commits those records' offsets)."""
+        self._flush_buffers()
+        os.fsync(self._file.fileno())
+
+    def restart_problem(self) -> str | None:
+        """``mode: overwrite`` would truncate the file each time the process restarts."""
+        if self.config.mode == "overwrite":
+            return (
+                f"it writes {self.config.path} with mode: overwrite, which empties the file "
+                "each time the process starts, so a restarted process would destroy what "
+                "it wrote; set mode: append (a restart then writes the records after the "
+                "last commit again: duplicates, never losses)"
+            )
+        return None
 
     def teardown(self) -> None:
         """Flush and close the file."""
         file = getattr(self, "_file", None)
         if file is not None:
-            self.flush()
+            self._flush_buffers()
             file.close()
+
+
+def _cut_torn_tail(path: Path, fmt: str, schema: Any) -> None:
+    """Cut off what a crash left half-written at the end of ``path``: the bytes after the
+    last newline of a JSON Lines or CSV file, or after the last whole block of an Avro
+    container file."""
+    with path.open("r+b") as fh:
+        if fmt == "avro":
+            end = _end_of_last_avro_block(fh)
+        else:
+            data = fh.read()
+            end = data.rfind(b"\n") + 1
+        fh.seek(0, os.SEEK_END)
+        if end < fh.tell():
+            log.warning("%s: cut %d byte(s) a crash left half-written", path, fh.tell() - end)
+            fh.truncate(end)
+
+
+def _end_of_last_avro_block(fh: IO[bytes]) -> int:
+    """Where the last block of an Avro container file that reads whole ends."""
+    try:
+        blocks = fastavro.block_reader(fh)
+    except Exception:  # not even a header: nothing to keep
+        return 0
+    end = fh.tell()
+    try:
+        for _ in blocks:
+            end = fh.tell()
+    except Exception:  # a torn block: keep what came before it
+        pass
+    return end
 
 
 def _json_line(record: Any) -> str:
