@@ -1,66 +1,4 @@
-"""Port schemas: pydantic models <-> Avro, and :class:`Schema`, the schema of a port.
-
-A port's schema is a pydantic model class (records are model instances) or an Avro
-schema given as JSON-able data (records are then what fastavro reads and writes: dicts
-for records, plain values otherwise). :meth:`Schema.of` turns either into a
-:class:`Schema` holding the full Avro schema, the fastavro-parsed form and two converters
-compiled once per schema: :meth:`Schema.to_datum` (record -> value fastavro writes) and
-:meth:`Schema.from_datum` (value fastavro read -> validated record).
-
-How a pydantic model becomes Avro (:func:`avro_schema`)
--------------------------------------------------------
-
-Records
-    A model is a ``record`` named after its class (sanitised to a valid Avro name: the
-    pydantic generic ``Box[int]`` becomes ``Box_int``). ``__avro_namespace__ = "a.b"`` on
-    the class sets its namespace; a nested model or Enum without one takes the namespace
-    of the top-level model of the schema. ``__avro_aliases__ = ("OldName",)`` lists the
-    names the record had before: this is how a renamed model declares that it reads data
-    written under its old name (Avro resolution matches records by name or alias). The
-    class's own docstring becomes the record's ``doc``. Nested models are defined once and
-    referenced by full name afterwards, so recursive models work.
-
-Fields
-    The Avro field name is the field's (serialisation) alias when it has one, else the
-    attribute name. ``Field(description=...)`` becomes the field's ``doc`` and
-    ``Field(json_schema_extra={"avro_aliases": ["old_name"]})`` its Avro aliases (for a
-    renamed field). A field with a default -- or a ``default_factory`` without arguments,
-    called once -- gets the Avro default, so a reader can read data written before the
-    field existed; required fields get none. Reading such old data gives the model's own
-    default (a ``default_factory`` runs again).
-
-Types
-    ``str`` string, ``int`` long, ``float`` double, ``bool`` boolean, ``bytes`` bytes,
-    ``None`` null; ``list[X]``, ``tuple[X, ...]``, ``set[X]``, ``frozenset[X]`` array;
-    ``dict[str, X]`` map (other key types have no Avro form); ``X | None`` the union
-    ``["null", X]`` when the default is ``None``, else ``[X, "null"]`` (Avro requires a
-    union's default to match its first branch); other unions are flattened into one Avro
-    union, with the branch that matches the default first. A union may hold each Avro type
-    once (two arrays, two maps, ``int | datetime`` -- both ``long`` -- are rejected; wrap
-    the alternatives in models instead).
-
-    An ``Enum`` becomes an Avro ``enum`` named after the class. Its symbols are the
-    members' **values** when every value is a string that is a valid Avro name (the usual
-    ``class Color(str, Enum): red = "red"``), so the Avro symbols match the JSON form;
-    otherwise (``IntEnum``, values like ``"dark-red"``) the symbols are the member
-    **names**. Changing one value to a non-name therefore switches the whole enum to names,
-    which old readers will not understand. ``Literal["a", "b"]`` becomes an enum named
-    ``<Record>_<field>``; a ``Literal`` of strings that are not Avro names is a string,
-    of ints a long, of bools a boolean.
-
-    ``datetime`` is ``long``/``timestamp-micros``: a naive datetime is taken as UTC when
-    written and every datetime is read back timezone-aware in UTC (the same instant).
-    ``date`` is ``int``/``date``; ``time`` is ``long``/``time-micros`` (its tzinfo is
-    dropped); ``UUID`` is ``string``/``uuid``; ``Decimal`` is ``bytes``/``decimal`` whose
-    precision and scale come from ``Field(max_digits=..., decimal_places=...)``, which are
-    therefore required. ``Any``, ``object`` and other classes have no Avro form and raise
-    :class:`~streamlets.errors.SchemaError` naming the model and field.
-
-Reading
-    :meth:`Schema.from_datum` validates with ``model_validate`` in lax mode (even for
-    strict models), because Avro's forms of enums, tuples and sets are not the Python
-    ones; the data was already checked against the schema when it was written.
-"""
+"""Deriving the Avro schema of a pydantic model: the type mapping, defaults and converters."""
 
 from __future__ import annotations
 
@@ -69,8 +7,6 @@ import datetime as dt
 import decimal
 import enum
 import inspect
-import json
-import operator
 import re
 import sys
 import types
@@ -78,33 +14,30 @@ import typing
 import uuid
 from collections import abc
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 
-import fastavro
-from fastavro.validation import ValidationError as AvroValidationError
-from fastavro.validation import validate as avro_validate
-from pydantic import BaseModel, RootModel, ValidationError
+from pydantic import BaseModel, RootModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from streamlets.errors import SchemaError
+from streamlets.schema.avro import NAME, Named, emit, fullname, is_fullname
+from streamlets.schema.converters import (
+    Conv,
+    FromDatumSource,
+    array_converters,
+    compile_to,
+    map_converters,
+    top_from,
+    top_to,
+    union_converters,
+    validator,
+)
 
-__all__ = [
-    "AvroSchema",
-    "Schema",
-    "avro_schema",
-    "describe_validation_error",
-]
+__all__ = ["Derived", "avro_schema", "derive"]
 
-AvroSchema = str | list[Any] | dict[str, Any]
-"""A JSON-able Avro schema: a type name, a union (list) or a complex type (dict)."""
-
-Conv = Callable[[Any], Any]
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]+")
-_NAMED_KINDS = frozenset({"record", "enum", "fixed", "error"})
 _UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _EPOCH_DATE = dt.date(1970, 1, 1)
@@ -123,14 +56,6 @@ def _sanitise(name: str) -> str:
     """A valid Avro name for a Python class name (``Box[int]`` -> ``Box_int``)."""
     clean = _NOT_NAME.sub("_", name).strip("_") or "_"
     return "_" + clean if clean[0].isdigit() else clean
-
-
-def _is_fullname(name: str) -> bool:
-    return all(_NAME.match(part) for part in name.split("."))
-
-
-def _fullname(name: str, namespace: str | None) -> str:
-    return f"{namespace}.{name}" if namespace else name
 
 
 def _type_repr(tp: Any) -> str:
@@ -159,7 +84,7 @@ def _class_names(cls: type, attr: str, where: str) -> list[str]:
         value = (value,)
     names = list(value)
     for name in names:
-        if not isinstance(name, str) or not _is_fullname(name):
+        if not isinstance(name, str) or not is_fullname(name):
             raise SchemaError(f"{where}: {attr} entry {name!r} is not a valid Avro name")
     return names
 
@@ -168,37 +93,9 @@ def _namespace_of(cls: type, default: str | None, where: str) -> str | None:
     ns = getattr(cls, "__avro_namespace__", None)
     if ns is None or ns == "":
         return default
-    if not isinstance(ns, str) or not _is_fullname(ns):
+    if not isinstance(ns, str) or not is_fullname(ns):
         raise SchemaError(f"{where}: __avro_namespace__ {ns!r} is not a valid Avro namespace")
     return ns
-
-
-def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
-    """``field 'a.b': message; ...`` for a pydantic ValidationError (at most ``limit`` errors)."""
-    parts = []
-    errors = exc.errors(include_url=False)
-    for err in errors[:limit]:
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"field '{loc}': {err['msg']}" if loc else str(err["msg"]))
-    if len(errors) > limit:
-        parts.append(f"and {len(errors) - limit} more")
-    return "; ".join(parts)
-
-
-def _describe_avro_error(exc: AvroValidationError, root: str) -> str:
-    parts = []
-    for err in exc.errors:
-        path = str(err.field or "")
-        if path == root:
-            path = ""
-        elif path.startswith(root + "."):
-            path = path[len(root) + 1 :]
-        where = f"field '{path}'" if path else "value"
-        parts.append(
-            f"{where} is {err.datum!r} ({type(err.datum).__name__}), expected "
-            f"{json.dumps(err.schema) if not isinstance(err.schema, str) else err.schema}"
-        )
-    return "; ".join(parts) or str(exc)
 
 
 # ----------------------------------------------------------------- value predicates
@@ -336,20 +233,6 @@ def _decimal_encoder(scale: int) -> Conv:
 
 
 @dataclass(slots=True, eq=False)
-class _Named:
-    """A named Avro type; emitted as its definition once, then as its full name."""
-
-    kind: str
-    name: str
-    namespace: str | None
-    body: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def fullname(self) -> str:
-        return _fullname(self.name, self.namespace)
-
-
-@dataclass(slots=True, eq=False)
 class _Form:
     """What one Python type becomes: its Avro form and its converters."""
 
@@ -393,7 +276,7 @@ def _null() -> _Form:
 
 @dataclass(slots=True, eq=False)
 class _ModelInfo:
-    named: _Named
+    named: Named
     to: Conv | None = None
     frm: Conv | None = None
     validate: Conv | None = None
@@ -420,7 +303,7 @@ class _Deriver:
         self.defined: dict[str, Any] = {}
         self.models: dict[type[BaseModel], _ModelInfo] = {}
         self.enums: dict[type[enum.Enum], _Form] = {}
-        self.literals: dict[tuple[str, tuple[str, ...]], _Named] = {}
+        self.literals: dict[tuple[str, tuple[str, ...]], Named] = {}
 
     # -- names
 
@@ -495,7 +378,7 @@ class _Deriver:
                 raise SchemaError(f"{label} is not fully defined: {exc}") from exc
         name = _sanitise(model.__name__)
         namespace = _namespace_of(model, self.root_ns, label)
-        named = _Named("record", name, namespace)
+        named = Named("record", name, namespace)
         self.claim(named.fullname, model, label)
         info = _ModelInfo(named)
         self.models[model] = info
@@ -510,8 +393,7 @@ class _Deriver:
         named.body["fields"] = fields
 
         to_parts: list[tuple[str, str, Conv | None]] = []  # (attr, avro name, to)
-        frm_lines: list[str] = []
-        env: dict[str, Any] = {}
+        frm_source = FromDatumSource()
         encoders: list[tuple[str, str, Conv]] = []
         any_fix = False
         seen_names: set[str] = set()
@@ -519,7 +401,7 @@ class _Deriver:
         for i, (attr, info_f) in enumerate(model.model_fields.items()):
             fwhere = f"field '{attr}' of {model.__name__}"
             avro_name = sys.intern(info_f.serialization_alias or info_f.alias or attr)
-            if not _NAME.match(avro_name):
+            if not NAME.match(avro_name):
                 raise SchemaError(
                     f"{fwhere}: '{avro_name}' is not a valid Avro field name "
                     "(letters, digits and _, not starting with a digit)"
@@ -546,7 +428,7 @@ class _Deriver:
                 if isinstance(field_aliases, str):
                     field_aliases = [field_aliases]
                 if not isinstance(field_aliases, list | tuple) or not all(
-                    isinstance(a, str) and _NAME.match(a) for a in field_aliases
+                    isinstance(a, str) and NAME.match(a) for a in field_aliases
                 ):
                     raise SchemaError(
                         f"{fwhere}: avro_aliases must be a list of valid Avro field names, "
@@ -571,33 +453,22 @@ class _Deriver:
             encoders.append((attr, avro_name, form.encode))
             any_fix = any_fix or form.fix
 
-            key = repr(avro_name)
-            # Old data read with this schema carries the raw Avro default (fastavro does
-            # not decode defaults); drop it so that pydantic applies the model's default.
-            if raw is not _MISSING and (form.fix or form.frm is not None or factory):
-                if form.raw_type is not None and type(raw) is form.raw_type:
-                    # Real data of this field never has the raw default's type.
-                    env[f"t{i}"] = form.raw_type
-                    frm_lines.append(f"    if d.get({key}).__class__ is t{i}: del d[{key}]")
-                elif isinstance(raw, dict | list) or (
-                    factory and isinstance(raw, float | str | int) and not _is_cached(raw)
-                ):
-                    env[f"r{i}"] = raw
-                    frm_lines.append(f"    if d.get({key}) is r{i}: del d[{key}]")
-            if form.frm is not None:
-                env[f"c{i}"] = form.frm
-                frm_lines.append(f"    if {key} in d: d[{key}] = c{i}(d[{key}])")
-            vkey = _validation_key(info_f, attr, avro_name, fwhere)
-            if vkey != avro_name:
-                frm_lines.append(f"    if {key} in d: d[{vkey!r}] = d.pop({key})")
-
-        info.to = _compile_to(model, to_parts)
-        if frm_lines:
-            info.frm = _compile(
-                "frm", "def frm(d):\n" + "\n".join(frm_lines) + "\n    return d\n", env, model
+            frm_source.add_field(
+                i,
+                avro_name,
+                raw=raw,
+                has_raw=raw is not _MISSING,
+                factory=factory,
+                fix=form.fix,
+                frm=form.frm,
+                raw_type=form.raw_type,
+                validation_key=_validation_key(info_f, attr, avro_name, fwhere),
             )
+
+        info.to = compile_to(model, to_parts)
+        info.frm = frm_source.compile(model)
         info.fix = any_fix
-        info.validate = _validator(model)
+        info.validate = validator(model)
         info.encode = _record_encoder(model, encoders, info.validate)
         info.done = True
         return info
@@ -707,14 +578,14 @@ class _Deriver:
         if not members:
             raise SchemaError(f"{where}: {label} has no members")
         values = [m.value for m in members]
-        by_value = all(isinstance(v, str) and _NAME.match(v) for v in values) and len(
+        by_value = all(isinstance(v, str) and NAME.match(v) for v in values) and len(
             set(values)
         ) == len(values)
         symbols = [cast(str, m.value) if by_value else m.name for m in members]
-        bad = [s for s in symbols if not _NAME.match(s)]
+        bad = [s for s in symbols if not NAME.match(s)]
         if bad:
             raise SchemaError(f"{where}: {label} has names that are not Avro names: {bad}")
-        named = _Named("enum", _sanitise(cls.__name__), _namespace_of(cls, self.root_ns, label))
+        named = Named("enum", _sanitise(cls.__name__), _namespace_of(cls, self.root_ns, label))
         self.claim(named.fullname, cls, label)
         doc = _own_doc(cls)
         if doc:
@@ -773,17 +644,17 @@ class _Deriver:
         if isinstance(first, int):
             return _primitive("long", "long", match, 3, _enc_long)
         strs = cast(tuple[str, ...], values)
-        if not all(_NAME.match(v) for v in strs):
+        if not all(NAME.match(v) for v in strs):
             return _primitive("string", "string", match, 3, _enc_str)
         symbols = tuple(dict.fromkeys(strs))
         key = (literal_name, symbols)
         named = self.literals.get(key)
         if named is None:
             name, n = literal_name, 1
-            while _fullname(name, namespace) in self.defined:
+            while fullname(name, namespace) in self.defined:
                 n += 1
                 name = f"{literal_name}_{n}"
-            named = _Named("enum", name, namespace, {"symbols": list(symbols)})
+            named = Named("enum", name, namespace, {"symbols": list(symbols)})
             self.claim(named.fullname, key, where)
             self.literals[key] = named
 
@@ -839,17 +710,6 @@ class _Deriver:
         if named and len(forms) > 1:
             self.saw_named_union = True
         return _union(order, dispatch, has_null, self.named_unions)
-
-
-def _is_cached(v: Any) -> bool:
-    """Whether CPython may hand out this very object for equal decoded data."""
-    if isinstance(v, bool):
-        return True
-    if isinstance(v, int):
-        return -5 <= v <= 256
-    if isinstance(v, str):
-        return len(v) <= 1
-    return False
 
 
 def _field_default(info: FieldInfo) -> tuple[Any, bool]:
@@ -1013,22 +873,8 @@ _MAP_ORIGINS = (dict, abc.Mapping, abc.MutableMapping)
 
 
 def _array(item: _Form, is_list: bool) -> _Form:
-    item_to, item_frm, item_encode = item.to, item.frm, item.encode
-    to: Conv | None
-    if item_to is not None:
-
-        def to(v: Any) -> Any:
-            return [item_to(x) for x in v]
-
-    else:
-        # fastavro writes any sized iterable, but only recognises lists in unions and
-        # would read a tuple in a union as (branch name, value): always hand it a list.
-        to = None if is_list else list
-    frm: Conv | None = None
-    if item_frm is not None:
-
-        def frm(v: Any) -> Any:
-            return [item_frm(x) for x in v]
+    item_encode = item.encode
+    to, frm = array_converters(item.to, item.frm, is_list)
 
     def encode(v: Any) -> Any:
         _expect(_is_seq(v), v, "a list")
@@ -1041,18 +887,8 @@ def _array(item: _Form, is_list: bool) -> _Form:
 
 
 def _map(value: _Form) -> _Form:
-    value_to, value_frm, value_encode = value.to, value.frm, value.encode
-    to: Conv | None = None
-    if value_to is not None:
-
-        def to(v: Any) -> Any:
-            return {k: value_to(x) for k, x in v.items()}
-
-    frm: Conv | None = None
-    if value_frm is not None:
-
-        def frm(v: Any) -> Any:
-            return {k: value_frm(x) for k, x in v.items()}
+    value_encode = value.encode
+    to, frm = map_converters(value.to, value.frm)
 
     def encode(v: Any) -> Any:
         _expect(_is_map(v), v, "a dict")
@@ -1078,55 +914,7 @@ def _union(order: list[_Form], dispatch: list[_Form], has_null: bool, named_mode
         raise TypeError(f"{v!r} fits no branch of {names}")
 
     single = branches[0] if len(branches) == 1 else None
-    to: Conv | None
-    if single is not None and not (single.named or single.kind in ("array", "map")):
-        # fastavro tells null from one primitive cheaply and exactly.
-        single_to = single.to
-        to = None if single_to is None else (lambda v: None if v is None else single_to(v))
-    else:
-        # Tuple notation names the branch, so fastavro skips its trial-and-error
-        # validation and cannot pick the wrong one (3 written to ["double", "long"]).
-        table = [(f.match, f.branch, f.to) for f in branches]
-
-        def to(v: Any) -> Any:
-            if v is None:
-                return None
-            for match, branch, conv in table:
-                if match(v):
-                    return (branch, v if conv is None else conv(v))
-            raise TypeError(f"{v!r} fits no branch of the union {names}")
-
-    finals: dict[str, Conv] = {}
-    for f in branches:
-        if f.named:
-            final = f.final or f.frm or _identity
-            finals[f.branch] = final
-            finals[f.branch.rpartition(".")[2]] = final
-    plain: dict[type, Conv | None] = {list: None, dict: None}
-    for f in branches:
-        if f.frm is not None and not f.named:
-            plain[list if f.kind == "array" else dict] = f.frm
-    frm: Conv | None = None
-    if named_mode and finals:
-
-        def frm(v: Any) -> Any:
-            if v.__class__ is tuple:
-                return finals[v[0]](v[1])
-            conv = plain.get(v.__class__)
-            return v if conv is None else conv(v)
-
-    elif single is not None and single.frm is not None:
-        single_frm = single.frm
-
-        def frm(v: Any) -> Any:
-            return None if v is None else single_frm(v)
-
-    elif plain[list] is not None or plain[dict] is not None:
-
-        def frm(v: Any) -> Any:
-            conv = plain.get(v.__class__)
-            return v if conv is None else conv(v)
-
+    to, frm = union_converters(branches, names, named_mode)
     return _Form(
         avro,
         "union",
@@ -1141,49 +929,6 @@ def _union(order: list[_Form], dispatch: list[_Form], has_null: bool, named_mode
     )
 
 
-def _identity(v: Any) -> Any:
-    return v
-
-
-def _compile(name: str, source: str, env: dict[str, Any], model: type) -> Conv:
-    namespace = dict(env)
-    code = compile(source, f"<streamlets.schema {model.__qualname__}.{name}>", "exec")
-    exec(code, namespace)
-    return cast(Conv, namespace[name])
-
-
-def _compile_to(model: type[BaseModel], parts: list[tuple[str, str, Conv | None]]) -> Conv:
-    """model instance -> dict for fastavro, with a field's converter only where needed."""
-    if all(conv is None and attr == name for attr, name, conv in parts):
-        return operator.attrgetter("__dict__")
-    env: dict[str, Any] = {}
-    items = []
-    for i, (attr, name, conv) in enumerate(parts):
-        value = f"d[{attr!r}]"
-        if conv is not None:
-            env[f"c{i}"] = conv
-            value = f"c{i}({value})"
-        items.append(f"{name!r}: {value}")
-    source = "def to(r):\n    d = r.__dict__\n    return {" + ", ".join(items) + "}\n"
-    return _compile("to", source, env, model)
-
-
-def _validator(model: type[BaseModel]) -> Conv:
-    """model_validate in lax mode, straight to pydantic-core unless the class overrides it."""
-    if getattr(model.model_validate, "__func__", None) is BaseModel.model_validate.__func__:  # type: ignore[attr-defined]
-        validate_python = model.__pydantic_validator__.validate_python
-
-        def validate(d: Any) -> Any:
-            return validate_python(d, strict=False)
-
-        return validate
-
-    def validate_overridden(d: Any) -> Any:
-        return model.model_validate(d, strict=False)
-
-    return validate_overridden
-
-
 def _record_encoder(
     model: type[BaseModel], encoders: list[tuple[str, str, Conv]], validate: Conv
 ) -> Conv:
@@ -1196,59 +941,24 @@ def _record_encoder(
     return encode
 
 
-# ------------------------------------------------------------------ emission
-
-
-_VERBATIM = frozenset({"default", "symbols", "aliases", "doc"})
-
-
-def _emit(node: Any, namespace: str | None, seen: set[str], where: str) -> Any:
-    """The JSON-able schema: each named type defined at its first use, then named."""
-    if isinstance(node, _Named):
-        fullname = node.fullname
-        if fullname in seen:
-            if namespace and "." not in fullname:
-                raise SchemaError(
-                    f"{where}: '{fullname}' has no Avro namespace but is used again inside "
-                    f"the namespace '{namespace}', where Avro cannot name it; give it an "
-                    "__avro_namespace__"
-                )
-            return fullname
-        seen.add(fullname)
-        out: dict[str, Any] = {"type": node.kind, "name": node.name}
-        if (node.namespace or None) != (namespace or None):
-            out["namespace"] = node.namespace or ""
-        for key, value in node.body.items():
-            out[key] = _emit(value, node.namespace, seen, where)
-        return out
-    if isinstance(node, list):
-        return [_emit(v, namespace, seen, where) for v in node]
-    if isinstance(node, dict):
-        # "default" values stay the very objects the converters compare against.
-        return {
-            k: v
-            if k in ("default", "symbols", "aliases", "doc")
-            else _emit(v, namespace, seen, where)
-            for k, v in node.items()
-        }
-    return node
-
-
-# ------------------------------------------------------------------ public API
+# ------------------------------------------------------------------ the derived schema
 
 
 @dataclass(slots=True, frozen=True)
-class _Derived:
+class Derived:
+    """What a model becomes: its Avro schema and its port's top-level converters."""
+
     avro: dict[str, Any]
     to: Conv
     frm: Conv
     named_unions: bool
 
 
-_DERIVED: dict[type[BaseModel], _Derived] = {}
+_DERIVED: dict[type[BaseModel], Derived] = {}
 
 
-def _derive(model: type[BaseModel]) -> _Derived:
+def derive(model: type[BaseModel]) -> Derived:
+    """The Avro schema and converters of ``model`` (derived once per class)."""
     found = _DERIVED.get(model)
     if found is not None:
         return found
@@ -1259,293 +969,28 @@ def _derive(model: type[BaseModel]) -> _Derived:
         # converters that unpack them.
         deriver = _Deriver(model, named_unions=True)
         info = deriver.define_model(model, f"model {model.__name__}")
-    avro = cast(dict[str, Any], _emit(info.named, None, set(), f"model {model.__name__}"))
+    avro = cast(dict[str, Any], emit(info.named, None, set(), f"model {model.__name__}"))
     assert info.to is not None and info.validate is not None
-    derived = _Derived(
+    derived = Derived(
         avro,
-        _top_to(model, info.to, info.validate),
-        _top_from(model, info.frm, info.validate),
+        top_to(model, info.to, info.validate),
+        top_from(info.frm, info.validate),
         deriver.named_unions,
     )
     _DERIVED[model] = derived
     return derived
 
 
-def _top_to(model: type[BaseModel], to: Conv, validate: Conv) -> Conv:
-    def fallback(r: Any) -> Any:
-        if isinstance(r, model):
-            return to(r)
-        if isinstance(r, Mapping):
-            return to(validate(r))
-        if isinstance(r, BaseModel) and type(r).__qualname__ == model.__qualname__:
-            # The same model imported from another module (a test's copy, say): by fields.
-            return to(validate(r.model_dump(by_alias=True)))
-        raise TypeError(
-            f"expected a {model.__name__} (or a dict of its fields), got {type(r).__name__}"
-        )
-
-    def to_datum(r: Any) -> Any:
-        if r.__class__ is model:
-            return to(r)
-        return fallback(r)
-
-    return to_datum
-
-
-def _top_from(model: type[BaseModel], frm: Conv | None, validate: Conv) -> Conv:
-    if frm is None:
-        return validate
-
-    def from_datum(d: Any) -> Any:
-        return validate(frm(d))
-
-    return from_datum
-
-
 def avro_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The Avro record schema derived from a pydantic model (cached per class).
 
-    The rules are in this module's docstring. In short: the record is named after the
-    class; ``__avro_namespace__`` sets its namespace and ``__avro_aliases__`` the names it
-    had before (so a renamed model reads data written under its old name); fields with a
-    default get an Avro default; types without an Avro form raise
+    The rules are in the :mod:`streamlets.schema` docstring. In short: the record is named
+    after the class; ``__avro_namespace__`` sets its namespace and ``__avro_aliases__`` the
+    names it had before (so a renamed model reads data written under its old name); fields
+    with a default get an Avro default; types without an Avro form raise
     :class:`~streamlets.errors.SchemaError` naming the model and field. The returned dict
     is shared: do not modify it.
     """
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise SchemaError(f"{model!r} is not a pydantic model class")
-    return _derive(model).avro
-
-
-def _parse(avro: Any, what: str) -> Any:
-    try:
-        problem = _structure_problem(avro)
-        if problem:
-            raise ValueError(problem)
-        return fastavro.parse_schema(avro)
-    except Exception as exc:
-        raise SchemaError(f"{what} is not a valid Avro schema: {exc}") from exc
-
-
-def _structure_problem(avro: Any) -> str | None:
-    """What fastavro lets pass but the Avro specification does not (names, record fields)."""
-    if isinstance(avro, list):
-        return next((p for p in map(_structure_problem, avro) if p), None)
-    if not isinstance(avro, dict):
-        return None
-    kind = avro.get("type")
-    if kind in _NAMED_KINDS:
-        name = avro.get("name")
-        if not isinstance(name, str) or not _is_fullname(name):
-            return f"{kind} name {name!r} is not a valid Avro name"
-        ns = avro.get("namespace")
-        if ns not in (None, "") and (not isinstance(ns, str) or not _is_fullname(ns)):
-            return f"{kind} {name}: namespace {ns!r} is not a valid Avro namespace"
-    if kind in ("record", "error"):
-        fields = avro.get("fields")
-        if not isinstance(fields, list):
-            return f"record {avro.get('name')} has no list of fields"
-        for f in fields:
-            if not isinstance(f, dict) or "type" not in f:
-                return f"record {avro.get('name')}: field {f!r} has no type"
-            fname = f.get("name")
-            if not isinstance(fname, str) or not _NAME.match(fname):
-                return f"record {avro.get('name')}: field name {fname!r} is not a valid Avro name"
-            problem = _structure_problem(f["type"])
-            if problem:
-                return problem
-        return None
-    for key in ("type", "items", "values"):
-        problem = _structure_problem(avro.get(key))
-        if problem:
-            return problem
-    return None
-
-
-def _avro_name(avro: Any) -> tuple[str, str]:
-    """(name, kind) of a JSON Avro schema: the full name of a named type, else the type."""
-    if isinstance(avro, str):
-        return avro, avro
-    if isinstance(avro, list):
-        return "union", "union"
-    kind = avro.get("type")
-    if kind in _NAMED_KINDS:
-        name = str(avro.get("name", ""))
-        ns = avro.get("namespace")
-        return (name if "." in name else _fullname(name, ns)), str(kind)
-    if isinstance(kind, str):
-        return str(avro.get("logicalType") or kind), kind
-    return _avro_name(kind)
-
-
-def _interned(value: Any) -> Any:
-    """A copy with interned strings: fastavro looks record fields up in each datum by the
-    schema's field names, and an interned name matches the (interned) keys of the records
-    by identity instead of comparing characters."""
-    if isinstance(value, str):
-        return sys.intern(value)
-    if isinstance(value, list):
-        return [_interned(v) for v in value]
-    if isinstance(value, dict):
-        return {sys.intern(k): _interned(v) for k, v in value.items()}
-    return value
-
-
-_AVRO_SCHEMAS: dict[str, Schema] = {}
-
-
-class Schema:
-    """The schema of a port: a pydantic model class or an Avro schema (records are then dicts).
-
-    Build one with :meth:`Schema.of`. ``avro`` is the full JSON-able Avro schema (named
-    types defined inline once), ``parsed`` fastavro's parsed form of it, ``name`` the full
-    name of the top-level named type (or the type name), ``model`` the model class or
-    ``None``. Instances are immutable and shared: the schema of a model class is built once.
-    """
-
-    __slots__ = ("_from", "_kind", "_to", "avro", "model", "name", "named_unions", "parsed")
-
-    model: type[BaseModel] | None
-    avro: AvroSchema
-    name: str
-    parsed: Any
-    named_unions: bool
-
-    def __init__(
-        self,
-        *,
-        model: type[BaseModel] | None,
-        avro: AvroSchema,
-        parsed: Any,
-        to: Conv | None,
-        frm: Conv | None,
-        named_unions: bool = False,
-    ) -> None:
-        self.model = model
-        self.avro = avro
-        self.parsed = parsed
-        self.name, self._kind = _avro_name(avro)
-        self._to = to
-        self._from = frm
-        #: whether readers must ask fastavro for (name, value) pairs in unions
-        #: (``return_named_type=True``); the codecs do.
-        self.named_unions = named_unions
-
-    @classmethod
-    def of(cls, source: type[BaseModel] | Mapping[str, Any] | str | list[Any] | Schema) -> Schema:
-        """Build (and for model classes cache) the Schema of a port.
-
-        ``source`` is a pydantic model class, an Avro schema (a dict, a list for a union, a
-        primitive type name, or that schema as a JSON string) or a Schema (returned as is).
-        Raises :class:`~streamlets.errors.SchemaError` with a clear message when the model
-        has no Avro form or the Avro schema is invalid.
-        """
-        if isinstance(source, Schema):
-            return source
-        if isinstance(source, type):
-            if not issubclass(source, BaseModel):
-                raise SchemaError(
-                    f"{source.__qualname__} is not a pydantic model; a port's schema is a "
-                    "pydantic model class or an Avro schema"
-                )
-            return _model_schema(source)
-        if isinstance(source, str) and source.lstrip()[:1] in ("{", "[", '"'):
-            try:
-                source = json.loads(source)
-            except ValueError as exc:
-                raise SchemaError(f"the Avro schema is not valid JSON: {exc}") from exc
-        if not isinstance(source, str | list | Mapping):
-            raise SchemaError(
-                f"{source!r} is not a schema; use a pydantic model class or an Avro schema"
-            )
-        try:
-            key = json.dumps(source, sort_keys=True)
-            avro = _interned(json.loads(json.dumps(source)))
-        except (TypeError, ValueError) as exc:
-            raise SchemaError(f"the Avro schema is not JSON-able: {exc}") from exc
-        found = _AVRO_SCHEMAS.get(key)
-        if found is None:
-            parsed = _parse(avro, "the port's schema")
-            found = cls(model=None, avro=avro, parsed=parsed, to=None, frm=None)
-            _AVRO_SCHEMAS[key] = found
-        return found
-
-    def to_datum(self, record: Any) -> Any:
-        """The value fastavro writes for ``record`` (a model instance, or a dict of its fields)."""
-        to = self._to
-        return record if to is None else to(record)
-
-    def from_datum(self, datum: Any) -> Any:
-        """The record for a value fastavro read: a validated model instance, or the value.
-
-        Raises pydantic's ``ValidationError`` when the value does not fit the model.
-        """
-        frm = self._from
-        return datum if frm is None else frm(datum)
-
-    def validate(self, record: Any) -> Any:
-        """``record`` as this port's type, or a SchemaError naming the field that does not fit.
-
-        A model schema accepts an instance of the model (returned as is) or a mapping of
-        its fields (validated); an Avro schema checks the value with fastavro (a pydantic
-        model is first turned into a dict of its fields).
-        """
-        model = self.model
-        if model is not None:
-            if isinstance(record, model):
-                return record
-            if not isinstance(record, Mapping):
-                raise SchemaError(
-                    f"expected a {model.__name__} for {self.describe()}, got "
-                    f"{type(record).__name__}"
-                )
-            try:
-                return model.model_validate(record)
-            except ValidationError as exc:
-                raise SchemaError(
-                    f"record does not fit {self.describe()}: {describe_validation_error(exc)}"
-                ) from exc
-        if isinstance(record, BaseModel):
-            record = record.model_dump(by_alias=True)
-        try:
-            avro_validate(record, self.parsed, raise_errors=True)
-        except AvroValidationError as exc:
-            raise SchemaError(
-                f"record does not fit {self.describe()}: {_describe_avro_error(exc, self.name)}"
-            ) from exc
-        return record
-
-    def describe(self) -> str:
-        """A short human form of the schema.
-
-        For example ``Reading (pydantic model app.Reading)`` or ``record Reading (Avro schema)``.
-        """
-        model = self.model
-        if model is not None:
-            return f"{model.__name__} (pydantic model {model.__module__}.{model.__qualname__})"
-        if self._kind in _NAMED_KINDS:
-            return f"{self._kind} {self.name} (Avro schema)"
-        return f"{self.name} (Avro schema)"
-
-    def __repr__(self) -> str:
-        return f"<Schema {self.describe()}>"
-
-
-_MODEL_SCHEMAS: dict[type[BaseModel], Schema] = {}
-
-
-def _model_schema(model: type[BaseModel]) -> Schema:
-    found = _MODEL_SCHEMAS.get(model)
-    if found is None:
-        derived = _derive(model)
-        parsed = _parse(derived.avro, f"the schema derived from {model.__name__}")
-        found = Schema(
-            model=model,
-            avro=derived.avro,
-            parsed=parsed,
-            to=derived.to,
-            frm=derived.frm,
-            named_unions=derived.named_unions,
-        )
-        _MODEL_SCHEMAS[model] = found
-    return found
+    return derive(model).avro
