@@ -11,6 +11,9 @@ from importlib.metadata import PackageNotFoundError, version
 from streamlets.errors import (
     CodecError,
     ConfigError,
+    DecodeError,
+    EncodeError,
+    RecordValidationError,
     SchemaError,
     StreamletDefinitionError,
     StreamletsError,
@@ -27,10 +30,13 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "CodecError",
     "ConfigError",
+    "DecodeError",
+    "EncodeError",
     "FromConfig",
     "Inlet",
     "NoConfig",
     "Outlet",
+    "RecordValidationError",
     "Rejected",
     "Routed",
     "SchemaError",

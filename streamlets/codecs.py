@@ -25,8 +25,14 @@ resolution rules, the JSON codec validates against the reader.
     unknown fields are dropped, and timestamps may also be given as epoch integers in the
     unit of their logical type.
 
-Every failure raises :class:`~streamlets.errors.CodecError` naming the schema (and, where
-known, the field), with the underlying exception chained.
+Every failure raises a :class:`~streamlets.errors.CodecError` naming the schema (and,
+where known, the field), with the underlying exception chained, and of the type that says
+what failed: :class:`~streamlets.errors.DecodeError` for bytes that are not a record of
+the writer's schema (not JSON, not Avro of that schema, truncated),
+:class:`~streamlets.errors.RecordValidationError` for a record that decoded but does not
+fit the reader's model or schema (for Avro also one that Avro schema resolution cannot
+turn into the reader's schema, such as an enum symbol the reader does not know), and
+:class:`~streamlets.errors.EncodeError` for a record that cannot be encoded.
 """
 
 from __future__ import annotations
@@ -44,9 +50,16 @@ from io import BytesIO
 from typing import Any, Protocol, runtime_checkable
 
 from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
 from pydantic import BaseModel, ValidationError
 
-from streamlets.errors import CodecError, SchemaError
+from streamlets.errors import (
+    CodecError,
+    DecodeError,
+    EncodeError,
+    RecordValidationError,
+    SchemaError,
+)
 from streamlets.schema import Schema, describe_validation_error
 
 __all__ = ["CODEC_NAMES", "AvroCodec", "Codec", "JsonCodec", "codec_for", "named_types"]
@@ -64,11 +77,16 @@ class Codec(Protocol):
     name: str
 
     def encode(self, record: Any) -> bytes:
-        """The bytes of ``record``; :class:`~streamlets.errors.CodecError` when it does not fit."""
+        """The bytes of ``record``; :class:`~streamlets.errors.EncodeError` when it does not fit."""
         ...
 
     def decode(self, data: bytes) -> Any:
-        """The record in ``data``; :class:`~streamlets.errors.CodecError` when it is not one."""
+        """The record in ``data``.
+
+        Raises :class:`~streamlets.errors.DecodeError` when the bytes are not a record and
+        :class:`~streamlets.errors.RecordValidationError` when the record does not fit the
+        reader's schema.
+        """
         ...
 
 
@@ -131,7 +149,7 @@ class AvroCodec:
         if self.writer.model is None and isinstance(record, BaseModel):
             # A model instance on an Avro-dict port: write the dict of its fields.
             return self.encode(record.model_dump(by_alias=True))
-        raise CodecError(
+        raise EncodeError(
             f"cannot encode {type(record).__name__} as {self.writer.describe()}: {_reason(exc)}"
         ) from exc
 
@@ -140,20 +158,25 @@ class AvroCodec:
         fo = BytesIO(data)
         try:
             datum = self._read(fo, self._write_schema, self._read_schema)
+        except SchemaResolutionError as exc:
+            # Read as the writer wrote it, but it has no form in the reader's schema.
+            raise self._decode_error(RecordValidationError, exc) from exc
         except Exception as exc:
-            raise self._decode_error(exc) from exc
+            raise self._decode_error(DecodeError, exc) from exc
         if fo.tell() != len(data):
             left = len(data) - fo.tell()
-            raise self._decode_error(None, f"{left} bytes left over after the record")
+            raise self._decode_error(DecodeError, None, f"{left} bytes left over after the record")
         frm = self._from
         if frm is None:
             return datum
         try:
             return frm(datum)
         except Exception as exc:
-            raise self._decode_error(exc) from exc
+            raise self._decode_error(RecordValidationError, exc) from exc
 
-    def _decode_error(self, exc: Exception | None, reason: str = "") -> CodecError:
+    def _decode_error(
+        self, kind: type[CodecError], exc: Exception | None, reason: str = ""
+    ) -> CodecError:
         target = self.reader.describe()
         if self._read_schema is not None:
             target += f" (written as {self.writer.describe()})"
@@ -161,7 +184,7 @@ class AvroCodec:
             reason = "the data ends too early (truncated, or not written with this schema)"
         elif exc is not None:
             reason = _reason(exc)
-        return CodecError(f"cannot decode Avro bytes as {target}: {reason}")
+        return kind(f"cannot decode Avro bytes as {target}: {reason}")
 
     def __repr__(self) -> str:
         return f"<AvroCodec {self.writer.name} -> {self.reader.name}>"
@@ -201,9 +224,9 @@ class JsonCodec:
             text = json.dumps(record, default=_json_default, ensure_ascii=False, allow_nan=False)
             return text.encode()
         except SchemaError as exc:
-            raise CodecError(f"cannot encode as JSON: {exc}") from exc
+            raise EncodeError(f"cannot encode as JSON: {exc}") from exc
         except Exception as exc:
-            raise CodecError(
+            raise EncodeError(
                 f"cannot encode {type(record).__name__} as JSON for {writer.describe()}: "
                 f"{_reason(exc)}"
             ) from exc
@@ -211,25 +234,51 @@ class JsonCodec:
     def decode(self, data: bytes) -> Any:
         """The record in JSON ``data``, validated against the reader schema."""
         reader = self.reader
-        try:
-            model = reader.model
-            if model is not None:
+        model = reader.model
+        if model is not None:
+            try:
                 return model.model_validate_json(data)
+            except Exception as exc:
+                # pydantic parses and validates in one call; its error says which failed.
+                kind = DecodeError if _is_not_json(exc) else RecordValidationError
+                raise self._decode_error(kind, exc) from exc
+        try:
             value = json.loads(data)
+        except Exception as exc:
+            raise self._decode_error(DecodeError, exc) from exc
+        try:
             if self._json_in is not None:
                 value = self._json_in(value)
             return reader.validate(value)
-        except SchemaError as exc:
-            raise CodecError(f"cannot decode JSON: {exc}") from exc
         except Exception as exc:
-            if isinstance(exc, ValueError) and not isinstance(exc, ValidationError):
-                reason = f"invalid JSON or value: {exc}"
-            else:
-                reason = _reason(exc)
-            raise CodecError(f"cannot decode JSON as {reader.describe()}: {reason}") from exc
+            raise self._decode_error(RecordValidationError, exc) from exc
+
+    def _decode_error(self, kind: type[CodecError], exc: Exception) -> CodecError:
+        if isinstance(exc, SchemaError):
+            return kind(f"cannot decode JSON: {exc}")
+        if isinstance(exc, ValueError) and not isinstance(exc, ValidationError):
+            reason = f"invalid JSON or value: {exc}"
+        else:
+            reason = _reason(exc)
+        return kind(f"cannot decode JSON as {self.reader.describe()}: {reason}")
 
     def __repr__(self) -> str:
         return f"<JsonCodec {self.writer.name} -> {self.reader.name}>"
+
+
+#: pydantic's error types for input that is not JSON (as opposed to JSON that does not fit).
+_NOT_JSON = frozenset({"json_invalid", "json_type"})
+
+
+def _is_not_json(exc: Exception) -> bool:
+    """Whether ``model_validate_json`` failed on the JSON itself rather than on the record.
+
+    Anything else it raises (a ValidationError about fields, or what a model's own
+    validator raised) is about the record that the JSON holds.
+    """
+    return isinstance(exc, ValidationError) and any(
+        e["type"] in _NOT_JSON for e in exc.errors(include_url=False)
+    )
 
 
 def _json_default(o: Any) -> Any:

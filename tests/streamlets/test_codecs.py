@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streamlets.codecs import CODEC_NAMES, AvroCodec, Codec, JsonCodec, codec_for
-from streamlets.errors import CodecError, StreamletsError
+from streamlets.errors import (
+    CodecError,
+    DecodeError,
+    EncodeError,
+    RecordValidationError,
+    StreamletsError,
+)
 from streamlets.schema import Schema
 
 
@@ -298,10 +304,10 @@ def test_avro_renamed_model_reads_old_name_through_alias() -> None:
     assert back == Measurement(sensor_id="s1", temperature=21.5)
 
 
-def test_avro_incompatible_reader_is_a_codec_error() -> None:
+def test_avro_incompatible_reader_is_a_validation_error() -> None:
     data = AvroCodec(Schema.of(Reading)).encode(reading())
     codec = AvroCodec(Schema.of(Reading), Schema.of(NeedsUnit))
-    with pytest.raises(CodecError, match=r"NeedsUnit .*written as Reading") as info:
+    with pytest.raises(RecordValidationError, match=r"NeedsUnit .*written as Reading") as info:
         codec.decode(data)
     assert info.value.__cause__ is not None
 
@@ -315,20 +321,27 @@ def test_json_decodes_with_the_reader_schema() -> None:
 # --------------------------------------------------------------------- errors
 
 
+def test_decode_validation_and_encode_errors_are_distinct_codec_errors() -> None:
+    kinds = (DecodeError, RecordValidationError, EncodeError)
+    for kind in kinds:
+        assert issubclass(kind, CodecError) and issubclass(kind, StreamletsError)
+        assert [other for other in kinds if issubclass(kind, other)] == [kind]
+
+
 @pytest.mark.parametrize("cut", [1, 5, 20])
 def test_avro_truncated_bytes(cut: int) -> None:
     codec = AvroCodec(Schema.of(Reading))
     data = codec.encode(reading())
-    with pytest.raises(CodecError, match=r"cannot decode Avro bytes as Reading") as info:
+    with pytest.raises(DecodeError, match=r"cannot decode Avro bytes as Reading") as info:
         codec.decode(data[:-cut])
     assert info.value.__cause__ is not None
 
 
 def test_avro_garbage_bytes() -> None:
     codec = AvroCodec(Schema.of(READING_AVRO))
-    with pytest.raises(CodecError, match=r"record Reading \(Avro schema\)"):
+    with pytest.raises(DecodeError, match=r"record Reading \(Avro schema\)"):
         codec.decode(b"\xff\xfe\xfd garbage \x00\x01" * 3)
-    with pytest.raises(CodecError):
+    with pytest.raises(DecodeError):
         codec.decode(b"")
 
 
@@ -336,7 +349,7 @@ def test_avro_trailing_bytes_are_an_error() -> None:
     codec = AvroCodec(Schema.of("long"))
     data = codec.encode(300)
     assert codec.decode(data) == 300
-    with pytest.raises(CodecError, match="2 bytes left over"):
+    with pytest.raises(DecodeError, match="2 bytes left over"):
         codec.decode(data + b"\x00\x00")
 
 
@@ -348,9 +361,46 @@ def test_avro_data_that_fails_model_validation() -> None:
         {"type": "record", "name": "Bounded", "fields": [{"name": "level", "type": "long"}]}
     )
     data = AvroCodec(writer).encode({"level": 11})
-    with pytest.raises(CodecError, match=r"field 'level'") as info:
+    with pytest.raises(RecordValidationError, match=r"field 'level'") as info:
         AvroCodec(writer, Schema.of(Bounded)).decode(data)
     assert isinstance(info.value.__cause__, ValidationError)
+
+
+def test_avro_enum_symbol_the_reader_does_not_know_is_a_validation_error() -> None:
+    def level(*symbols: str) -> Schema:
+        enum = {"type": "enum", "name": "Level", "symbols": list(symbols)}
+        return Schema.of({"type": "record", "name": "R", "fields": [{"name": "l", "type": enum}]})
+
+    writer, reader = level("low", "high", "extreme"), level("low", "high")
+    codec = AvroCodec(writer, reader)
+    assert codec.decode(AvroCodec(writer).encode({"l": "high"})) == {"l": "high"}
+    with pytest.raises(RecordValidationError, match="extreme"):
+        codec.decode(AvroCodec(writer).encode({"l": "extreme"}))
+
+
+class ValidReading(BaseModel):
+    """A model whose name holds "Valid": its decode errors are decode errors all the same."""
+
+    sensor_id: str
+    level: int = Field(le=10)
+
+
+READING_LEVEL: dict[str, Any] = {
+    "type": "record",
+    "name": "ValidReading",
+    "fields": [{"name": "sensor_id", "type": "string"}, {"name": "level", "type": "long"}],
+}
+
+
+@pytest.mark.parametrize("name", CODEC_NAMES)
+def test_garbage_for_a_model_named_valid_is_a_decode_error(name: str) -> None:
+    codec = codec_for(name, Schema.of(ValidReading))
+    with pytest.raises(DecodeError, match="ValidReading"):
+        codec.decode(b"\xff\xfe\xfd garbage")
+    with pytest.raises(RecordValidationError, match=r"field 'level'"):
+        codec.decode(
+            codec_for(name, Schema.of(READING_LEVEL)).encode({"sensor_id": "s", "level": 11})
+        )
 
 
 @pytest.mark.parametrize(
@@ -366,7 +416,7 @@ def test_avro_data_that_fails_model_validation() -> None:
 def test_avro_dict_record_that_does_not_fit(record: Any) -> None:
     codec = AvroCodec(Schema.of(READING_AVRO))
     with pytest.raises(
-        CodecError, match=r"cannot encode .* as record Reading \(Avro schema\)"
+        EncodeError, match=r"cannot encode .* as record Reading \(Avro schema\)"
     ) as info:
         codec.encode(record)
     assert info.value.__cause__ is not None
@@ -375,7 +425,7 @@ def test_avro_dict_record_that_does_not_fit(record: Any) -> None:
 
 def test_avro_model_codec_rejects_another_model() -> None:
     codec = AvroCodec(Schema.of(Reading))
-    with pytest.raises(CodecError, match=r"cannot encode Location as Reading.*expected a Reading"):
+    with pytest.raises(EncodeError, match=r"cannot encode Location as Reading.*expected a Reading"):
         codec.encode(Location(lat=1, lon=2))
 
 
@@ -384,7 +434,7 @@ def test_avro_model_codec_validates_dicts() -> None:
     assert codec.decode(codec.encode({"sensor_id": "s", "temperature": 1})) == Reading(
         sensor_id="s", temperature=1.0
     )
-    with pytest.raises(CodecError, match="field 'temperature'"):
+    with pytest.raises(EncodeError, match="field 'temperature'"):
         codec.encode({"sensor_id": "s", "temperature": "hot"})
 
 
@@ -395,41 +445,43 @@ def test_avro_model_on_dict_port_is_written_as_its_fields() -> None:
 
 def test_json_model_errors_name_the_field() -> None:
     codec = JsonCodec(Schema.of(Reading))
-    with pytest.raises(CodecError, match=r"Reading .*field 'temperature'") as info:
+    with pytest.raises(RecordValidationError, match=r"Reading .*field 'temperature'") as info:
         codec.decode(b'{"sensor_id": "s", "temperature": "hot"}')
     assert isinstance(info.value.__cause__, ValidationError)
-    with pytest.raises(CodecError, match=r"field 'location.lat'"):
+    with pytest.raises(RecordValidationError, match=r"field 'location.lat'"):
         codec.decode(b'{"sensor_id": "s", "temperature": 1, "location": {"lon": 1}}')
-    with pytest.raises(CodecError, match=r"field 'sensor_id': Field required"):
+    with pytest.raises(RecordValidationError, match=r"field 'sensor_id': Field required"):
         codec.decode(b'{"temperature": 1}')
+    with pytest.raises(RecordValidationError, match="Input should be an object"):
+        codec.decode(b'"a string is JSON too"')
 
 
 def test_json_dict_errors_name_the_field() -> None:
     codec = JsonCodec(Schema.of(READING_AVRO))
-    with pytest.raises(CodecError, match=r"field 'temperature' is 'hot'"):
+    with pytest.raises(RecordValidationError, match=r"field 'temperature' is 'hot'"):
         codec.decode(b'{"sensor_id": "s", "temperature": "hot"}')
-    with pytest.raises(CodecError, match=r"field 'sensor_id'"):
+    with pytest.raises(RecordValidationError, match=r"field 'sensor_id'"):
         codec.decode(b'{"temperature": 1}')
-    with pytest.raises(CodecError, match=r"field 'temperature'"):
+    with pytest.raises(EncodeError, match=r"field 'temperature'"):
         codec.encode({"sensor_id": "s", "temperature": "hot"})
 
 
 @pytest.mark.parametrize("data", [b"", b"{not json", b"\xff\xfe", b'{"sensor_id": "s"'])
 @pytest.mark.parametrize("schema", [Reading, READING_AVRO], ids=["model", "dict"])
 def test_json_garbage(data: bytes, schema: Any) -> None:
-    with pytest.raises(CodecError, match="cannot decode JSON") as info:
+    with pytest.raises(DecodeError, match="cannot decode JSON") as info:
         JsonCodec(Schema.of(schema)).decode(data)
     assert info.value.__cause__ is not None
 
 
 def test_json_bad_base64_for_bytes() -> None:
     codec = JsonCodec(Schema.of(READING_AVRO))
-    with pytest.raises(CodecError):
+    with pytest.raises(RecordValidationError, match="not base64"):
         codec.decode(b'{"sensor_id": "s", "temperature": 1, "raw": "not base64!"}')
 
 
 def test_json_model_codec_rejects_another_model() -> None:
-    with pytest.raises(CodecError, match="expected a Reading"):
+    with pytest.raises(EncodeError, match="expected a Reading"):
         JsonCodec(Schema.of(Reading)).encode(Location(lat=1, lon=2))
 
 
