@@ -26,7 +26,7 @@ from runner.runtime.errors import StreamletFailed
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.stats import StreamletStats
 from streamlets.codecs import Codec, codec_for
-from streamlets.errors import CodecError, StreamletsError
+from streamlets.errors import CodecError, RecordValidationError, StreamletsError
 from streamlets.ports import Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
@@ -129,9 +129,9 @@ def _repr_message(item: Any) -> Message:
     return Message(repr(item).encode("utf-8", "replace"))
 
 
-def _decode_stage(exc: BaseException) -> str:
-    """``validate`` when a record decoded but did not fit its model, else ``decode``."""
-    return "validate" if "valid" in str(exc).lower() else "decode"
+def _decode_stage(exc: CodecError) -> str:
+    """``validate`` when a record decoded but did not fit its schema, else ``decode``."""
+    return "validate" if isinstance(exc, RecordValidationError) else "decode"
 
 
 def _is_record(value: Any) -> bool:
