@@ -21,6 +21,7 @@ __all__ = [
     "fullname",
     "interned",
     "is_fullname",
+    "named_types",
     "parse",
 ]
 
@@ -163,3 +164,26 @@ def interned(value: Any) -> Any:
     if isinstance(value, dict):
         return {sys.intern(k): interned(v) for k, v in value.items()}
     return value
+
+
+def named_types(schema: Any) -> dict[str, Any]:
+    """The named types (records, errors, enums, fixed) defined in an Avro schema, by name
+    (full names in fastavro's parsed form, where references use them too)."""
+    named: dict[str, Any] = {}
+
+    def collect(schema: Any) -> None:
+        if isinstance(schema, list):
+            for s in schema:
+                collect(s)
+        elif isinstance(schema, dict):
+            kind = schema.get("type")
+            if kind in ("record", "error", "enum", "fixed") and "name" in schema:
+                named[schema["name"]] = schema
+            for key in ("type", "items", "values"):
+                if isinstance(schema.get(key), list | dict):
+                    collect(schema[key])
+            for f in schema.get("fields", ()):
+                collect(f["type"])
+
+    collect(schema)
+    return named

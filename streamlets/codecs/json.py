@@ -1,39 +1,4 @@
-"""Topic codecs: how records cross a topic as bytes.
-
-A topic's codec is ``avro`` (the default) or ``json``. :func:`codec_for` builds one for a
-writer schema (what producers write) and, when decoding, a reader schema (what the
-consumer's inlet expects); the Avro codec resolves writer -> reader by Avro's schema
-resolution rules, the JSON codec validates against the reader.
-
-``avro``
-    Avro binary, schemaless (no header, no fingerprint: the runner carries the writer's
-    schema fingerprint in a message header). Records go through
-    :meth:`~streamlets.schema.Schema.to_datum` / :meth:`~streamlets.schema.Schema.from_datum`,
-    converters compiled once per schema, so a record of an Avro-dict schema costs one
-    fastavro call each way.
-
-``json``
-    UTF-8 JSON in its natural form, the same JSON pydantic writes: records are objects
-    keyed by Avro field name, unions are the bare value, enums their symbol, datetimes,
-    dates and times ISO 8601 strings, UUIDs and Decimals strings. A pydantic model is
-    written with ``model_dump_json(by_alias=True)`` and read with ``model_validate_json``,
-    so its own JSON settings apply. For Avro-dict schemas, ``bytes`` (and ``fixed``) are
-    **base64** strings; a model with ``bytes`` fields that shares a topic with Avro-dict
-    ports should set ``ser_json_bytes="base64"`` and ``val_json_bytes="base64"`` in its
-    ``model_config`` (pydantic's default is UTF-8 text, which cannot hold arbitrary bytes).
-    When decoding for an Avro-dict schema, a missing field takes the reader's default,
-    unknown fields are dropped, and timestamps may also be given as epoch integers in the
-    unit of their logical type.
-
-Every failure raises a :class:`~streamlets.errors.CodecError` naming the schema (and,
-where known, the field), with the underlying exception chained, and of the type that says
-what failed: :class:`~streamlets.errors.DecodeError` for bytes that are not a record of
-the writer's schema (not JSON, not Avro of that schema, truncated),
-:class:`~streamlets.errors.RecordValidationError` for a record that decoded but does not
-fit the reader's model or schema (for Avro also one that Avro schema resolution cannot
-turn into the reader's schema, such as an enum symbol the reader does not know), and
-:class:`~streamlets.errors.EncodeError` for a record that cannot be encoded.
-"""
+"""The ``json`` codec: UTF-8 JSON in its natural form, validated against the reader's schema."""
 
 from __future__ import annotations
 
@@ -45,14 +10,11 @@ import enum
 import json
 import uuid
 from collections.abc import Callable, Mapping
-from functools import partial
-from io import BytesIO
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from fastavro import schemaless_reader, schemaless_writer
-from fastavro.read import SchemaResolutionError
 from pydantic import BaseModel, ValidationError
 
+from streamlets.codecs.base import error_reason
 from streamlets.errors import (
     CodecError,
     DecodeError,
@@ -60,134 +22,12 @@ from streamlets.errors import (
     RecordValidationError,
     SchemaError,
 )
-from streamlets.schema import Schema, describe_validation_error
+from streamlets.schema import Schema
+from streamlets.schema.avro import named_types
 
-__all__ = ["CODEC_NAMES", "AvroCodec", "Codec", "JsonCodec", "codec_for", "named_types"]
-
-CODEC_NAMES: tuple[str, ...] = ("avro", "json")
-"""The names a blueprint's ``codec:`` accepts; the first is the default."""
+__all__ = ["JsonCodec"]
 
 Conv = Callable[[Any], Any]
-
-
-@runtime_checkable
-class Codec(Protocol):
-    """Turns the records of one schema into bytes and back."""
-
-    name: str
-
-    def encode(self, record: Any) -> bytes:
-        """The bytes of ``record``; :class:`~streamlets.errors.EncodeError` when it does not fit."""
-        ...
-
-    def decode(self, data: bytes) -> Any:
-        """The record in ``data``.
-
-        Raises :class:`~streamlets.errors.DecodeError` when the bytes are not a record and
-        :class:`~streamlets.errors.RecordValidationError` when the record does not fit the
-        reader's schema.
-        """
-        ...
-
-
-def codec_for(name: str, writer: Schema, reader: Schema | None = None) -> Codec:
-    """The codec ``name`` for records written with ``writer`` and read as ``reader``.
-
-    ``reader`` defaults to ``writer``. An unknown name raises
-    :class:`~streamlets.errors.CodecError` listing :data:`CODEC_NAMES`.
-    """
-    if name == "avro":
-        return AvroCodec(writer, reader)
-    if name == "json":
-        return JsonCodec(writer, reader)
-    raise CodecError(f"unknown codec {name!r}; use one of: {', '.join(CODEC_NAMES)}")
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ValidationError):
-        return describe_validation_error(exc)
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class AvroCodec:
-    """Schemaless Avro binary with fastavro; resolves writer -> reader schema when they differ.
-
-    Thread-safe: no buffer is shared between calls. fastavro does not check every value
-    against the schema when writing (a float written to a ``long`` is truncated); ports
-    validate records with :meth:`~streamlets.schema.Schema.validate` before they get here.
-    """
-
-    name = "avro"
-    __slots__ = ("_from", "_read", "_read_schema", "_to", "_write_schema", "reader", "writer")
-
-    def __init__(self, writer: Schema, reader: Schema | None = None) -> None:
-        self.writer = writer
-        self.reader = writer if reader is None else reader
-        self._write_schema = writer.parsed
-        same = self.reader is writer or self.reader.avro == writer.avro
-        # fastavro compares writer and reader schemas on every call; pass None when equal.
-        self._read_schema = None if same else self.reader.parsed
-        self._to = writer._to
-        self._from = self.reader._from
-        read: Callable[..., Any] = schemaless_reader
-        if self.reader.named_unions:
-            read = partial(schemaless_reader, return_named_type=True)
-        self._read = read
-
-    def encode(self, record: Any) -> bytes:
-        """Avro binary of ``record`` (a model instance, a dict of its fields, or a datum)."""
-        to = self._to
-        fo = BytesIO()
-        try:
-            schemaless_writer(fo, self._write_schema, record if to is None else to(record))
-        except Exception as exc:
-            return self._encode_other(record, exc)
-        return fo.getvalue()
-
-    def _encode_other(self, record: Any, exc: Exception) -> bytes:
-        if self.writer.model is None and isinstance(record, BaseModel):
-            # A model instance on an Avro-dict port: write the dict of its fields.
-            return self.encode(record.model_dump(by_alias=True))
-        raise EncodeError(
-            f"cannot encode {type(record).__name__} as {self.writer.describe()}: {_reason(exc)}"
-        ) from exc
-
-    def decode(self, data: bytes) -> Any:
-        """The record in Avro binary ``data`` (resolved to the reader schema, validated)."""
-        fo = BytesIO(data)
-        try:
-            datum = self._read(fo, self._write_schema, self._read_schema)
-        except SchemaResolutionError as exc:
-            # Read as the writer wrote it, but it has no form in the reader's schema.
-            raise self._decode_error(RecordValidationError, exc) from exc
-        except Exception as exc:
-            raise self._decode_error(DecodeError, exc) from exc
-        if fo.tell() != len(data):
-            left = len(data) - fo.tell()
-            raise self._decode_error(DecodeError, None, f"{left} bytes left over after the record")
-        frm = self._from
-        if frm is None:
-            return datum
-        try:
-            return frm(datum)
-        except Exception as exc:
-            raise self._decode_error(RecordValidationError, exc) from exc
-
-    def _decode_error(
-        self, kind: type[CodecError], exc: Exception | None, reason: str = ""
-    ) -> CodecError:
-        target = self.reader.describe()
-        if self._read_schema is not None:
-            target += f" (written as {self.writer.describe()})"
-        if isinstance(exc, EOFError):
-            reason = "the data ends too early (truncated, or not written with this schema)"
-        elif exc is not None:
-            reason = _reason(exc)
-        return kind(f"cannot decode Avro bytes as {target}: {reason}")
-
-    def __repr__(self) -> str:
-        return f"<AvroCodec {self.writer.name} -> {self.reader.name}>"
 
 
 class JsonCodec:
@@ -228,7 +68,7 @@ class JsonCodec:
         except Exception as exc:
             raise EncodeError(
                 f"cannot encode {type(record).__name__} as JSON for {writer.describe()}: "
-                f"{_reason(exc)}"
+                f"{error_reason(exc)}"
             ) from exc
 
     def decode(self, data: bytes) -> Any:
@@ -259,7 +99,7 @@ class JsonCodec:
         if isinstance(exc, ValueError) and not isinstance(exc, ValidationError):
             reason = f"invalid JSON or value: {exc}"
         else:
-            reason = _reason(exc)
+            reason = error_reason(exc)
         return kind(f"cannot decode JSON as {self.reader.describe()}: {reason}")
 
     def __repr__(self) -> str:
@@ -404,29 +244,6 @@ _LOGICAL: dict[str, Conv] = {
     "uuid": _uuid,
     "decimal": _decimal,
 }
-
-
-def named_types(schema: Any) -> dict[str, Any]:
-    """The named types (records, errors, enums, fixed) defined in an Avro schema, by name
-    (full names in fastavro's parsed form, where references use them too)."""
-    named: dict[str, Any] = {}
-
-    def collect(schema: Any) -> None:
-        if isinstance(schema, list):
-            for s in schema:
-                collect(s)
-        elif isinstance(schema, dict):
-            kind = schema.get("type")
-            if kind in ("record", "error", "enum", "fixed") and "name" in schema:
-                named[schema["name"]] = schema
-            for key in ("type", "items", "values"):
-                if isinstance(schema.get(key), list | dict):
-                    collect(schema[key])
-            for f in schema.get("fields", ()):
-                collect(f["type"])
-
-    collect(schema)
-    return named
 
 
 class _JsonReader:

@@ -1,0 +1,99 @@
+"""The ``avro`` codec: schemaless Avro binary, resolved from the writer's to the reader's schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from io import BytesIO
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from pydantic import BaseModel
+
+from streamlets.codecs.base import error_reason
+from streamlets.errors import CodecError, DecodeError, EncodeError, RecordValidationError
+from streamlets.schema import Schema
+
+__all__ = ["AvroCodec"]
+
+
+class AvroCodec:
+    """Schemaless Avro binary with fastavro; resolves writer -> reader schema when they differ.
+
+    Thread-safe: no buffer is shared between calls. fastavro does not check every value
+    against the schema when writing (a float written to a ``long`` is truncated); ports
+    validate records with :meth:`~streamlets.schema.Schema.validate` before they get here.
+    """
+
+    name = "avro"
+    __slots__ = ("_from", "_read", "_read_schema", "_to", "_write_schema", "reader", "writer")
+
+    def __init__(self, writer: Schema, reader: Schema | None = None) -> None:
+        self.writer = writer
+        self.reader = writer if reader is None else reader
+        self._write_schema = writer.parsed
+        same = self.reader is writer or self.reader.avro == writer.avro
+        # fastavro compares writer and reader schemas on every call; pass None when equal.
+        self._read_schema = None if same else self.reader.parsed
+        self._to = writer._to
+        self._from = self.reader._from
+        read: Callable[..., Any] = schemaless_reader
+        if self.reader.named_unions:
+            read = partial(schemaless_reader, return_named_type=True)
+        self._read = read
+
+    def encode(self, record: Any) -> bytes:
+        """Avro binary of ``record`` (a model instance, a dict of its fields, or a datum)."""
+        to = self._to
+        fo = BytesIO()
+        try:
+            schemaless_writer(fo, self._write_schema, record if to is None else to(record))
+        except Exception as exc:
+            return self._encode_other(record, exc)
+        return fo.getvalue()
+
+    def _encode_other(self, record: Any, exc: Exception) -> bytes:
+        if self.writer.model is None and isinstance(record, BaseModel):
+            # A model instance on an Avro-dict port: write the dict of its fields.
+            return self.encode(record.model_dump(by_alias=True))
+        raise EncodeError(
+            f"cannot encode {type(record).__name__} as {self.writer.describe()}: "
+            f"{error_reason(exc)}"
+        ) from exc
+
+    def decode(self, data: bytes) -> Any:
+        """The record in Avro binary ``data`` (resolved to the reader schema, validated)."""
+        fo = BytesIO(data)
+        try:
+            datum = self._read(fo, self._write_schema, self._read_schema)
+        except SchemaResolutionError as exc:
+            # Read as the writer wrote it, but it has no form in the reader's schema.
+            raise self._decode_error(RecordValidationError, exc) from exc
+        except Exception as exc:
+            raise self._decode_error(DecodeError, exc) from exc
+        if fo.tell() != len(data):
+            left = len(data) - fo.tell()
+            raise self._decode_error(DecodeError, None, f"{left} bytes left over after the record")
+        frm = self._from
+        if frm is None:
+            return datum
+        try:
+            return frm(datum)
+        except Exception as exc:
+            raise self._decode_error(RecordValidationError, exc) from exc
+
+    def _decode_error(
+        self, kind: type[CodecError], exc: Exception | None, reason: str = ""
+    ) -> CodecError:
+        target = self.reader.describe()
+        if self._read_schema is not None:
+            target += f" (written as {self.writer.describe()})"
+        if isinstance(exc, EOFError):
+            reason = "the data ends too early (truncated, or not written with this schema)"
+        elif exc is not None:
+            reason = error_reason(exc)
+        return kind(f"cannot decode Avro bytes as {target}: {reason}")
+
+    def __repr__(self) -> str:
+        return f"<AvroCodec {self.writer.name} -> {self.reader.name}>"
