@@ -5,8 +5,9 @@ records of ~80 bytes over 3 partitions by default), each in its own process and 
 consumer group, with the same delivery discipline (outputs flushed before input offsets
 are committed, about once a second). Ours runs one passthrough streamlet through the full
 execution core: Avro decode -> process -> output, where a record passed on unchanged goes
-out as its input bytes (runner/passthrough.py). A second row runs a streamlet that returns
-a new record, so that every output is Avro-encoded too. The bare loop copies bytes.
+out as its input bytes (streamlets/codecs/passthrough.py). A second row runs a streamlet
+that returns a new record, so that every output is Avro-encoded too. The bare loop copies
+bytes.
 Times count from the first record consumed to the last output acknowledged and committed
 (so the consumer-group join is left out). Prints msg/s, CPU microseconds per message and
 the ratios; quixstreams (bytes in, bytes out, like the bare loop) joins the table when
@@ -106,8 +107,7 @@ def _fill(bootstrap: str, records: int) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from runner.runtime.executor import SCHEMA_HEADER, schema_fingerprint
-    from streamlets.codecs import AvroCodec
+    from streamlets.codecs import SCHEMA_HEADER, AvroCodec, schema_fingerprint
     from streamlets.schema import Schema
 
     admin = AdminClient({"bootstrap.servers": bootstrap})

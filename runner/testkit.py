@@ -38,10 +38,9 @@ from blueprint import (
     verify,
 )
 from runner.local import LocalRunner
-from runner.runtime.executor import SCHEMA_HEADER, schema_fingerprint
 from runner.runtime.messages import DeadLetter, Message
 from runner.runtime.stats import StreamletStats
-from streamlets.codecs import codec_for
+from streamlets.codecs import SCHEMA_HEADER, codec_for, schema_fingerprint
 from streamlets.errors import StreamletsError
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.kafka.settings import KafkaSettings
-from runner.runtime.executor import SCHEMA_HEADER
+from streamlets.codecs import SCHEMA_HEADER
 from streamlets.errors import StreamletsError
 
 __all__ = [

@@ -17,28 +17,23 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
-import fastavro.schema
 from pydantic import BaseModel
 
 from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
-from runner.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.stats import StreamletStats
-from streamlets.codecs import Codec, codec_for
+from streamlets.codecs import SCHEMA_HEADER, Codec, codec_for, schema_fingerprint
+from streamlets.codecs.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
 from streamlets.errors import CodecError, RecordValidationError, StreamletsError
 from streamlets.ports import Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
-__all__ = ["SCHEMA_HEADER", "Executor", "schema_fingerprint"]
+__all__ = ["Executor"]
 
 log = logging.getLogger("streamlets.runner")
-
-#: Header naming the fingerprint of the Avro schema a record was written with, so that a
-#: consumer can resolve records of several producers (with different, compatible schemas).
-SCHEMA_HEADER = "streamlets.schema"
 
 #: How many ``async def process`` calls of one streamlet instance run at once by default.
 DEFAULT_CONCURRENCY = 16
@@ -50,20 +45,6 @@ class _SourceInputError(StreamletsError):
     def __init__(self, message: str, cause: BaseException) -> None:
         super().__init__(message)
         self.__cause__ = cause
-
-
-_FINGERPRINTS: dict[int, str] = {}
-
-
-def schema_fingerprint(schema: Schema) -> str:
-    """The CRC-64-AVRO fingerprint (hex) of the schema's parsing canonical form."""
-    key = id(schema)
-    found = _FINGERPRINTS.get(key)
-    if found is None:
-        canonical = fastavro.schema.to_parsing_canonical_form(schema.parsed)
-        found = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
-        _FINGERPRINTS[key] = found
-    return found
 
 
 class _Decoder:
@@ -198,7 +179,7 @@ class Executor:
         )
 
         # Inlets whose bytes are Avro of the only outlet's schema: a record passed on
-        # unchanged goes out as its input bytes (see runner/passthrough.py).
+        # unchanged goes out as its input bytes (see streamlets/codecs/passthrough.py).
         self._passthrough: dict[str, UnchangedCheck] = {}
         self._gate = PassthroughGate()
         if self._fast is not None and self._fast[1].name == "avro" and only is not None:

@@ -33,6 +33,10 @@ the writer's schema (not JSON, not Avro of that schema, truncated),
 fit the reader's model or schema (for Avro also one that Avro schema resolution cannot
 turn into the reader's schema, such as an enum symbol the reader does not know), and
 :class:`~streamlets.errors.EncodeError` for a record that cannot be encoded.
+
+Next to the codecs is the rest of the wire format: :data:`SCHEMA_HEADER` and
+:func:`schema_fingerprint` (``wire``), and the check that lets an unchanged Avro record go
+out as its input bytes (``passthrough``).
 """
 
 from __future__ import annotations
@@ -41,13 +45,16 @@ from streamlets.codecs.avro import AvroCodec
 from streamlets.codecs.base import Codec
 from streamlets.codecs.by_name import CODEC_NAMES, codec_for
 from streamlets.codecs.json import JsonCodec
+from streamlets.codecs.wire import SCHEMA_HEADER, schema_fingerprint
 from streamlets.schema.avro import named_types
 
 __all__ = [
     "CODEC_NAMES",
+    "SCHEMA_HEADER",
     "AvroCodec",
     "Codec",
     "JsonCodec",
     "codec_for",
     "named_types",
+    "schema_fingerprint",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streamlets.codecs import named_types
+from streamlets.schema.avro import named_types
 
 __all__ = ["PassthroughGate", "UnchangedCheck", "unchanged_check"]
 

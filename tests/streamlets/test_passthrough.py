@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from runner.passthrough import PassthroughGate, unchanged_check
 from runner.runtime.executor import Executor
 from runner.runtime.messages import Message
 from runner.testkit import run_streamlet, streamlet_blueprint
 from streamlets import Inlet, Outlet, Streamlet
 from streamlets.codecs import AvroCodec
+from streamlets.codecs.passthrough import PassthroughGate, unchanged_check
 from streamlets.schema import Schema
 
 ITEM: dict[str, Any] = {
