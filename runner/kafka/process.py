@@ -516,11 +516,7 @@ class StreamletProcess:
                 )
             self._executor = Executor(self.spec, self.blueprint)
             self.status.stats = self._executor.stats
-            problem = self._executor.instance.restart_problem()
-            if problem is not None:
-                raise StreamletsError(
-                    f"streamlet '{self.name}' cannot run where processes are restarted: {problem}"
-                )
+            self._check_restarts(self._executor.instance)
             self._register_streamlet_metrics()
             self._producer = self._make_producer()
             self._checkpoint = Checkpoint(

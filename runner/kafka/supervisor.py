@@ -52,6 +52,8 @@ EMBEDDED_CONSUMER = {"SESSION_TIMEOUT_MS": "6000", "HEARTBEAT_INTERVAL_MS": "500
 MAX_RESTARTS = 5
 #: A process that ran this long before it crashed starts its crash count afresh.
 STABLE_SECONDS = 60.0
+#: Seconds the processes get to stop once the embedded broker is gone (they cannot commit).
+BROKERLESS_STOP_SECONDS = 3.0
 #: Seconds the counters must stay the same (and caught up) before the run ends.
 SETTLE_SECONDS = 1.0
 
@@ -297,6 +299,9 @@ class Supervisor:
             died = self._broker_died()
             if died is not None:
                 self.error = died
+                click.echo(
+                    "the embedded Kafka broker exited: stopping the streamlet processes", err=True
+                )
                 return
             now = time.monotonic()
             for child in self.children:
@@ -382,7 +387,9 @@ class Supervisor:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 # Stop the processes on this loop's thread, with the signal handlers still on.
-                await loop.run_in_executor(None, self._stop_all, self.grace_period + 5)
+                # Without the broker they cannot flush or commit: no grace period to wait.
+                wait = BROKERLESS_STOP_SECONDS if self._broker_died() else self.grace_period + 5
+                await loop.run_in_executor(None, self._stop_all, wait)
 
     def run(self) -> int:
         """Run the application; returns the exit status (0 done or stopped, 1 failed)."""
