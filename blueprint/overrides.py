@@ -11,11 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from blueprint.problems import Location, Problem, Severity
 from blueprint.source import read_bytes
-from blueprint.yamlsource import LocatedDict, load_yaml_source
+from blueprint.yamlsource import LocatedDict, load_yaml_source, load_yaml_text
 
 __all__ = [
     "RESERVED_SECTIONS",
@@ -56,8 +54,10 @@ def _nest(keys: list[str], value: Any) -> Any:
 def parse_set(assignment: str) -> tuple[str, str, Any]:
     """Split ``streamlet.key=value`` (``key`` may be dotted for nested config) into parts.
 
-    The value is read as a YAML scalar, so ``25`` is a number and ``true`` a boolean;
-    quote it (``'"25"'``) to force a string.
+    The value is read as YAML, so ``25`` is a number and ``true`` a boolean; quote it
+    (``'"25"'``) to force a string. Text that is not YAML stays a string; aliases that
+    expand too far (see :func:`~blueprint.yamlsource.alias_problem`) raise
+    :class:`OverrideSyntaxError`.
     """
     target, eq, raw = assignment.partition("=")
     parts = target.strip().split(".")
@@ -65,10 +65,14 @@ def parse_set(assignment: str) -> tuple[str, str, Any]:
         raise OverrideSyntaxError(
             f"--set {assignment!r} is not of the form streamlet.key=value (e.g. threshold.limit=25)"
         )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        value = raw
+    value: Any = raw
+    if raw.strip():
+        document = load_yaml_text(raw, f"--set {assignment}")
+        for problem in document.problems:
+            if problem.code == "alias-expansion":
+                raise OverrideSyntaxError(f"--set {target.strip()}: {problem.message}")
+        if document.data is not None or not document.problems:
+            value = document.data
     return parts[0], parts[1], _nest(parts[2:], value)
 
 

@@ -75,6 +75,11 @@ class Problem:
 #: The README's table is generated from (and tested against) this mapping.
 PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
     "yaml-syntax": (Severity.ERROR, "The file is not valid YAML (or not readable as UTF-8)."),
+    "alias-expansion": (
+        Severity.ERROR,
+        "YAML aliases would copy more than 1,000,000 characters of values into the document "
+        "(an alias bomb), or an alias refers to the value that contains it.",
+    ),
     "duplicate-key": (Severity.ERROR, "A mapping names the same key twice."),
     "unknown-key": (
         Severity.ERROR,

@@ -4,6 +4,14 @@ Mappings load as :class:`LocatedDict` and sequences as :class:`LocatedList`: pla
 ``dict``/``list`` subclasses that also remember where each key and item was written, so
 every problem can point at ``file:line:column``. A key written twice in one mapping is
 reported, not silently overwritten.
+
+Aliases (``*name``) are bounded: written out in full, the values they copy may add at most
+:data:`ALIAS_EXPANSION_LIMIT` characters to the document, and an alias may not refer to
+the value that contains it. PyYAML shares an aliased value instead of copying it, so an
+"alias bomb" (anchors nesting aliases of anchors) loads in no time, but everything that
+walks the data afterwards (validation, ``json.dumps`` of an Avro default, ``flow deploy``)
+would expand it to gigabytes. The check runs on the composed nodes, before any value is
+built, in time linear in the document.
 """
 
 from __future__ import annotations
@@ -15,7 +23,19 @@ import yaml
 
 from blueprint.problems import Location, Problem, Severity
 
-__all__ = ["LocatedDict", "LocatedList", "YamlDocument", "load_yaml_source", "load_yaml_text"]
+__all__ = [
+    "ALIAS_EXPANSION_LIMIT",
+    "LocatedDict",
+    "LocatedList",
+    "YamlDocument",
+    "alias_problem",
+    "load_yaml_source",
+    "load_yaml_text",
+]
+
+#: How many characters the values copied by aliases may add to a document, written out.
+#: Far above what shared config or schemas need, far below what exhausts memory.
+ALIAS_EXPANSION_LIMIT = 1_000_000
 
 try:  # The C parser is several times faster on large blueprints.
     _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -62,8 +82,97 @@ def _location(file: str, mark: Any) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def _make_loader(file: str, duplicates: list[Problem]) -> type[yaml.SafeLoader]:
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _alias_events(text: str) -> list[yaml.AliasEvent]:
+    return [e for e in yaml.parse(text, Loader=_BaseLoader) if isinstance(e, yaml.AliasEvent)]
+
+
+def alias_problem(root: yaml.Node, text: str, file: str) -> Problem | None:
+    """An ``alias-expansion`` problem when the aliases of a composed document go too far.
+
+    ``root`` is the document's node graph (an aliased node appears once and is shared by
+    its uses), ``text`` the YAML it was composed from (read again, only when a problem is
+    found, to point at the alias's own line and column). Too far means: written out
+    without aliases, the document would grow by more than :data:`ALIAS_EXPANSION_LIMIT`
+    characters; or an alias refers to the collection it is part of (it would never end).
+    """
+    # Each node's size is its text when written out without aliases: a scalar its value,
+    # a collection two brackets plus its children. Walk the nodes in document order (the
+    # order the aliases were written in); a node met a second time is met through an
+    # alias, and adds its size again without being walked again.
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    uses = 0
+    added = 0
+    stack: list[tuple[yaml.Node, list[yaml.Node], int]] = [(root, _children(root)[::-1], 2)]
+    open_nodes.add(id(root))
+    while stack:
+        node, pending, size = stack[-1]
+        if not pending:
+            stack.pop()
+            if isinstance(node, yaml.ScalarNode):
+                size = len(node.value) + 1
+            open_nodes.discard(id(node))
+            sizes[id(node)] = size
+            if stack:
+                parent, rest, parent_size = stack[-1]
+                stack[-1] = (parent, rest, parent_size + size)
+            continue
+        child = pending.pop()
+        if id(child) in open_nodes:
+            return _alias_at(text, file, uses, cycle=True)
+        if id(child) in sizes:
+            uses += 1
+            added += sizes[id(child)]
+            if added > ALIAS_EXPANSION_LIMIT:
+                return _alias_at(text, file, uses - 1, cycle=False)
+            stack[-1] = (node, pending, size + sizes[id(child)])
+            continue
+        open_nodes.add(id(child))
+        stack.append((child, _children(child)[::-1], 2))
+    return None
+
+
+def _alias_at(text: str, file: str, index: int, *, cycle: bool) -> Problem:
+    events = _alias_events(text)
+    event = events[index] if index < len(events) else None
+    where = _location(file, event.start_mark) if event is not None else Location(file)
+    name = f"*{event.anchor}" if event is not None else "an alias"
+    if cycle:
+        return Problem(
+            "alias-expansion",
+            Severity.ERROR,
+            f"the alias {name} refers to a value that contains it: written out, it would never end",
+            where,
+            "point the alias at a value outside the one it is written in, or write the value out",
+        )
+    return Problem(
+        "alias-expansion",
+        Severity.ERROR,
+        f"with the alias {name}, the values copied by YAML aliases add more than "
+        f"{ALIAS_EXPANSION_LIMIT:,} characters to the document (an alias bomb?)",
+        where,
+        "write the values out, or alias smaller values; aliases that nest aliases "
+        "multiply what they copy",
+    )
+
+
+def _make_loader(file: str, text: str, problems: list[Problem]) -> type[yaml.SafeLoader]:
     class Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+        def construct_document(self, node: yaml.Node) -> Any:
+            found = alias_problem(node, text, file)
+            if found is not None:
+                problems.append(found)
+                return None
+            return super().construct_document(node)
+
         def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LocatedDict:
             seen: dict[Any, Location] = {}
             for key_node, _ in node.value:
@@ -75,7 +184,7 @@ def _make_loader(file: str, duplicates: list[Problem]) -> type[yaml.SafeLoader]:
                 where = _location(file, key_node.start_mark)
                 if key in seen:
                     first = seen[key]
-                    duplicates.append(
+                    problems.append(
                         Problem(
                             "duplicate-key",
                             Severity.ERROR,
@@ -122,8 +231,8 @@ def _make_loader(file: str, duplicates: list[Problem]) -> type[yaml.SafeLoader]:
 
 def load_yaml_text(text: str, file: str) -> YamlDocument:
     """Load one YAML document from ``text``; ``file`` names it in locations."""
-    duplicates: list[Problem] = []
-    loader = _make_loader(file, duplicates)
+    problems: list[Problem] = []
+    loader = _make_loader(file, text, problems)
     try:
         data = yaml.load(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
@@ -148,7 +257,7 @@ def load_yaml_text(text: str, file: str) -> YamlDocument:
             None,
             (Problem("yaml-syntax", Severity.ERROR, f"invalid YAML: {exc}", Location(file)),),
         )
-    return YamlDocument(data, tuple(duplicates))
+    return YamlDocument(data, tuple(problems))
 
 
 def load_yaml_source(source: str | bytes, file: str) -> YamlDocument:

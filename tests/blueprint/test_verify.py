@@ -324,6 +324,40 @@ def test_invalid_partitions(write_blueprint: Write, key: str) -> None:
     assert codes(problems) == ["invalid-partitions"]
 
 
+def test_alias_expansion(write_blueprint: Write) -> None:
+    # Ten levels of ten aliases each: 10**10 copies of "lol" once written out.
+    levels = ["l0: &l0 [" + ", ".join(["lol"] * 10) + "]"]
+    for i in range(1, 10):
+        levels.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    bomb = "\n".join(f"      {line}" for line in levels)
+    text = VALID.replace("config: {limit: 25}", "config:\n      limit: 25\n" + bomb)
+    (problem,) = verify(write_blueprint(text)).problems
+    assert problem.code == "alias-expansion"
+    assert "more than 1,000,000 characters" in problem.message
+    # At the alias that first crosses the limit, on its own line.
+    assert problem.location is not None
+    line = write_blueprint(text).read_text().splitlines()[problem.location.line - 1]
+    assert line[problem.location.column - 1 :].startswith("*l")
+    assert problem.message.startswith(f"with the alias {line[problem.location.column - 1 :][:3]}")
+
+
+def test_alias_that_contains_itself(write_blueprint: Write) -> None:
+    text = VALID.replace("config: {limit: 25}", "config: &c {limit: 25, again: *c}")
+    (problem,) = verify(write_blueprint(text)).problems
+    assert problem.code == "alias-expansion"
+    assert "*c refers to a value that contains it" in problem.message
+    assert problem.location is not None and problem.location.line == 7
+
+
+def test_aliases_within_the_bound_verify(write_blueprint: Write) -> None:
+    text = VALID.replace("config: {limit: 25}", "config: &cfg {limit: 25}").replace(
+        "replicas: 2", "replicas: 2\n  other:\n    class: sample_app:Pass\n    config: *cfg"
+    )
+    text = text.replace("consumers: [mid.readings]", "consumers: [mid.readings, other.readings]")
+    result = verify(write_blueprint(text)).unwrap()
+    assert result.streamlets["other"].config.limit == 25  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("value", ["lots", "-1", "128m", "[1]"])
 def test_invalid_resources(write_blueprint: Write, value: str) -> None:
     text = VALID.replace("replicas: 2", f"resources: {{requests: {{memory: {value}}}}}")

@@ -1,0 +1,141 @@
+"""Hostile blueprints: what a user gets for an alias bomb, a class that is not one, absurd
+numbers and a wrong secret. Problems with a line, never a traceback, an exhausted machine
+or an echoed secret."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from blueprint import load_overrides, verify
+from runner.cli import cli
+
+Write = Callable[..., Path]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def flow(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    return result.exit_code, result.output
+
+
+def laughs(levels: int, width: int, indent: str) -> str:
+    """A billion-laughs list: each level is ``width`` aliases of the level below."""
+    inner = "[" + ", ".join(["lol"] * width) + "]"
+    for level in range(1, levels):
+        inner = f"[&l{level} {inner}, " + ", ".join([f"*l{level}"] * (width - 1)) + "]"
+    return indent + inner
+
+
+# An Avro field default, nine levels of nine: 387,420,489 copies of "lol" written out.
+BOMB = """
+name: bomb
+streamlets:
+  src:
+    class: streamlets.library:GeneratorSource
+    config:
+      count: 1
+      schema:
+        type: record
+        name: Laughs
+        fields:
+          - name: a
+            type: {NESTED}
+            default:
+DEFAULT
+  sink:
+    class: streamlets.library:ConsoleSink
+    config: {schema: {type: record, name: Laughs, fields: []}}
+topics:
+  t: {producers: [src.out], consumers: [sink.records]}
+"""
+
+
+def bomb_text() -> str:
+    nested = "string"
+    for _ in range(9):
+        nested = f"{{type: array, items: {nested}}}"
+    return BOMB.replace("{NESTED}", nested).replace("DEFAULT", laughs(9, 9, " " * 14))
+
+
+MEASURE = """
+import json, resource, subprocess, sys, time
+
+def guard():  # a regression must fail the test, not exhaust the machine
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+start = time.monotonic()
+try:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "verify", sys.argv[1]],
+        capture_output=True, text=True, timeout=60, preexec_fn=guard,
+    )
+    code, out, err = proc.returncode, proc.stdout, proc.stderr
+except subprocess.TimeoutExpired:
+    code, out, err = None, "", "timeout"
+print(json.dumps({
+    "seconds": time.monotonic() - start,
+    "max_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    "code": code, "stdout": out, "stderr": err,
+}))
+"""
+
+
+def test_verify_answers_an_alias_bomb_in_an_avro_default_quickly_and_small(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb_text())
+    # A process of its own measures the child's peak RSS; this test process has run others.
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    found = json.loads(proc.stdout)
+    assert found["code"] == 1, found
+    assert found["seconds"] < 10, found
+    assert found["max_rss_kb"] < 500 * 1024, found
+    assert "Traceback" not in found["stdout"] + found["stderr"]
+    assert "error[alias-expansion]" in found["stdout"]
+    assert f"{path}:15:" in found["stdout"]  # the line of the default
+
+
+def test_an_alias_bomb_in_the_config_file_is_a_problem_there(
+    write_blueprint: Write, tmp_path: Path
+) -> None:
+    path = write_blueprint(
+        """
+        name: app
+        streamlets:
+          sink: {class: sample_app:Sink}
+        topics:
+          t: {consumers: [sink.readings]}
+        """
+    )
+    config = tmp_path / "local.yaml"
+    config.write_text("sink:\n  x:\n" + laughs(9, 9, "    ") + "\n")
+    (problem,) = [p for p in verify(path, load_overrides(str(config))).problems if p.is_error]
+    assert problem.code == "alias-expansion"
+    assert problem.location is not None and problem.location.file == str(config)
+    assert problem.location.line == 3
+
+
+def test_an_alias_bomb_in_set_is_a_usage_error() -> None:
+    value = laughs(9, 9, "")
+    code, out = flow(
+        "verify", str(ROOT / "examples" / "sensors" / "blueprint.yaml"), "--set", f"x.y={value}"
+    )
+    assert code == 2
+    assert "--set x.y: with the alias *l" in out and "more than 1,000,000 characters" in out
