@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -25,13 +24,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from blueprint.names import did_you_mean
+from blueprint.names import CLASS_PATH_HINT, class_path_problem, did_you_mean
 from streamlets.streamlet import Streamlet
 
 __all__ = ["ClassLoadFailure", "ClassLoader", "load_streamlet_class", "user_code_path"]
-
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_QUALNAME = _MODULE
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +104,14 @@ def load_streamlet_class(path: str, directory: str) -> type[Streamlet] | ClassLo
     imports; a cached module of the same name that does not come from ``directory`` is
     dropped from ``sys.modules`` first, so that the module next to the blueprint wins.
     """
-    module_name, sep, qualname = path.partition(":")
-    module_name, qualname = module_name.strip(), qualname.strip()
-    if not sep or not _MODULE.fullmatch(module_name) or not _QUALNAME.fullmatch(qualname):
+    if (why := class_path_problem(path)) is not None:
         return ClassLoadFailure(
             "invalid-class-path",
-            f"class {path!r} is not of the form 'module:Class'",
-            "write the module's dotted import path, a colon and the class name, "
-            "e.g. 'sensors.streamlets:Threshold'",
+            f"class {path!r} is not of the form 'module:Class': {why}",
+            CLASS_PATH_HINT,
         )
+    module_name, _, qualname = path.partition(":")
+    module_name, qualname = module_name.strip(), qualname.strip()
     directory = os.path.abspath(directory)
     _forget_stale(module_name, directory)
     try:

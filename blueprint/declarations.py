@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from blueprint.names import did_you_mean, dns_label_problem, kafka_topic_problem, suggest_dns_label
+from blueprint.names import (
+    CLASS_PATH_HINT,
+    class_path_problem,
+    did_you_mean,
+    dns_label_problem,
+    kafka_topic_problem,
+    suggest_dns_label,
+)
 from blueprint.problems import Location, Problem, Severity
 from blueprint.resources import (
     RESOURCE_KINDS,
@@ -118,6 +125,22 @@ class BlueprintDecl:
     resources: ResourceSpec | None = None
 
 
+def _describe(value: Any) -> str:
+    """``value`` for a message, shortened: a hostile file may hold a 4,000-digit number."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int):
+        if value.bit_length() > 64:
+            return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {text!r}"
+    return _type_name(value)
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "nothing (null)"
@@ -191,6 +214,26 @@ class _Parser:
             f"{what}: '{key}' must be a positive integer, found {value!r}",
             data.value_loc(key),
             f"write e.g. '{key}: 1'",
+        )
+        return None
+
+    def class_path(self, body: LocatedDict, what: str, loc: Location) -> str | None:
+        """The streamlet's ``class`` when it is ``module:Class`` (else a problem)."""
+        if "class" not in body:
+            self.error(
+                "missing-key", f"{what} has no 'class'", loc, "add 'class: module:ClassName'"
+            )
+            return None
+        value = body["class"]
+        why = class_path_problem(value) if isinstance(value, str) else None
+        if isinstance(value, str) and why is None:
+            return value
+        found = f"{_describe(value)}: {why}" if isinstance(value, str) else _type_name(value)
+        self.error(
+            "invalid-class-path",
+            f"{what}: 'class' must be 'module:Class', found {found}",
+            body.value_loc("class"),
+            CLASS_PATH_HINT,
         )
         return None
 
@@ -350,11 +393,7 @@ class _Parser:
         if body is None:
             return None
         self.check_keys(body, STREAMLET_KEYS, what)
-        class_path = self.string(body, "class", what)
-        if "class" not in body:
-            self.error(
-                "missing-key", f"{what} has no 'class'", loc, "add 'class: module:ClassName'"
-            )
+        class_path = self.class_path(body, what, loc)
         config: dict[str, Any] = {}
         config_locs: dict[str, Location] = {}
         config_loc = body.value_loc("config") if "config" in body else body.loc

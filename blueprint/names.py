@@ -1,4 +1,5 @@
-"""Name rules: application and streamlet names are DNS-1123 labels, topics Kafka names."""
+"""Name rules: application and streamlet names are DNS-1123 labels, topics Kafka names,
+classes ``module:Class``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import re
 from collections.abc import Iterable
 
 __all__ = [
+    "CLASS_PATH_HINT",
     "DNS_LABEL_MAX",
     "KAFKA_TOPIC_MAX",
+    "class_path_problem",
     "did_you_mean",
     "dns_label_problem",
     "kafka_topic_problem",
@@ -19,6 +22,12 @@ DNS_LABEL_MAX = 63
 KAFKA_TOPIC_MAX = 249
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _KAFKA_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
+#: What to write instead of a ``class`` that is not ``module:Class``.
+CLASS_PATH_HINT = (
+    "write the module's dotted import path, a colon and the class name, "
+    "e.g. 'sensors.streamlets:Threshold'"
+)
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def dns_label_problem(name: str) -> str | None:
@@ -51,6 +60,30 @@ def kafka_topic_problem(name: str) -> str | None:
         return f"it is {len(name)} characters long; Kafka allows at most {KAFKA_TOPIC_MAX}"
     if not _KAFKA_TOPIC.fullmatch(name):
         return "Kafka topic names may contain only ASCII letters, digits, '.', '_' and '-'"
+    return None
+
+
+def class_path_problem(path: str) -> str | None:
+    """Why ``path`` is not of the form ``module:Class``, or ``None`` when it is.
+
+    ``module`` is a dotted import path and ``Class`` a (possibly dotted) attribute path of
+    it; spaces around either part are allowed.
+    """
+    module, sep, qualname = path.partition(":")
+    if not sep:
+        return "it has no ':' between the module and the class"
+    if not _DOTTED.fullmatch(module.strip()):
+        return (
+            f"{module.strip()!r} is not a dotted module path"
+            if module.strip()
+            else ("the module before the ':' is missing")
+        )
+    if not _DOTTED.fullmatch(qualname.strip()):
+        return (
+            f"{qualname.strip()!r} is not a class name"
+            if qualname.strip()
+            else ("the class after the ':' is missing")
+        )
     return None
 
 

@@ -98,7 +98,10 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "Two topics map to the same Kafka topic, or a port is listed twice.",
     ),
-    "invalid-class-path": (Severity.ERROR, "`class` is not of the form `module:Class`."),
+    "invalid-class-path": (
+        Severity.ERROR,
+        "`class` is not of the form `module:Class` (or is empty, null or not a string).",
+    ),
     "import-error": (Severity.ERROR, "The module of a streamlet class fails to import."),
     "class-not-found": (Severity.ERROR, "The module or the class named by `class` does not exist."),
     "not-a-streamlet": (

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from blueprint import load_overrides, verify
@@ -139,3 +140,27 @@ def test_an_alias_bomb_in_set_is_a_usage_error() -> None:
     )
     assert code == 2
     assert "--set x.y: with the alias *l" in out and "more than 1,000,000 characters" in out
+
+
+NULL_CLASS = """
+name: app
+streamlets:
+  src: {class: CLASS}
+  sink: {class: sample_app:Sink}
+topics:
+  t: {producers: [src.out], consumers: [sink.readings]}
+"""
+
+
+@pytest.mark.parametrize("value", ["null", "~", "", "42", "''", "[sample_app, Source]"])
+@pytest.mark.parametrize("command", ["verify", "run-local", "deploy"])
+def test_a_class_that_is_not_module_colon_class_stops_every_command(
+    write_blueprint: Write, tmp_path: Path, command: str, value: str
+) -> None:
+    path = write_blueprint(NULL_CLASS.replace("CLASS", value))
+    extra = {"deploy": ["--image", "app:1", "-o", str(tmp_path / "out")]}.get(command, [])
+    code, out = flow(command, str(path), *extra)
+    assert code == 1
+    assert f"{path}:3:" in out and "error[invalid-class-path] streamlet 'src'" in out
+    assert "Traceback" not in out and "KeyError" not in out
+    assert not (tmp_path / "out").exists()

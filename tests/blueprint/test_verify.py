@@ -150,10 +150,14 @@ def test_port_listed_twice(write_blueprint: Write) -> None:
     assert codes(problems) == ["duplicate-name"]
 
 
-def test_invalid_class_path(write_blueprint: Write) -> None:
-    problems = verify(write_blueprint(VALID.replace("sample_app:Sink", "sample_app.Sink"))).problems
+@pytest.mark.parametrize("value", ["sample_app.Sink", "~", "", '""', "42", "[a, b]", "'x:'"])
+def test_invalid_class_path(write_blueprint: Write, value: str) -> None:
+    text = VALID.replace("class: sample_app:Sink", f"class: {value}")
+    problems = verify(write_blueprint(text)).problems
     (problem,) = only(problems, "invalid-class-path")
     assert problem.location is not None and problem.location.line == 10
+    assert "'sink'" in problem.message and "module:Class" in problem.message
+    assert problem.hint and "sensors.streamlets:Threshold" in problem.hint
 
 
 def test_class_not_found(write_blueprint: Write) -> None:
