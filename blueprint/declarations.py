@@ -31,10 +31,14 @@ from blueprint.yamlsource import LocatedDict, LocatedList
 __all__ = [
     "APP_KEYS",
     "CODECS",
+    "PARTITIONS",
     "PROCESSING_MODES",
+    "REPLICAS",
+    "REPLICATION_FACTOR",
     "STREAMLET_KEYS",
     "TOPIC_KEYS",
     "BlueprintDecl",
+    "IntBound",
     "PortRef",
     "StreamletDecl",
     "TopicDecl",
@@ -125,6 +129,46 @@ class BlueprintDecl:
     resources: ResourceSpec | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IntBound:
+    """The allowed range of an integer setting, the problem code and why it is bounded."""
+
+    code: str
+    minimum: int
+    maximum: int
+    why: str
+    example: int = 1
+
+
+#: ``replicas`` of a streamlet.
+REPLICAS = IntBound(
+    "invalid-replicas",
+    1,
+    1_000,
+    "each replica is an OS process under 'run-local --kafka' and a pod on Kubernetes, and "
+    "replicas beyond the partitions of the input topic get no records",
+    example=2,
+)
+#: ``partitions`` of a topic.
+PARTITIONS = IntBound(
+    "invalid-partitions",
+    1,
+    100_000,
+    "every partition costs the brokers open files and memory; Kafka's guidance is a few "
+    "thousand per broker",
+    example=3,
+)
+#: ``replication_factor`` of a topic.
+REPLICATION_FACTOR = IntBound(
+    "invalid-partitions",
+    1,
+    32_767,
+    "Kafka and Strimzi's KafkaTopic take a 16-bit number, and a topic cannot have more "
+    "replicas than the cluster has brokers",
+    example=3,
+)
+
+
 def _describe(value: Any) -> str:
     """``value`` for a message, shortened: a hostile file may hold a 4,000-digit number."""
     if isinstance(value, bool):
@@ -203,18 +247,33 @@ class _Parser:
         )
         return None
 
-    def positive_int(self, data: LocatedDict, key: str, what: str, code: str) -> int | None:
+    def bounded_int(self, data: LocatedDict, key: str, what: str, bound: IntBound) -> int | None:
+        """``data[key]`` when it is a whole number within ``bound`` (else a problem)."""
         if key not in data:
             return None
         value = data[key]
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-        self.error(
-            code,
-            f"{what}: '{key}' must be a positive integer, found {value!r}",
-            data.value_loc(key),
-            f"write e.g. '{key}: 1'",
-        )
+        wanted = f"a whole number from {bound.minimum:,} to {bound.maximum:,}"
+        hint = f"write e.g. '{key}: {bound.example}'"
+        if isinstance(value, int) and not isinstance(value, bool):
+            if bound.minimum <= value <= bound.maximum:
+                return value
+            if value < bound.minimum:
+                problem = f"must be {wanted}, found {_describe(value)}"
+            else:
+                problem = (
+                    f"is {_describe(value)}, above the limit of {bound.maximum:,}: {bound.why}"
+                )
+                hint = f"use at most {bound.maximum:,}"
+        else:
+            problem = f"must be {wanted}, found {_describe(value)}"
+            digits = value.strip() if isinstance(value, str) else ""
+            if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+                hint = f"write the number without quotes: '{key}: {int(digits)}'"
+            elif isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+                hint = f"write it as a whole number: '{key}: {int(value)}'"
+            elif value is None:
+                hint += f", or remove '{key}' for the default"
+        self.error(bound.code, f"{what}: '{key}' {problem}", data.value_loc(key), hint)
         return None
 
     def class_path(self, body: LocatedDict, what: str, loc: Location) -> str | None:
@@ -410,7 +469,7 @@ class _Parser:
                         continue
                     config[ckey] = cvalue
                     config_locs[ckey] = cfg.value_loc(ckey)
-        replicas = self.positive_int(body, "replicas", what, "invalid-replicas")
+        replicas = self.bounded_int(body, "replicas", what, REPLICAS)
         return StreamletDecl(
             name=key,
             loc=loc,
@@ -477,9 +536,9 @@ class _Parser:
             producers=self.port_refs(body, "producers", what),
             consumers=self.port_refs(body, "consumers", what),
             codec=codec or "avro",
-            partitions=self.positive_int(body, "partitions", what, "invalid-partitions"),
-            replication_factor=self.positive_int(
-                body, "replication_factor", what, "invalid-partitions"
+            partitions=self.bounded_int(body, "partitions", what, PARTITIONS),
+            replication_factor=self.bounded_int(
+                body, "replication_factor", what, REPLICATION_FACTOR
             ),
             config=config,
             description=self.string(body, "description", what) or "",

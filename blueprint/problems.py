@@ -140,10 +140,14 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "A streamlet's config does not validate against its Config model.",
     ),
-    "invalid-replicas": (Severity.ERROR, "`replicas` is not a positive integer."),
+    "invalid-replicas": (
+        Severity.ERROR,
+        "`replicas` is not a whole number from 1 to 1,000.",
+    ),
     "invalid-partitions": (
         Severity.ERROR,
-        "`partitions` or `replication_factor` is not a positive integer.",
+        "`partitions` is not a whole number from 1 to 100,000, or `replication_factor` "
+        "not one from 1 to 32,767.",
     ),
     "invalid-resources": (
         Severity.ERROR,

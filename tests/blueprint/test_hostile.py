@@ -164,3 +164,36 @@ def test_a_class_that_is_not_module_colon_class_stops_every_command(
     assert f"{path}:3:" in out and "error[invalid-class-path] streamlet 'src'" in out
     assert "Traceback" not in out and "KeyError" not in out
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "code"),
+    [
+        ("replicas: 1e22", "invalid-replicas"),
+        ("replicas: 1.0e+22", "invalid-replicas"),
+        ("replicas: 10000000000000000000000", "invalid-replicas"),
+        ("replicas: '3'", "invalid-replicas"),
+        ("replicas: true", "invalid-replicas"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run-local", "deploy"])
+def test_absurd_replicas_are_refused_before_anything_runs(
+    write_blueprint: Write, tmp_path: Path, command: str, setting: str, code: str
+) -> None:
+    text = NULL_CLASS.replace("{class: CLASS}", "{class: sample_app:Source, " + setting + "}")
+    path = write_blueprint(text)
+    extra = {"deploy": ["--image", "app:1", "-o", str(tmp_path / "out")]}.get(command, [])
+    exit_code, out = flow(command, str(path), *extra)
+    assert exit_code == 1
+    assert f"error[{code}] streamlet 'src': 'replicas'" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_absurd_partitions_are_refused_by_deploy(write_blueprint: Write, tmp_path: Path) -> None:
+    text = NULL_CLASS.replace("CLASS", "sample_app:Source").replace(
+        "consumers: [sink.readings]", "consumers: [sink.readings], partitions: 1e9"
+    )
+    path = write_blueprint(text)
+    code, out = flow("deploy", str(path), "--image", "app:1", "-o", str(tmp_path / "out"))
+    assert code == 1 and "error[invalid-partitions] topic 't': 'partitions'" in out
+    assert not (tmp_path / "out").exists()

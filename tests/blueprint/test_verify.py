@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from blueprint import PROBLEM_CODES, Problem, Severity, verify
+from blueprint.declarations import PARTITIONS, REPLICAS, REPLICATION_FACTOR
 from blueprint.overrides import load_overrides
+from blueprint.yamlsource import ALIAS_EXPANSION_LIMIT
 
 Write = Callable[..., Path]
 
@@ -316,16 +318,75 @@ def test_config_given_to_a_streamlet_without_config(write_blueprint: Write) -> N
     assert "unknown config key 'x'" in problem.message
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "true"])
-def test_invalid_replicas(write_blueprint: Write, value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("0", "found 0"),
+        ("-1", "found -1"),
+        ("two", "found the string 'two'"),
+        ("1.5", "found the number 1.5"),
+        ("true", "found a boolean (true)"),
+        ("1e22", "found the string '1e22'"),
+        ("1.0e+22", "found the number 1e+22"),
+        ('"3"', "found the string '3'"),
+        ("~", "found nothing (null)"),
+        ("1001", "is 1,001, above the limit of 1,000"),
+        ("10000000000000000000000", "is a number of about 23 digits, above the limit of 1,000"),
+    ],
+)
+def test_invalid_replicas(write_blueprint: Write, value: str, found: str) -> None:
     problems = verify(write_blueprint(VALID.replace("replicas: 2", f"replicas: {value}"))).problems
-    assert codes(problems) == ["invalid-replicas"]
+    (problem,) = problems
+    assert problem.code == "invalid-replicas"
+    assert problem.location is not None and problem.location.line == 8
+    assert problem.message.startswith("streamlet 'mid': 'replicas' ")
+    assert found in problem.message
+    if "limit" in found:
+        assert "a pod on Kubernetes" in problem.message
+    else:
+        assert "from 1 to 1,000" in problem.message
 
 
-@pytest.mark.parametrize("key", ["partitions", "replication_factor"])
-def test_invalid_partitions(write_blueprint: Write, key: str) -> None:
-    problems = verify(write_blueprint(VALID.replace("partitions: 3", f"{key}: 0"))).problems
-    assert codes(problems) == ["invalid-partitions"]
+def test_replicas_hints_say_what_to_write(write_blueprint: Write) -> None:
+    def hint(value: str) -> str | None:
+        text = VALID.replace("replicas: 2", f"replicas: {value}")
+        return verify(write_blueprint(text)).problems[0].hint
+
+    assert hint('"3"') == "write the number without quotes: 'replicas: 3'"
+    assert hint("3.0") == "write it as a whole number: 'replicas: 3'"
+    assert hint("5000") == "use at most 1,000"
+
+
+def test_replicas_at_the_limit_verify(write_blueprint: Write) -> None:
+    result = verify(write_blueprint(VALID.replace("replicas: 2", "replicas: 1000"))).unwrap()
+    assert result.streamlets["mid"].replicas == 1000
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "found"),
+    [
+        ("partitions", "0", "must be a whole number from 1 to 100,000, found 0"),
+        ("partitions", "100001", "is 100,001, above the limit of 100,000"),
+        ("partitions", "3.0", "found the number 3.0"),
+        ("partitions", "'3'", "found the string '3'"),
+        ("replication_factor", "0", "must be a whole number from 1 to 32,767, found 0"),
+        ("replication_factor", "32768", "is 32,768, above the limit of 32,767: Kafka"),
+        ("replication_factor", "yes", "found a boolean (true)"),
+    ],
+)
+def test_invalid_partitions(write_blueprint: Write, key: str, value: str, found: str) -> None:
+    problems = verify(write_blueprint(VALID.replace("partitions: 3", f"{key}: {value}"))).problems
+    (problem,) = problems
+    assert problem.code == "invalid-partitions"
+    assert problem.location is not None and problem.location.line == 15
+    assert problem.message.startswith(f"topic 'raw': '{key}' ")
+    assert found in problem.message
+
+
+def test_partitions_at_the_limits_verify(write_blueprint: Write) -> None:
+    text = VALID.replace("partitions: 3", "partitions: 100000\n    replication_factor: 32767")
+    topic = verify(write_blueprint(text)).unwrap().topics["raw"]
+    assert (topic.partitions, topic.replication_factor) == (100_000, 32_767)
 
 
 def test_alias_expansion(write_blueprint: Write) -> None:
@@ -489,6 +550,19 @@ def test_every_documented_code_is_tested() -> None:
     source = Path(__file__).read_text()
     untested = [code for code in PROBLEM_CODES if f'"{code}"' not in source]
     assert untested == []
+
+
+def test_the_documented_limits_are_the_enforced_ones() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    replicas = f"`replicas` is a whole number from 1 to {REPLICAS.maximum:,}"
+    partitions = f"`partitions` is a whole number from 1\n  to {PARTITIONS.maximum:,}"
+    factor = f"`replication_factor` one from 1 to {REPLICATION_FACTOR.maximum:,}"
+    for text in (replicas, partitions, factor, f"at most {ALIAS_EXPANSION_LIMIT:,} characters"):
+        assert text in readme
+    assert f"1 to {REPLICAS.maximum:,}" in PROBLEM_CODES["invalid-replicas"][1]
+    assert f"1 to {PARTITIONS.maximum:,}" in PROBLEM_CODES["invalid-partitions"][1]
+    assert f"1 to {REPLICATION_FACTOR.maximum:,}" in PROBLEM_CODES["invalid-partitions"][1]
+    assert f"{ALIAS_EXPANSION_LIMIT:,} characters" in PROBLEM_CODES["alias-expansion"][1]
 
 
 def test_many_mistakes_reported_together_with_lines(write_blueprint: Write) -> None:
