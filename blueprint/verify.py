@@ -28,6 +28,7 @@ from blueprint.names import did_you_mean
 from blueprint.overrides import ConfigOverrides
 from blueprint.problems import Location, Problem, Severity
 from blueprint.result import Verification
+from blueprint.secrets import is_secret_path, mask_secrets, scalar_texts, secret_texts
 from blueprint.source import BlueprintSource, read_blueprint
 from blueprint.yamlsource import load_yaml_source
 from streamlets.errors import SchemaError
@@ -133,6 +134,11 @@ class _Verifier:
         for name, entries in self.overrides.values.items():
             if name not in decl.streamlets:
                 loc = next(iter(entries.values()))[1] if entries else None
+                if loc is not None:  # no Config says which values are secret: show none
+                    given = tuple(
+                        text for value, _ in entries.values() for text in scalar_texts(value)
+                    )
+                    loc = _masked(loc, given)
                 self.add(
                     "unknown-streamlet",
                     f"config override for streamlet '{name}', which the blueprint does not define",
@@ -157,7 +163,7 @@ class _Verifier:
             allows_extra = model.model_config.get("extra") == "allow"
             ok = True
             if not allows_extra:
-                for key in data:
+                for key, value in data.items():
                     if key not in fields:
                         ok = False
                         known = ", ".join(model.model_fields) or "no keys"
@@ -165,10 +171,12 @@ class _Verifier:
                             "invalid-config",
                             f"streamlet '{name}': unknown config key '{key}' "
                             f"({item.cls.__name__}.Config has {known})",
-                            locs.get(key, sdecl.config_loc),
+                            # A misspelt secret key is still a secret: show no value given.
+                            _masked(locs.get(key, sdecl.config_loc), tuple(scalar_texts(value))),
                             did_you_mean(key, fields) or "remove it",
                         )
             data = _resolve_paths(model, data, decl.directory)
+            secrets = secret_texts(model, data)
             try:
                 config = model.model_validate(data)
             except ValidationError as exc:
@@ -180,10 +188,18 @@ class _Verifier:
                     where = locs.get(key, sdecl.config_loc)
                     field_path = ".".join(loc_parts) or "(config)"
                     got = error.get("input")
-                    got_text = "" if error["type"] == "missing" else f"; got {_short(got)}"
+                    if error["type"] == "missing":
+                        got_text = ""
+                    elif is_secret_path(model, error["loc"]):
+                        # A secret's value never reaches the output, not even a wrong one.
+                        got_text = f"; got {_kind(got)} (not shown: the value is secret)"
+                        where = _masked(where, secrets)
+                    else:
+                        got_text = f"; got {_short(got)}"
                     self.add(
                         "invalid-config",
-                        f"streamlet '{name}': config '{field_path}': {error['msg']}{got_text}",
+                        f"streamlet '{name}': config '{field_path}': "
+                        f"{mask_secrets(error['msg'], secrets)}{got_text}",
                         where,
                         _config_hint(error["type"], field_path),
                     )
@@ -191,7 +207,8 @@ class _Verifier:
             except Exception as exc:  # a user validator may raise anything
                 self.add(
                     "invalid-config",
-                    f"streamlet '{name}': config validation raised {type(exc).__name__}: {exc}",
+                    f"streamlet '{name}': config validation raised {type(exc).__name__}: "
+                    f"{mask_secrets(str(exc), secrets)}",
                     sdecl.config_loc,
                 )
                 continue
@@ -444,6 +461,34 @@ def _resolve_paths(model: type[BaseModel], data: dict[str, Any], directory: str)
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: Any) -> str:
+    """What kind of value ``value`` is, without showing it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _masked(where: Location, secrets: tuple[str, ...]) -> Location:
+    """``where`` without secret values in it.
+
+    Only a ``--set`` location holds a value (``--set name.key=value``, with no line); a
+    file's location is left alone.
+    """
+    if where.line > 0:
+        return where
+    return Location(mask_secrets(where.file, secrets), where.line, where.column)
 
 
 def _config_hint(error_type: str, field_path: str) -> str | None:

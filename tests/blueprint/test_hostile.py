@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -197,3 +198,121 @@ def test_absurd_partitions_are_refused_by_deploy(write_blueprint: Write, tmp_pat
     code, out = flow("deploy", str(path), "--image", "app:1", "-o", str(tmp_path / "out"))
     assert code == 1 and "error[invalid-partitions] topic 't': 'partitions'" in out
     assert not (tmp_path / "out").exists()
+
+
+SECRET_MODULE = """
+from pydantic import BaseModel, SecretStr, field_validator, model_validator
+
+from streamlets import Inlet, Streamlet
+
+
+class Reading(BaseModel):
+    sensor_id: str
+
+
+class Login(BaseModel):
+    user: str
+    password: SecretStr
+
+
+class Sink(Streamlet):
+    readings = Inlet(Reading)
+
+    class Config(BaseModel):
+        token: SecretStr = SecretStr("x")
+        checked: SecretStr = SecretStr("fine")
+        login: Login | None = None
+        region: str = "eu"
+
+        @field_validator("checked", mode="before")
+        @classmethod
+        def tell(cls, value: object) -> object:
+            if value != "fine":
+                raise ValueError(f"{value} is not the password")
+            return value
+
+        @model_validator(mode="before")
+        @classmethod
+        def whole(cls, data: object) -> object:
+            if isinstance(data, dict) and data.get("region") == "nowhere":
+                raise ValueError("no region for this config")
+            return data
+
+    def process(self, reading: Reading) -> None:
+        return None
+"""
+
+SECRET_BLUEPRINT = """
+name: app
+streamlets:
+  sink:
+    class: sample_app:Sink
+    config:
+      CONFIG
+topics:
+  t: {consumers: [sink.readings]}
+"""
+
+
+def secret_check(write_blueprint: Write, config: str, *args: str) -> str:
+    path = write_blueprint(
+        SECRET_BLUEPRINT.replace("CONFIG", config), module=textwrap.dedent(SECRET_MODULE)
+    )
+    code, text = flow("verify", str(path), *args)
+    assert code == 1, text
+    json_code, as_json = flow("verify", str(path), "--format", "json", *args)
+    assert json_code == 1
+    return text + as_json
+
+
+def test_a_wrong_secret_value_is_never_shown(write_blueprint: Write) -> None:
+    out = secret_check(write_blueprint, "token: 840271935501")
+    assert "840271935501" not in out
+    assert "config 'token': Input should be a valid string; got a number" in out
+    assert "not shown: the value is secret" in out
+
+
+def test_a_secret_given_with_set_is_not_shown_in_the_location(write_blueprint: Write) -> None:
+    out = secret_check(write_blueprint, "{}", "--set", "sink.token=840271935501")
+    assert "840271935501" not in out
+    assert "--set sink.token=***: error[invalid-config]" in out
+
+
+def test_a_validator_that_repeats_a_secret_is_masked(write_blueprint: Write) -> None:
+    out = secret_check(write_blueprint, "checked: hunter2-correct-horse")
+    assert "hunter2-correct-horse" not in out
+    assert "*** is not the password" in out
+
+
+def test_only_the_secret_part_of_a_nested_config_is_hidden(write_blueprint: Write) -> None:
+    out = secret_check(write_blueprint, "login: {user: 17, password: 99887766}")
+    assert "99887766" not in out
+    assert "config 'login.user': Input should be a valid string; got 17" in out
+    assert "config 'login.password': Input should be a valid string; got a number" in out
+
+
+def test_a_whole_config_error_does_not_show_the_config_with_its_secret(
+    write_blueprint: Write,
+) -> None:
+    out = secret_check(write_blueprint, "{region: nowhere, token: s3cr3t-v4lue}")
+    assert "s3cr3t-v4lue" not in out
+    assert "config '(config)': Value error, no region for this config; got a mapping" in out
+
+
+def test_a_secret_in_an_override_for_an_unknown_streamlet_is_not_shown(
+    write_blueprint: Write,
+) -> None:
+    out = secret_check(write_blueprint, "{}", "--set", "snik.token=840271935501")
+    assert "840271935501" not in out
+    assert "--set snik.token=***: error[unknown-streamlet]" in out
+
+
+def test_a_wrong_non_secret_value_is_still_shown(write_blueprint: Write) -> None:
+    out = secret_check(write_blueprint, "region: [1, 2]")
+    assert "config 'region': Input should be a valid string; got [1, 2]" in out
+
+
+def test_a_misspelt_secret_key_in_set_does_not_show_its_value(write_blueprint: Write) -> None:
+    out = secret_check(write_blueprint, "{}", "--set", "sink.tokn=840271935501")
+    assert "840271935501" not in out
+    assert "--set sink.tokn=***: error[invalid-config] streamlet 'sink': unknown config key" in out
