@@ -14,6 +14,7 @@ from blueprint import (
     Severity,
     VerifiedBlueprint,
 )
+from blueprint.declarations import REPLICAS
 from blueprint.resources import quantity_problem
 from runner.cli.common import (
     BLUEPRINT,
@@ -100,6 +101,11 @@ def _replicas(text: str, option: str) -> int:
     if count < 0:
         raise click.BadParameter(
             f"replicas must be a whole number, 0 or more; got {text!r}", param_hint=option
+        )
+    if count > REPLICAS.maximum:
+        raise click.BadParameter(
+            f"{count} replicas are more than {REPLICAS.maximum:,}: {REPLICAS.why}",
+            param_hint=option,
         )
     return count
 

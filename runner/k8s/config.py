@@ -17,17 +17,16 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from pydantic import BaseModel, Secret, SecretBytes, SecretStr
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from blueprint import ConfigOverrides, VerifiedBlueprint
+from blueprint.secrets import is_secret_annotation
 from runner.k8s.ingress import HTTP_INGRESS_MARKER
 from runner.k8s.options import APP_DIR
 from runner.k8s.yaml_output import to_yaml
 
 __all__ = ["AppConfig", "build_app_config", "plain", "secret_keys"]
-
-_SECRET_TYPES: tuple[type, ...] = (SecretStr, SecretBytes, Secret)
 
 
 def plain(value: Any) -> Any:
@@ -53,24 +52,6 @@ def _members(annotation: Any) -> tuple[Any, ...]:
     return ()
 
 
-def _mentions(annotation: Any, predicate: Any, seen: set[int]) -> bool:
-    if id(annotation) in seen:
-        return False
-    seen.add(id(annotation))
-    if isinstance(annotation, type):
-        if predicate(annotation):
-            return True
-        if issubclass(annotation, BaseModel):
-            return any(
-                _mentions(f.annotation, predicate, seen) for f in annotation.model_fields.values()
-            )
-    return any(_mentions(member, predicate, seen) for member in _members(annotation))
-
-
-def _is_secret_type(annotation: type) -> bool:
-    return issubclass(annotation, _SECRET_TYPES)
-
-
 def _is_path_type(annotation: Any) -> bool:
     if isinstance(annotation, type):
         return issubclass(annotation, PurePath)
@@ -91,7 +72,7 @@ def secret_keys(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(
         info.alias or name
         for name, info in model.model_fields.items()
-        if _mentions(info.annotation, _is_secret_type, set())
+        if is_secret_annotation(info.annotation)
     )
 
 
@@ -113,7 +94,7 @@ def _split(
             continue
         if isinstance(value, str) and value and _is_path_type(info.annotation):
             value = posixpath.join(app_dir, value)  # no-op for absolute paths
-        if _mentions(info.annotation, _is_secret_type, set()):
+        if is_secret_annotation(info.annotation):
             secret[key] = value
         else:
             public[key] = value

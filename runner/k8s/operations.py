@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from blueprint import BlueprintSource, ConfigOverrides, Location, Problem, verify_source
 from blueprint.names import did_you_mean
+from blueprint.yamlsource import load_yaml_text
 from runner.k8s import naming
 from runner.k8s.config import AppConfig, build_app_config, plain
 from runner.k8s.kubectl import Kubectl, KubectlError
@@ -203,8 +202,9 @@ def configure(
         raise
     current_secret = kubectl.json(["get", "secret", naming.secret_name(app), *_ns(namespace)])
     blueprint_text = current_map.get("data", {}).get("blueprint.yaml", "")
-    deployed_secret = yaml.safe_load(_decoded(current_secret, "secret-config.yaml")) or {}
-    document = yaml.safe_load(blueprint_text) or {}
+    # The loader of blueprints, which bounds what YAML aliases may expand to.
+    deployed_secret = load_yaml_text(_decoded(current_secret, "secret-config.yaml"), app).data or {}
+    document = load_yaml_text(blueprint_text, app).data or {}
     found = _SOURCE.match(blueprint_text)
     source = found.group(1) if found else "the deployed blueprint"
     merged = _merged_overrides(deployed_secret, overrides)

@@ -262,6 +262,7 @@ def test_invalid_blueprint_is_reported_like_verify() -> None:
         (["--scale", "treshold=3"], "did you mean 'threshold'"),
         (["--scale", "threshold=many"], "replicas must be a whole number"),
         (["--scale", "threshold"], "is not of the form NAME=VALUE"),
+        (["--scale", "threshold=10000000000000000000000"], "more than 1,000"),
         (["--memory", "threshold=lots"], "is not a Kubernetes quantity"),
         (["--cpu", "nobody=1"], "no streamlet 'nobody'"),
         (["--ingress", "ingest=a.example"], "is not an HTTP ingress"),
@@ -275,6 +276,38 @@ def test_bad_options_are_clear_errors(args: list[str], message: str) -> None:
     assert result.exit_code in (1, 2)
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_sink_that_a_pod_restart_would_empty_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "rows.py").write_text(
+        "from pydantic import BaseModel\n\n\nclass Row(BaseModel):\n    n: int\n"
+    )
+    blueprint = tmp_path / "blueprint.yaml"
+    blueprint.write_text(
+        "name: files\n"
+        "streamlets:\n"
+        "  store:\n"
+        "    class: streamlets.library:FileSink\n"
+        "    config: {path: /tmp/rows.jsonl, schema: 'rows:Row'}\n"
+        "topics:\n"
+        "  rows: {consumers: [store.records]}\n"
+    )
+    refused = flow("deploy", str(blueprint), "--image", "i:1", "-o", str(tmp_path / "out"))
+    assert refused.exit_code == 2, refused.output
+    assert "streamlet 'store' (FileSink) cannot run in a pod" in refused.output
+    assert "set mode: append" in refused.output
+    assert not (tmp_path / "out").exists()
+    appending = flow(
+        "deploy",
+        str(blueprint),
+        "--image",
+        "i:1",
+        "--set",
+        "store.mode=append",
+        "-o",
+        str(tmp_path / "out"),
+    )
+    assert appending.exit_code == 0, appending.output
 
 
 def test_runner_sections_the_pods_would_reject_are_rejected_here(tmp_path: Path) -> None:
