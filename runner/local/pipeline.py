@@ -33,6 +33,8 @@ log = logging.getLogger("streamlets.runner.local")
 
 #: Batches a channel holds before its producers wait.
 DEFAULT_QUEUE_BATCHES = 32
+#: How often the runner looks whether nothing can produce a record any more.
+QUIET_CHECK_SECONDS = 0.2
 #: Records a source groups into one batch (at most; a slow source sends sooner).
 DEFAULT_SOURCE_BATCH = 256
 
@@ -55,6 +57,7 @@ class _Topic:
         self.key = key
         self.groups: list[_Group] = []
         self.open_producers = 0
+        self.closed = False
         self.offset = 0
         self.collected: list[Message] | None = None
 
@@ -81,6 +84,9 @@ class _Topic:
             await self.close()
 
     async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for group in self.groups:
             for _ in range(group.members):
                 await group.queue.put(_END)
@@ -137,6 +143,8 @@ class LocalRunner:
         self.dead_letter_path: Path | None = None
         self._stopping: asyncio.Event | None = None  # created in run(), on its loop
         self._executors: list[Executor] = []
+        self._feeding = 0  # sources and injections still running
+        self._handling = 0  # batches being processed and published
         self.started = 0.0
 
     # -- control -------------------------------------------------------------------------
@@ -232,10 +240,12 @@ class LocalRunner:
 
     def _inject_job(self, topic: _Topic, messages: list[Message]) -> Callable[[], Any]:
         async def inject() -> None:
+            self._feeding += 1
             try:
                 for start in range(0, len(messages), self.source_batch):
                     await topic.publish(messages[start : start + self.source_batch])
             finally:
+                self._feeding -= 1
                 await topic.producer_done()
 
         return inject
@@ -274,9 +284,13 @@ class LocalRunner:
                         queue.put_nowait(_END)  # leave it for the loop to see next
                         break
                     batch = batch + more
-                emitted, dead = await executor.process_batch(inlet, batch)
-                self._write_dead(dead)
-                await publish(emitted)
+                self._handling += 1
+                try:
+                    emitted, dead = await executor.process_batch(inlet, batch)
+                    self._write_dead(dead)
+                    await publish(emitted)
+                finally:
+                    self._handling -= 1
                 # A sync streamlet never waits: let the other replicas of the group take
                 # the next batch, as consumers of one group share a topic.
                 await asyncio.sleep(0)
@@ -285,12 +299,16 @@ class LocalRunner:
             self._write_dead(dead)
             await publish(emitted)
 
+        is_source = not executor.spec.cls.inlets()
+
         async def job() -> None:
+            if is_source:
+                self._feeding += 1  # from the start: its setup() may take a while
             try:
                 async with instance_lifecycle(executor):
                     if inlets:
                         await asyncio.gather(*(consume(i, g) for i, g in inlets.items()))
-                    elif not executor.spec.cls.inlets():
+                    elif is_source:
                         assert self._stopping is not None
                         pump = SourcePump(
                             executor,
@@ -300,6 +318,8 @@ class LocalRunner:
                         )
                         await pump.run()
             finally:
+                if is_source:
+                    self._feeding -= 1
                 for topic in outputs:
                     await topic.producer_done()
 
@@ -307,6 +327,28 @@ class LocalRunner:
         return job
 
     # -- running -------------------------------------------------------------------------
+
+    async def _end_when_quiet(self, topics: Mapping[str, _Topic]) -> None:
+        """End every topic once nothing can produce a record any more: no source or
+        injection runs, no consumer handles a batch, every channel is empty.
+
+        Topics end by themselves when their producers end; this ends the ones whose
+        producers wait for each other (a cycle that no source feeds), which would else
+        keep the run waiting for ever.
+        """
+        quiet = 0
+        while not all(t.closed for t in topics.values()):
+            await asyncio.sleep(QUIET_CHECK_SECONDS)
+            idle = (
+                self._feeding == 0
+                and self._handling == 0
+                and all(g.queue.empty() for t in topics.values() for g in t.groups)
+            )
+            quiet = quiet + 1 if idle else 0
+            if quiet >= 2:
+                for topic in topics.values():
+                    await topic.close()
+                return
 
     async def run(self) -> RunResult:
         """Run until every bounded source has ended and everything has drained (or a stop)."""
@@ -317,6 +359,7 @@ class LocalRunner:
         closers = [t.close() for t in topics.values() if t.open_producers == 0]
         tasks = [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in jobs]
         tasks += [asyncio.create_task(closer) for closer in closers]
+        tasks.append(asyncio.create_task(self._end_when_quiet(topics), name="quiet"))
         error: BaseException | None = None
         try:
             with frozen_heap():  # the stream allocates; what start-up made stays put

@@ -441,8 +441,8 @@ def test_a_thousand_mutated_blueprints_through_verify_and_run_local(tmp_path: Pa
         seen["valid"] += 1
         blueprint = verify(path).unwrap()
         if any(p.code == "cycle" for p in blueprint.problems):
-            # Verify warns that records may circulate forever; the run need not end (and
-            # with the local runner it does not, even when no record enters the cycle).
+            # Verify warns that records may circulate forever: such a run need not end. (A
+            # cycle that no record enters ends: tests/runner/test_lifecycle.py.)
             seen["cycle"] += 1
             continue
         replicas = {name: spec.replicas for name, spec in blueprint.streamlets.items()}

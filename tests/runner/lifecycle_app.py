@@ -119,3 +119,13 @@ class DrainingSource(Streamlet):
 
     def on_stop(self) -> None:
         self._queue.put_nowait(None)  # after what was accepted
+
+
+class Echo(Streamlet):
+    """Passes each tick on (wired to its own topic: a cycle)."""
+
+    ticks = Inlet(Tick)
+    out = Outlet(Tick)
+
+    def process(self, tick: Tick) -> Tick:
+        return tick

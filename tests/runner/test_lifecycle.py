@@ -263,3 +263,29 @@ def test_a_source_with_on_stop_hands_over_what_it_accepted_before_it_ends(
         result = asyncio.run(run())
     assert result.error is None and result.stopped
     assert len(result.collected["ticks"]) == 20  # none of the accepted records lost
+
+
+def test_a_cycle_that_no_source_feeds_ends_instead_of_waiting_for_ever(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        f"""
+        loop:
+          class: lifecycle_app:Echo
+        store:
+          class: lifecycle_app:Recorder
+          config: {{path: {tmp_path / "out.jsonl"}}}
+        """,
+        """
+        ticks: {producers: [loop.out], consumers: [loop.ticks, store.ticks]}
+        """,
+    )
+    proc = subprocess.run(
+        [str(FLOW), "run-local", "blueprint.yaml", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert rows(tmp_path / "out.jsonl") == []
