@@ -1,46 +1,60 @@
 """HTTP ingress: records POSTed as JSON enter the pipeline.
 
-A small HTTP/1.1 server on asyncio (no extra dependency). ``POST`` a JSON record or a JSON
-array of records to any path:
+An aiohttp server, started inside ``generate()`` on the running loop. ``POST`` a JSON
+record or a JSON array of records to any path:
 
-- ``202 Accepted`` with ``{"accepted": N}`` once every record of the request is queued;
-- ``400 Bad Request`` with ``{"error": ..., "field": ..., "index": ...}`` when the body is
-  not JSON or a record does not fit the schema (no record of that request is taken);
-- ``503 Service Unavailable`` with ``Retry-After`` when the pipeline pushes back (the queue
-  is full): nothing of that request is taken, the client should retry;
-- ``GET /healthz`` answers ``200``.
+- ``202 Accepted`` with ``{"accepted": N}`` once every record of the request is queued:
+  it will be delivered (see :class:`HttpIngress` for what that promise covers);
+- ``400 Bad Request`` with ``{"error", "field", "index", "reason"}`` when the body is not
+  JSON or a record does not fit the schema (JSON is read strictly: ``true`` is no
+  integer); no record of that request is taken;
+- ``413 Content Too Large`` for a body over ``max_body_bytes``, or an array of more than
+  ``queue_size`` records (``limit`` in the answer names the bound: send smaller arrays);
+- ``415 Unsupported Media Type`` for a ``Content-Type`` that is not JSON
+  (``application/json``, with parameters, or ``application/<x>+json``; a request without
+  ``Content-Type`` is read as JSON) and for a compressed body (``Content-Encoding``);
+- ``408 Request Timeout`` when the body stops coming (``read_timeout``) or takes longer
+  than ``body_timeout`` in all;
+- ``503 Service Unavailable`` with ``Retry-After`` when the pipeline pushes back (the
+  queue is full) or the ingress is stopping: nothing of that request is taken, retry;
+- ``GET /healthz`` answers ``200``; ``GET /readyz`` ``200``, or ``503`` once stopping.
+
+Requests that are not HTTP enough to reach the handler (a negative or garbled
+``Content-Length``, a header line over 8190 bytes, more than 128 headers) get aiohttp's
+``400`` and a closed connection, logged as one line. A connection that sends no complete
+request head for ``idle_timeout`` seconds (slowloris, or an idle keep-alive) is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import Field, ValidationError
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import Field
 
-from streamlets.errors import SchemaError
+from streamlets.library._json_records import JsonBodyError, JsonRecords
 from streamlets.library._schema_config import RecordSchemaConfig
 from streamlets.ports import FromConfig, Outlet
-from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
-__all__ = ["HttpIngress"]
+__all__ = ["HttpIngress", "HttpIngressConfig"]
 
 log = logging.getLogger("streamlets.library.http")
 
-_REASONS = {
-    200: "OK",
-    202: "Accepted",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    413: "Content Too Large",
-    503: "Service Unavailable",
-}
+#: aiohttp's limits on the request head, named in the docs.
+MAX_HEADER_LINE_BYTES = 8190
+MAX_HEADERS = 128
+#: How long a refused request's unread body is drained so that the client reads the answer.
+_LINGER_SECONDS = 2.0
+#: How long in-flight requests get when the server closes (they are answered 503 by then).
+_SHUTDOWN_SECONDS = 1.0
+
+_END = object()  # put in the queue by on_stop(), after the last record it takes
 
 
 class HttpIngressConfig(RecordSchemaConfig):
@@ -49,25 +63,51 @@ class HttpIngressConfig(RecordSchemaConfig):
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
     port: int = Field(8080, ge=0, le=65535, description="TCP port to listen on (0: any free)")
     queue_size: int = Field(
-        1024, ge=1, description="records held while the pipeline is busy; beyond: 503"
+        1024,
+        ge=1,
+        description="records held while the pipeline is busy (beyond: 503), and the most "
+        "records one request may carry (beyond: 413)",
     )
     max_body_bytes: int = Field(10_000_000, ge=1, description="largest request body accepted")
+    idle_timeout: float = Field(
+        15.0,
+        gt=0,
+        description="seconds a connection may go without a complete request head (a new "
+        "connection, or an idle keep-alive one) before it is closed",
+    )
+    read_timeout: float = Field(
+        5.0, gt=0, description="seconds the body may pause before the request gets 408"
+    )
+    body_timeout: float = Field(
+        15.0, gt=0, description="seconds to receive a whole body before the request gets 408"
+    )
 
 
-class _Rejected(Exception):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+class _Refused(Exception):
+    """A request answered with an error: ``status`` and the JSON ``body`` of the answer."""
+
+    def __init__(self, status: int, body: dict[str, Any], *, close: bool = False) -> None:
         super().__init__(body.get("error", ""))
         self.status = status
         self.body = body
+        self.close = close
 
 
 class HttpIngress(Streamlet):
     """Takes records POSTed as JSON (one record or an array) into the pipeline.
 
     An unbounded source: it runs until the pipeline stops. Config: ``schema`` (the record
-    type ``module:Class`` or an Avro schema), ``host``, ``port``, ``queue_size`` and
-    ``max_body_bytes``. ``bound_port`` is the port it listens on once started (useful with
-    ``port: 0``).
+    type ``module:Class`` or an Avro schema), ``host``, ``port``, ``queue_size``,
+    ``max_body_bytes`` and the timeouts ``idle_timeout``, ``read_timeout`` and
+    ``body_timeout``. ``bound_port`` is the port it listens on once started (useful with
+    ``port: 0``). The answers are listed in the module docstring.
+
+    What ``202`` promises: the request's records are queued in this process, and
+    ``generate()`` yields every queued record before it ends. On a stop (SIGTERM, Ctrl-C)
+    :meth:`on_stop` makes new requests get ``503`` and lets ``generate()`` hand over what
+    the queue holds, so the runner delivers it (on Kafka: acknowledged by the broker)
+    before it exits. A stop that outlasts the runner's drain bound, or a crash or SIGKILL,
+    loses the records still queued: they were accepted but not yet produced.
     """
 
     #: Marks streamlets that serve HTTP on their ``port`` config (deploy gives them a Service).
@@ -79,148 +119,247 @@ class HttpIngress(Streamlet):
 
     bound_port: int | None = None
 
+    _records: JsonRecords
+    _queue: asyncio.Queue[Any] | None = None
+    _accepting: bool = False  # takes requests: from listening until on_stop()
+    _stopping: bool = False  # on_stop() was called
+
     async def generate(self) -> AsyncIterator[Any]:
-        """Serve HTTP and yield each accepted record."""
-        schema = self.port_schema("out")
-        queue: asyncio.Queue[Any] = asyncio.Queue(self.config.queue_size)
-        server = await asyncio.start_server(
-            lambda r, w: self._serve(r, w, schema, queue), self.config.host, self.config.port
+        """Serve HTTP and yield each accepted record; after :meth:`on_stop`, the queued
+        records, then end."""
+        config = self.config
+        self._records = JsonRecords(self.port_schema("out"))
+        # Unbounded, so that on_stop() can always put the end after the records; the
+        # capacity (queue_size) is kept by _admit().
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._queue, self._stopping = queue, False
+        app = web.Application(client_max_size=config.max_body_bytes)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            logger=_ServerLog(self.name),
+            keepalive_timeout=config.idle_timeout,
+            lingering_time=_LINGER_SECONDS,
+            max_line_size=MAX_HEADER_LINE_BYTES,
+            max_field_size=MAX_HEADER_LINE_BYTES,
+            max_headers=MAX_HEADERS,
+            auto_decompress=False,
+            shutdown_timeout=_SHUTDOWN_SECONDS,
         )
-        self.bound_port = server.sockets[0].getsockname()[1]
-        log.info("%s: listening on http://%s:%s", self.name, self.config.host, self.bound_port)
+        await runner.setup()
         try:
+            site = web.TCPSite(runner, config.host, config.port)
+            await site.start()
+            self.bound_port = int(runner.addresses[0][1])
+            self._accepting = not self._stopping  # a stop during start-up ends it at once
+            log.info("%s: listening on http://%s:%s", self.name, config.host, self.bound_port)
             while True:
-                yield await queue.get()
+                item = await queue.get()
+                if item is _END:
+                    return
+                yield item
         finally:
-            server.close()
-            await server.wait_closed()
-
-    async def _serve(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        schema: Schema,
-        queue: asyncio.Queue[Any],
-    ) -> None:
-        try:
-            while True:
-                keep_alive = await self._one_request(reader, writer, schema, queue)
-                if not keep_alive:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
-
-    async def _one_request(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        schema: Schema,
-        queue: asyncio.Queue[Any],
-    ) -> bool:
-        request_line = await reader.readline()
-        if not request_line:
-            return False
-        try:
-            method, target, version = request_line.decode("latin-1").split()
-        except ValueError:
-            await _respond(writer, 400, {"error": "malformed HTTP request line"}, close=True)
-            return False
-        headers: dict[str, str] = {}
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
-        length_text = headers.get("content-length")
-        body = b""
-        if length_text is not None:
-            try:
-                length = int(length_text)
-            except ValueError:
-                await _respond(writer, 400, {"error": "Content-Length is not a number"}, True)
-                return False
-            if length > self.config.max_body_bytes:
-                await _respond(
-                    writer,
-                    413,
-                    {"error": f"body larger than {self.config.max_body_bytes} bytes"},
-                    close=True,
+            self._accepting = False
+            left = sum(1 for item in _drain(queue) if item is not _END)
+            if left:
+                log.warning(
+                    "%s: %d accepted records were not handed to the pipeline before it "
+                    "stopped (the stop outlasted the drain bound); they are lost",
+                    self.name,
+                    left,
                 )
-                return False
-            body = await reader.readexactly(length)
-        if method == "GET" and target.split("?")[0] in ("/healthz", "/readyz"):
-            await _respond(writer, 200, {"status": "ok"}, not keep_alive)
-            return keep_alive
-        if method != "POST":
-            await _respond(
-                writer, 405, {"error": f"{method} is not supported; POST JSON"}, not keep_alive
+            await runner.cleanup()
+
+    async def on_stop(self) -> None:
+        """Stop taking requests (new ones get ``503`` with ``Retry-After``) and let
+        ``generate()`` yield the records already queued, then end."""
+        if self._queue is None or self._stopping:
+            return
+        self._stopping, self._accepting = True, False
+        self._queue.put_nowait(_END)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            if request.method == "GET" and request.path in ("/healthz", "/readyz"):
+                if request.path == "/readyz" and not self._accepting:
+                    return _answer(503, {"status": "stopping"}, retry_after=True)
+                return _answer(200, {"status": "ok"})
+            if request.method != "POST":
+                raise _Refused(
+                    405, {"error": f"{request.method} is not supported here; POST JSON records"}
+                )
+            _check_content_type(request)
+            body = await self._read_body(request)
+            records = self._records.read(body)
+            self._admit(records)
+        except _Refused as refused:
+            return _answer(
+                refused.status,
+                refused.body,
+                close=refused.close,
+                retry_after=refused.status == 503,
             )
-            return keep_alive
-        if length_text is None:
-            await _respond(writer, 411, {"error": "send a Content-Length header"}, close=True)
-            return False
-        try:
-            records = _parse(body, schema)
-            _admit(records, queue)
-        except _Rejected as exc:
-            await _respond(writer, exc.status, exc.body, not keep_alive)
-            return keep_alive
-        await _respond(writer, 202, {"accepted": len(records)}, not keep_alive)
-        return keep_alive
+        except JsonBodyError as exc:
+            return _answer(400, exc.to_json())
+        return _answer(202, {"accepted": len(records)})
 
-
-def _parse(body: bytes, schema: Schema) -> list[Any]:
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise _Rejected(400, {"error": f"the body is not JSON: {exc}"}) from None
-    items = data if isinstance(data, list) else [data]
-    records = []
-    for index, item in enumerate(items):
-        try:
-            records.append(schema.validate(item))
-        except SchemaError as exc:
-            cause = exc.__cause__
-            error: dict[str, Any] = {"error": str(exc), "index": index}
-            if isinstance(cause, ValidationError) and cause.errors():
-                first = cause.errors()[0]
-                error["field"] = ".".join(str(p) for p in first["loc"])
-                error["reason"] = first["msg"]
-            raise _Rejected(400, error) from None
-    return records
-
-
-def _admit(records: list[Any], queue: asyncio.Queue[Any]) -> None:
-    """Queue all records of a request, or none of them (503) when there is no room."""
-    if queue.maxsize - queue.qsize() < len(records):
-        raise _Rejected(
-            503,
-            {
-                "error": "the pipeline is busy; retry later",
-                "queued": queue.qsize(),
-                "capacity": queue.maxsize,
-            },
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The body, read within the timeouts and the size limit."""
+        limit = self.config.max_body_bytes
+        too_large = _Refused(
+            413,
+            {"error": f"the body is larger than {limit} bytes (max_body_bytes)", "limit": limit},
+            close=True,
         )
-    for record in records:
-        queue.put_nowait(record)
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        deadline = time.monotonic() + self.config.body_timeout
+        try:
+            while True:
+                wait = min(self.config.read_timeout, deadline - time.monotonic())
+                if wait <= 0:
+                    raise _Refused(
+                        408,
+                        {
+                            "error": f"the body took longer than {self.config.body_timeout} s "
+                            "(body_timeout); send it faster or in smaller requests"
+                        },
+                        close=True,
+                    )
+                try:
+                    chunk = await asyncio.wait_for(request.content.readany(), wait)
+                except TimeoutError:
+                    if time.monotonic() < deadline:
+                        raise _Refused(
+                            408,
+                            {
+                                "error": f"no byte of the body came for {self.config.read_timeout}"
+                                " s (read_timeout); is Content-Length larger than the body?"
+                            },
+                            close=True,
+                        ) from None
+                    continue  # the deadline passed: answered above
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+        except (HttpProcessingError, web.RequestPayloadError, ConnectionError) as exc:
+            # A malformed chunked body, or a client that went away: nothing is taken.
+            raise _Refused(400, {"error": f"cannot read the body: {exc}"}, close=True) from None
+
+    def _admit(self, records: list[Any]) -> None:
+        """Queue all records of a request, or none of them."""
+        capacity = self.config.queue_size
+        if len(records) > capacity:
+            raise _Refused(
+                413,
+                {
+                    "error": f"{len(records)} records in one request; at most {capacity} "
+                    "(queue_size) are taken at once: send them in smaller arrays",
+                    "limit": capacity,
+                },
+            )
+        queue = self._queue
+        if queue is None or not self._accepting:
+            raise _Refused(
+                503,
+                {"error": "the ingress is stopping; retry (another replica may take it)"},
+                close=True,
+            )
+        if capacity - queue.qsize() < len(records):
+            raise _Refused(
+                503,
+                {
+                    "error": "the pipeline is busy; retry later",
+                    "queued": queue.qsize(),
+                    "capacity": capacity,
+                },
+            )
+        for record in records:
+            queue.put_nowait(record)
 
 
-async def _respond(
-    writer: asyncio.StreamWriter, status: int, body: dict[str, Any], close: bool = False
-) -> None:
-    payload = json.dumps(body).encode()
-    head = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, '')}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(payload)}",
-    ]
-    if status == 503:
-        head.append("Retry-After: 1")
+def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+def _check_content_type(request: web.Request) -> None:
+    """415 unless the body is uncompressed JSON (a request without Content-Type is)."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise _Refused(
+            415,
+            {"error": f"Content-Encoding {encoding!r} is not accepted; send the JSON uncompressed"},
+            close=True,
+        )
+    if "Content-Type" not in request.headers:
+        return
+    mime = request.content_type  # lower case, without parameters
+    if mime != "application/json" and not (
+        mime.startswith("application/") and mime.endswith("+json")
+    ):
+        raise _Refused(
+            415,
+            {"error": f"Content-Type {mime!r} is not JSON; send application/json"},
+            close=True,
+        )
+    charset = request.charset
+    if charset is not None and charset.lower() not in ("utf-8", "utf8", "us-ascii"):
+        raise _Refused(
+            415, {"error": f"charset {charset!r}: JSON is read as UTF-8; send it so"}, close=True
+        )
+
+
+def _answer(
+    status: int, body: dict[str, Any], *, close: bool = False, retry_after: bool = False
+) -> web.Response:
+    response = web.json_response(body, status=status)
+    if retry_after:
+        response.headers["Retry-After"] = "1"
     if close:
-        head.append("Connection: close")
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
-    await writer.drain()
+        response.force_close()
+    return response
+
+
+class _ServerLog(logging.Logger):
+    """aiohttp's server log for one ingress. A request too malformed to reach the handler
+    (the client's fault; aiohttp answers it 400) is one INFO line instead of an ERROR with a
+    traceback; anything else goes to the ``aiohttp.server`` logger as aiohttp wrote it."""
+
+    def __init__(self, streamlet: str) -> None:
+        super().__init__("aiohttp.server")
+        self.streamlet = streamlet
+        self.target = logging.getLogger("aiohttp.server")
+
+    def isEnabledFor(self, level: int) -> bool:
+        return self.target.isEnabledFor(level) or log.isEnabledFor(logging.INFO)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        """Pass ``record`` on: a malformed request's as one line on the ingress's logger."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            reason = (exc.message or type(exc).__name__).strip().splitlines()[0].rstrip(":")
+            # aiohttp logs "Error handling request from %s" with the client's address.
+            args = record.args if isinstance(record.args, tuple) else ()
+            client = f" from {args[0]}" if len(args) == 1 else ""
+            log.info(
+                "%s: answered %s to a malformed request%s: %s",
+                self.streamlet,
+                exc.code,
+                client,
+                reason[:200],
+            )
+            return
+        if self.target.isEnabledFor(record.levelno):
+            self.target.handle(record)

@@ -260,8 +260,9 @@ def test_http_ingress_accepts_rejects_and_pushes_back(tmp_path: Path) -> None:
         assert status == 400 and body["field"] == "n" and body["index"] == 1
         status, body = _post(port, b"{not json")
         assert status == 400 and "not JSON" in body["error"]
+        # More records than the queue holds can never be taken at once: 413 names the limit.
         status, body = _post(port, [{"name": "f", "n": i} for i in range(11)])
-        assert status == 503 and "retry" in body["error"]
+        assert status == 413 and body["limit"] == 10 and "smaller arrays" in body["error"]
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
