@@ -3,6 +3,7 @@ failures as under `flow run-local` (tests/runner/test_lifecycle.py)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
@@ -11,8 +12,17 @@ from pathlib import Path
 
 from runner.kafka.broker import free_port
 from runner.kafka.status import read_status
-from tests.integration.conftest import KafkaApp, stop
-from tests.runner.test_lifecycle import post, rows, wait_for
+from streamlets.codecs import codec_for
+from streamlets.schema import Schema
+from tests.integration.conftest import KafkaApp, KafkaTools, stop
+from tests.runner.lifecycle_app import Tick
+from tests.runner.test_lifecycle import (
+    post,
+    post_while_stopping,
+    rows,
+    wait_for,
+    wait_until_accepting,
+)
 
 LIFECYCLE_APP = Path(__file__).resolve().parents[1] / "runner" / "lifecycle_app.py"
 
@@ -136,3 +146,37 @@ def test_a_failing_teardown_exits_1_with_its_streamlet_hook_and_line(
     final = read_status(status)
     assert final is not None and final.state == "failed"
     assert final.error is not None and "teardown() failed" in final.error
+
+
+def test_every_record_of_every_202_answer_is_on_the_topic_after_sigterm(
+    kafka_app: Callable[..., KafkaApp], kafka: KafkaTools
+) -> None:
+    """SIGTERM while 1,000 records are being POSTed: what got 202 is on the topic (the
+    broker acknowledged it before the process exited), nothing else is, exit 0."""
+    port = free_port()
+    app = _app(
+        kafka_app,
+        f"""
+        streamlets:
+          ingress:
+            class: streamlets.library:HttpIngress
+            config: {{schema: lifecycle_app:Tick, port: {port}, queue_size: 1000}}
+        topics:
+          ticks: {{name: "{{app}}.ticks", producers: [ingress.out], partitions: 1}}
+        """,
+    )
+    proc = app.streamlet("ingress")
+    try:
+        wait_until_accepting(port, proc)
+        accepted, statuses = post_while_stopping(port, lambda: os.kill(proc.pid, signal.SIGTERM))
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, app.log("ingress")
+    assert len(accepted) >= 500, statuses
+    assert set(statuses) <= {202, 503, None}, statuses
+    codec = codec_for("avro", Schema.of(Tick))
+    found = kafka.read(f"{app.name}.ticks", len(accepted), timeout=60, settle=2)
+    delivered = [codec.decode(message.value()).index for message in found]
+    assert sorted(delivered) == sorted(accepted), app.log("ingress")

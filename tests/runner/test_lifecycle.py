@@ -4,6 +4,7 @@ source waits or blocks, teardown() called, hook failures named."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import shutil
@@ -13,7 +14,10 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +86,68 @@ def post(port: int, body: object) -> int:
     )
     with urllib.request.urlopen(request, timeout=5) as answer:
         return int(answer.status)
+
+
+def post_ticks(port: int, indexes: range) -> int | None:
+    """POST one request of ticks; the status, or None when no answer came (server gone)."""
+    body = [{"source": "http", "index": i, "at": 0.0} for i in indexes]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/", json.dumps(body), {"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        answer.read()
+        return answer.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def post_while_stopping(
+    port: int, stop: Callable[[], None], *, records: int = 1000, per_request: int = 10
+) -> tuple[set[int], list[int | None]]:
+    """POST ``records`` ticks (index = id) in requests of ``per_request``, 16 at a time, and
+    call ``stop()`` once half of the requests are answered, while the others are still
+    being sent; then go on, a request at a time, until one is not accepted. The ids of
+    every record of every 202 answer, and each request's status."""
+    requests = [range(i, i + per_request) for i in range(0, records, per_request)]
+    statuses: list[int | None] = [None] * len(requests)
+    answered = 0
+    stopped = False
+
+    def one(n: int) -> None:
+        nonlocal answered, stopped
+        statuses[n] = post_ticks(port, requests[n])
+        answered += 1
+        if answered >= len(requests) // 2 and not stopped:
+            stopped = True
+            stop()
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(len(requests))))
+    # Then go on until the stop shows: requests that still get 202 must be delivered too.
+    deadline = time.monotonic() + 10
+    while statuses[-1] == 202 and time.monotonic() < deadline:
+        n = len(requests)
+        requests.append(range(records + n * per_request, records + (n + 1) * per_request))
+        statuses.append(post_ticks(port, requests[n]))
+    accepted = {i for n, status in enumerate(statuses) if status == 202 for i in requests[n]}
+    return accepted, statuses
+
+
+def wait_until_accepting(port: int, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Wait for the ingress on ``port`` to answer /healthz."""
+
+    def up() -> bool:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"exited early: {proc.communicate()[1]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                return int(r.status) == 200
+        except OSError:
+            return False
+
+    wait_for(up, timeout=60)
 
 
 def test_sigterm_stops_a_waiting_http_ingress_with_teardown(tmp_path: Path) -> None:
@@ -289,3 +355,36 @@ def test_a_cycle_that_no_source_feeds_ends_instead_of_waiting_for_ever(tmp_path:
     )
     assert proc.returncode == 0, proc.stderr
     assert rows(tmp_path / "out.jsonl") == []
+
+
+def test_every_record_of_every_202_answer_reaches_the_sink_after_sigterm(tmp_path: Path) -> None:
+    """SIGTERM while 1,000 records are being POSTed: what got 202 is delivered, nothing
+    else is, and the run exits 0."""
+    port, out = free_port(), tmp_path / "out.jsonl"
+    write_app(
+        tmp_path,
+        f"""
+        ingress:
+          class: streamlets.library:HttpIngress
+          config: {{schema: lifecycle_app:Tick, port: {port}, queue_size: 1000}}
+        store:
+          class: lifecycle_app:Recorder
+          config: {{path: {out}}}
+        """,
+        """
+        ticks: {producers: [ingress.out], consumers: [store.ticks]}
+        """,
+    )
+    proc = start(tmp_path)
+    try:
+        wait_until_accepting(port, proc)
+        accepted, statuses = post_while_stopping(port, lambda: os.kill(proc.pid, signal.SIGTERM))
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert len(accepted) >= 500, statuses  # half of the requests were answered before the stop
+    assert set(statuses) <= {202, 503, None}, statuses  # 503: stopping; None: closed by then
+    delivered = [int(row["index"]) for row in rows(out)]
+    assert sorted(delivered) == sorted(accepted)  # every accepted record, once; no other

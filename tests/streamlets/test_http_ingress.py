@@ -126,7 +126,8 @@ def serve(no_traceback: pytest.LogCaptureFixture) -> Iterator[Any]:
     yield start
     for served, thread, done in started:
         served.hold.clear()
-        asyncio.run_coroutine_threadsafe(served.ingress.on_stop(), served.loop).result(5)
+        if thread.is_alive():  # not ended by the test already
+            asyncio.run_coroutine_threadsafe(served.ingress.on_stop(), served.loop).result(5)
         thread.join(15)
         assert not thread.is_alive(), "generate() did not end after on_stop()"
         assert done == [None], done
@@ -266,6 +267,30 @@ def test_a_body_over_max_body_bytes_gets_413(serve: Any) -> None:
     served = serve(max_body_bytes=100)
     status, _, body = request(served.port, [{"id": i, "name": "x" * 10} for i in range(10)])
     assert status == 413 and body["limit"] == 100 and "max_body_bytes" in body["error"]
+
+
+def test_on_stop_answers_503_and_hands_over_every_queued_record_before_ending(
+    serve: Any,
+) -> None:
+    served = serve()
+    served.hold.set()  # the pipeline takes one record, then stalls with the rest queued
+    for n in range(5):
+        assert request(served.port, [{"id": n * 10 + i, "name": "x"} for i in range(10)])[0] == 202
+    asyncio.run_coroutine_threadsafe(served.ingress.on_stop(), served.loop).result(5)
+    status, headers, body = request(served.port, {"id": 99, "name": "late"})
+    assert status == 503 and headers["Retry-After"] == "1" and "stopping" in body["error"]
+    assert headers["Connection"] == "close"  # reconnect: perhaps to another replica
+    assert request(served.port, b"", method="GET", path="/readyz")[0] == 503
+    assert request(served.port, b"", method="GET", path="/healthz")[0] == 200
+    served.hold.clear()
+    deadline = time.monotonic() + 5
+    while served.ingress.bound_port is not None and time.monotonic() < deadline:
+        try:
+            request(served.port, b"", method="GET", path="/healthz")
+        except OSError:
+            break  # generate() ended and closed the server
+        time.sleep(0.05)
+    assert [r.id for r in served.taken] == list(range(50))  # every accepted record, in order
 
 
 # -- hostile and malformed requests ------------------------------------------------------------
