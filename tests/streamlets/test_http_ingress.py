@@ -14,6 +14,7 @@ import enum
 import http.client
 import json
 import logging
+import random
 import socket
 import threading
 import time
@@ -454,3 +455,35 @@ def test_strict_json_still_reads_what_json_can_only_spell_as_strings(serve: Any)
     assert request(served.port, {**record, "kind": "b"})[0] == 202
     status, _, body = request(served.port, {**record, "kind": "z"})
     assert status == 400 and body["field"] == "kind"
+
+
+def test_mutated_requests_get_an_answer_below_500_or_a_closed_connection(serve: Any) -> None:
+    """A bounded fuzz: 300 mutations of a valid request (bytes flipped, inserted, cut,
+    lines repeated), each answered 2xx/4xx or closed within a few seconds."""
+    served = serve(read_timeout=0.5, body_timeout=1.0, idle_timeout=1.0)
+    rng = random.Random(12)
+    body = json.dumps([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]).encode()
+    valid = head("Content-Type: application/json", f"Content-Length: {len(body)}", body=body)
+    statuses: set[int] = set()
+    for _ in range(300):
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 4)):
+            kind = rng.choice(["flip", "insert", "cut", "repeat"])
+            at = rng.randrange(len(data))
+            if kind == "flip":
+                data[at] = rng.randrange(256)
+            elif kind == "insert":
+                data[at:at] = rng.choice([b"\r\n", b":", b" ", b"\x00", b"[", b"{", b"9" * 20])
+            elif kind == "cut":
+                del data[at : at + rng.randint(1, 20)]
+            else:
+                lines = bytes(data).split(b"\r\n")
+                n = rng.randrange(len(lines))
+                lines[n:n] = [lines[n]] * rng.randint(1, 3)
+                data = bytearray(b"\r\n".join(lines))
+        answer = exchange(served.port, bytes(data), timeout=5)
+        assert answer.seconds < 5, (bytes(data), answer)
+        if answer.status_line:
+            assert answer.status < 500, (bytes(data), answer)
+            statuses.add(answer.status)
+    assert {202, 400} <= statuses  # the mutations reached both the parser and the handler
