@@ -24,6 +24,7 @@ from runner.kafka.options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_COMMIT_INTERVAL,
     DEFAULT_GRACE_PERIOD,
+    DEFAULT_METRICS_HOST,
     DEFAULT_METRICS_PORT,
     ProcessOptions,
     RunnerSettingsError,
@@ -96,7 +97,12 @@ def _install_signals(stop: Callable[[], None]) -> None:
 )
 @click.option("--no-metrics", is_flag=True, help="Do not serve /metrics, /healthz, /readyz.")
 @click.option(
-    "--metrics-host", default="0.0.0.0", show_default=True, help="Address the HTTP server binds."
+    "--metrics-host",
+    default=DEFAULT_METRICS_HOST,
+    envvar="STREAMLETS_METRICS_HOST",
+    show_default=True,
+    help="Address /metrics, /healthz and /readyz bind (loopback by default; 0.0.0.0 in a pod, "
+    "which 'flow deploy' sets, so that probes and Prometheus reach them).",
 )
 @click.option(
     "--grace-period",

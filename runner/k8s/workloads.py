@@ -37,6 +37,8 @@ _TMP_VOLUME = "tmp"
 _POD_INDEX = "apps.kubernetes.io/pod-index"
 #: Annotation the Job controller puts on each pod of an Indexed Job: its index.
 _COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+#: Address a pod's /metrics, /healthz and /readyz bind (every interface of the pod).
+POD_METRICS_HOST = "0.0.0.0"
 
 
 def metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:
@@ -60,6 +62,10 @@ def container_args(streamlet: str, options: DeployOptions) -> list[str]:
         options.bootstrap_servers,
         "--metrics-port",
         str(options.metrics_port),
+        # run-streamlet binds loopback unless told: the kubelet's probes and Prometheus
+        # come in on the pod's address.
+        "--metrics-host",
+        POD_METRICS_HOST,
     ]
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_COMMIT_INTERVAL",
     "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_METRICS_HOST",
     "DEFAULT_METRICS_PORT",
     "RUNNER_KEYS",
     "ProcessOptions",
@@ -38,6 +39,9 @@ DEFAULT_COMMIT_INTERVAL = 1.0
 DEFAULT_GRACE_PERIOD = 30.0
 #: Port of ``/metrics``, ``/healthz`` and ``/readyz``.
 DEFAULT_METRICS_PORT = 9090
+#: Address they bind: loopback, so that a process started by hand exposes nothing; a pod
+#: is given ``--metrics-host 0.0.0.0`` by ``flow deploy`` (its probes come from outside).
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 #: Keys of the ``runner:`` section of a config file that the Kafka runner reads.
 RUNNER_KEYS: Mapping[str, type] = {
@@ -66,7 +70,7 @@ class ProcessOptions:
     dead_letter_template: str | None = None
     create_topics: bool = True
     metrics_port: int | None = None  # None: no HTTP server; 0: any free port
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = DEFAULT_METRICS_HOST
     status_file: Path | None = None
     status_interval: float = 0.5
     #: Set by ``flow run-local --kafka``, which restarts its processes itself: 1 for the

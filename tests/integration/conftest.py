@@ -298,3 +298,15 @@ def kafka_app(tmp_path: Path, kafka_broker: EmbeddedBroker) -> Callable[..., Kaf
         return KafkaApp(name, tmp_path, blueprint, config_file, kafka_broker.bootstrap)
 
     return make
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses a TCP socket of this host listens on at ``port`` (Linux's
+    /proc/net/tcp: ``0.0.0.0`` is every interface)."""
+    found: set[str] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        address, _, hex_port = fields[1].partition(":")
+        if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return found

@@ -13,7 +13,13 @@ from confluent_kafka.admin import NewTopic
 
 from runner.kafka.dead_letters import read_dead_letter_headers
 from runner.kafka.status import read_status
-from tests.integration.conftest import KafkaApp, KafkaTools, item_ids, stop
+from tests.integration.conftest import (
+    KafkaApp,
+    KafkaTools,
+    item_ids,
+    listening_addresses,
+    stop,
+)
 
 PIPELINE = """
 streamlets:
@@ -236,9 +242,7 @@ def test_metrics_health_and_readiness_endpoints(
     )
     assert app.streamlet("numbers").wait(60) == 0, app.log("numbers")
     status_file = app.directory / "pass.json"
-    process = app.streamlet(
-        "pass", "--metrics-port", "0", "--metrics-host", "127.0.0.1", status=status_file
-    )
+    process = app.streamlet("pass", "--metrics-port", "0", status=status_file)
     try:
         deadline = time.monotonic() + 30
         port = None
@@ -247,6 +251,8 @@ def test_metrics_health_and_readiness_endpoints(
             port = status.metrics_port if status is not None else None
             time.sleep(0.1)
         assert port, app.log("pass")
+        # Loopback only unless --metrics-host says otherwise (flow deploy does, for pods).
+        assert listening_addresses(port) == {"127.0.0.1"}
         base = f"http://127.0.0.1:{port}"
         assert _get(f"{base}/healthz")[0] == 200
         kafka.read(f"{app.name}-out", 49, timeout=60)

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from runner.cli import cli
 from runner.k8s.options import CONFIG_DIR
 from runner.kafka.broker import EmbeddedBroker, free_port
+from tests.integration.conftest import listening_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSORS = ROOT / "examples" / "sensors"
@@ -88,6 +89,8 @@ def test_the_generated_container_command_runs_the_streamlet(
                 break
             time.sleep(0.2)
         assert health == 200, proc.stderr.read().decode() if proc.poll() is not None else health
+        # The pod's address, not loopback: the kubelet's probes come from outside.
+        assert listening_addresses(port) == {"0.0.0.0"}
         assert _status(f"http://127.0.0.1:{port}/readyz") in (200, 503)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
         assert b"threshold" in metrics
