@@ -26,9 +26,11 @@ from runner.kafka.options import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_METRICS_HOST,
     DEFAULT_METRICS_PORT,
+    SETS_ENV,
     ProcessOptions,
     RunnerSettingsError,
     load_runner_sections,
+    sets_from_environ,
 )
 from runner.kafka.process import StreamletProcess
 from runner.kafka.settings import KafkaSettings, KafkaSettingsError
@@ -56,6 +58,18 @@ def kafka_sections_or_fail(
         return load_runner_sections(overrides.sections, bootstrap=bootstrap, environ=environ)
     except (RunnerSettingsError, KafkaSettingsError) as exc:
         raise usage_error(exc) from None
+
+
+def _sets_from_environment() -> list[str]:
+    """The ``--set`` values handed over in the environment (``flow run-local --kafka`` does,
+    to keep them off the command line); taken out of it, so that processes the streamlet
+    starts do not inherit them."""
+    try:
+        return sets_from_environ(os.environ)
+    except RunnerSettingsError as exc:
+        raise usage_error(exc) from None
+    finally:
+        os.environ.pop(SETS_ENV, None)
 
 
 def _install_signals(stop: Callable[[], None]) -> None:
@@ -170,13 +184,16 @@ def run_streamlet_command(
 
     SIGTERM or Ctrl-C: stop fetching, finish in-flight records, flush, commit and exit 0
     within the grace period; a second signal exits at once (nothing committed is lost).
+
+    Config overrides may also come in $STREAMLETS_SETS, a JSON list of "NAME.KEY=VALUE"
+    strings applied before --set (kept off the command line, which every user can read).
     """
     configure_logging(
         log_format,
         logging.DEBUG if verbose else logging.INFO,
         {"streamlet": name, "replica": replica},
     )
-    overrides = load_overrides_or_fail(config_file, sets)
+    overrides = load_overrides_or_fail(config_file, _sets_from_environment() + list(sets))
     result = verified_or_exit(blueprint, overrides)
     if name not in result.streamlets:
         known = ", ".join(sorted(result.streamlets))

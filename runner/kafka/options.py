@@ -9,6 +9,7 @@ error.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,12 @@ __all__ = [
     "DEFAULT_METRICS_HOST",
     "DEFAULT_METRICS_PORT",
     "RUNNER_KEYS",
+    "SETS_ENV",
     "ProcessOptions",
     "RunnerSettingsError",
     "load_runner_sections",
     "runner_section",
+    "sets_from_environ",
 ]
 
 #: Records consumed and processed per batch at most.
@@ -42,6 +45,11 @@ DEFAULT_METRICS_PORT = 9090
 #: Address they bind: loopback, so that a process started by hand exposes nothing; a pod
 #: is given ``--metrics-host 0.0.0.0`` by ``flow deploy`` (its probes come from outside).
 DEFAULT_METRICS_HOST = "127.0.0.1"
+
+#: Environment variable with ``--set`` values as a JSON list of ``"NAME.KEY=VALUE"``
+#: strings: how ``flow run-local --kafka`` hands them to its processes, since a command
+#: line is readable by every user of the host (``ps``) and the values may be secrets.
+SETS_ENV = "STREAMLETS_SETS"
 
 #: Keys of the ``runner:`` section of a config file that the Kafka runner reads.
 RUNNER_KEYS: Mapping[str, type] = {
@@ -117,6 +125,23 @@ def runner_section(section: Any) -> dict[str, Any]:
                 f"runner.{key} must be a {kind.__name__}, got {value!r}"
             ) from None
     return found
+
+
+def sets_from_environ(environ: Mapping[str, str]) -> list[str]:
+    """The ``--set`` values in :data:`SETS_ENV` (none when it is unset or empty)."""
+    raw = environ.get(SETS_ENV, "")
+    if not raw:
+        return []
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise RunnerSettingsError(
+            f'${SETS_ENV} must be a JSON list of "NAME.KEY=VALUE" strings, '
+            "e.g. '[\"store.path=out.jsonl\"]'; unset it or fix it"
+        )
+    return values
 
 
 def _refuse_schema_registry(section: Any) -> None:

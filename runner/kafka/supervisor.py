@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from runner.kafka.admin import TopicError, ensure_topics, plan_topics
 from runner.kafka.broker import EmbeddedBroker, die_with_parent
 from runner.kafka.completion import BrokerProgress
 from runner.kafka.naming import dead_letter_topic
+from runner.kafka.options import SETS_ENV
 from runner.kafka.process import EXIT_FAILED
 from runner.kafka.settings import ENV_PREFIX, KafkaSettings
 from runner.kafka.status import ProcessStatus, merge_status, read_status
@@ -160,6 +162,11 @@ class Supervisor:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        # --set values may be secrets: in the environment (readable by this user only)
+        # rather than on the command line (readable by every user, `ps`).
+        env.pop(SETS_ENV, None)
+        if self.sets:
+            env[SETS_ENV] = json.dumps(list(self.sets))
         if self.broker is not None:
             for key, value in EMBEDDED_CONSUMER.items():
                 env.setdefault(f"{ENV_PREFIX}CONSUMER_{key}", value)
@@ -193,9 +200,7 @@ class Supervisor:
             command.append("--no-metrics")
         if self.config_file:
             command += ["--config", self.config_file]
-        for assignment in self.sets:
-            command += ["--set", assignment]
-        return command
+        return command  # the --set values go in the environment (see _env)
 
     def _start(self, child: _Child, bootstrap: str) -> None:
         child.incarnation += 1

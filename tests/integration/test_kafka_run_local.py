@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -156,3 +157,77 @@ def test_ctrl_c_stops_every_process_cleanly(
     assert "stopped in" in output
     assert "Traceback" not in output
     assert not any(alive(pid) for pid in _pids(run_dir))
+
+
+SECRET_MODULE = '''
+from pydantic import BaseModel, SecretStr
+
+from streamlets import Inlet, Streamlet
+from ktapp import Item
+
+
+class TokenFile(Streamlet):
+    """Writes its token, then each item id, to a file (the token has no default)."""
+
+    inp = Inlet(Item)
+
+    class Config(BaseModel):
+        path: str
+        token: SecretStr
+
+    def setup(self) -> None:
+        self._file = open(self.config.path, "a", encoding="utf-8")
+        self._file.write(f"token {self.config.token.get_secret_value()}\\n")
+
+    def process(self, item: Item) -> None:
+        self._file.write(f"{item.id}\\n")
+        self._file.flush()
+
+    def teardown(self) -> None:
+        self._file.close()
+'''
+
+
+def test_set_values_reach_the_processes_but_not_their_command_lines(
+    kafka_app: Callable[..., KafkaApp], tmp_path: Path
+) -> None:
+    app = kafka_app(
+        """
+        streamlets:
+          numbers: {class: ktapp:Numbers, config: {count: 20000}}
+          pass: {class: ktapp:Passthrough}
+          store: {class: secretapp:TokenFile, config: {path: ids.txt}}
+        topics:
+          items: {name: "{app}-items", producers: [numbers.out], consumers: [pass.inp]}
+          out: {name: "{app}-out", producers: [pass.out], consumers: [store.inp]}
+        """
+    )
+    (app.directory / "secretapp.py").write_text(SECRET_MODULE, encoding="utf-8")
+    secret = "s3cr3t-" + os.urandom(6).hex()
+    run_dir = tmp_path / "run"
+    supervisor = _run_local_on_kafka(
+        app, run_dir, "-q", "--set", f"store.token={secret}", "--set", "numbers.count=300"
+    )
+    command_lines: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while len(command_lines) < 3 and supervisor.poll() is None:
+            assert time.monotonic() < deadline, "the processes did not start"
+            for pid in _pids(run_dir) if (run_dir / "status").exists() else []:
+                with contextlib.suppress(OSError):
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if raw:
+                        command_lines.setdefault(pid, raw.replace(b"\0", b" ").decode())
+            time.sleep(0.05)
+        output, _ = supervisor.communicate(timeout=120)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert supervisor.returncode == 0, output
+    assert len(command_lines) == 3, command_lines
+    assert all("run-streamlet" in line for line in command_lines.values()), command_lines
+    assert not any(secret in line for line in command_lines.values()), command_lines
+    assert secret not in output
+    lines = (app.directory / "ids.txt").read_text().split("\n")
+    assert lines[0] == f"token {secret}"  # the value reached the process
+    assert {int(n) for n in lines[1:] if n} == set(range(300))  # so did numbers.count

@@ -22,7 +22,12 @@ from runner.kafka import (
     read_dead_letter_headers,
     redact,
 )
-from runner.kafka.options import ProcessOptions, RunnerSettingsError, runner_section
+from runner.kafka.options import (
+    ProcessOptions,
+    RunnerSettingsError,
+    runner_section,
+    sets_from_environ,
+)
 from runner.kafka.status import ProcessStatus, merge_status, read_status, write_status
 from runner.runtime.messages import DeadLetter, Message
 from runner.runtime.stats import StreamletStats
@@ -245,6 +250,17 @@ def test_run_streamlet_usage_errors(
         assert result.exit_code == 2, result.output
         assert "'schema_registry:' section" in result.output and "not supported" in result.output
     assert "run-streamlet" in runner.invoke(cli, ["--help"]).output
+    monkeypatch.setenv("STREAMLETS_SETS", "store.path=x")  # not a JSON list
+    result = runner.invoke(cli, ["run-streamlet", blueprint.path, "pass", "--bootstrap", "x:1"])
+    assert result.exit_code == 2 and "$STREAMLETS_SETS must be a JSON list" in result.output
+
+
+def test_set_values_in_the_environment_are_a_json_list() -> None:
+    assert sets_from_environ({}) == [] and sets_from_environ({"STREAMLETS_SETS": ""}) == []
+    assert sets_from_environ({"STREAMLETS_SETS": '["a.b=1", "a.c=x y"]'}) == ["a.b=1", "a.c=x y"]
+    for bad in ('{"a.b": 1}', "[1]", "not json"):
+        with pytest.raises(RunnerSettingsError, match="JSON list"):
+            sets_from_environ({"STREAMLETS_SETS": bad})
 
 
 def test_consumer_errors_are_skipped_logged_or_raised(caplog: pytest.LogCaptureFixture) -> None:
