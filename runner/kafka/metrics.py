@@ -121,7 +121,7 @@ class MetricsServer:
     """A small HTTP server in a daemon thread: /metrics, /healthz, /readyz."""
 
     def __init__(
-        self, metrics: StreamletMetrics, health: Health, *, host: str = "0.0.0.0", port: int = 0
+        self, metrics: StreamletMetrics, health: Health, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         registry = metrics.registry
 
