@@ -22,6 +22,7 @@ from runner.kafka import (
     read_dead_letter_headers,
     redact,
 )
+from runner.kafka.logs import ConnectionFailures
 from runner.kafka.options import (
     ProcessOptions,
     RunnerSettingsError,
@@ -277,3 +278,35 @@ def test_consumer_errors_are_skipped_logged_or_raised(caplog: pytest.LogCaptureF
         assert record.getMessage().startswith("pass-0: consumer: ")
     with pytest.raises(KafkaException):
         skip_consumer_error(KafkaError(KafkaError._FATAL, "bad", fatal=True), logger, "c")
+
+
+def test_connection_failures_are_logged_once_per_interval() -> None:
+    now = [0.0]
+    failures = ConnectionFailures(interval=10, clock=lambda: now[0])
+
+    def line(facility: str, text: str = "Connect to ipv4#127.0.0.1:1 failed") -> logging.LogRecord:
+        return logging.LogRecord(
+            "client",
+            logging.ERROR,
+            __file__,
+            1,
+            "%s [%s] %s",
+            (facility, "c#consumer-1", text),
+            None,
+        )
+
+    first = line("FAIL")
+    assert failures.filter(first)
+    assert first.levelno == logging.WARNING  # the client goes on by itself
+    assert first.getMessage() == (
+        "connection to a Kafka broker failed (client c#consumer-1): Connect to ipv4#127.0.0.1:1 "
+        "failed; retrying (such failures are logged once every 10 s)"
+    )
+    for t in range(1, 10):  # a few attempts a second: held back
+        now[0] = t
+        assert not failures.filter(line("FAIL"))
+    assert failures.filter(line("COMMIT", "other news"))  # other lines pass as they are
+    now[0] = 10.5
+    again = line("FAIL")
+    assert failures.filter(again)
+    assert "(9 more failure(s) since the last such line)" in again.getMessage()
