@@ -1,9 +1,18 @@
-"""Topics: create the ones a blueprint needs with its settings; report ones that do not fit."""
+"""Topics: create the ones a blueprint needs with its settings; report ones that do not fit.
+
+Requests to the broker are made in short attempts, so that a caller's stop (SIGTERM during
+start-up) is seen within about a second; a broker out of reach is said once, not once per
+attempt (the client's own failure lines are rate-limited by :mod:`runner.kafka.logs`). A
+broker that refuses the client's credentials or security protocol is an error at once:
+retrying would not help.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +24,33 @@ from runner.kafka.logs import client_log
 from runner.kafka.naming import dead_letter_topic, kafka_topic
 from streamlets.errors import StreamletsError
 
-__all__ = ["BrokerUnreachable", "TopicError", "TopicPlan", "ensure_topics", "plan_topics"]
+__all__ = [
+    "ATTEMPT_SECONDS",
+    "BrokerRefused",
+    "BrokerUnreachable",
+    "StartupStopped",
+    "TopicError",
+    "TopicPlan",
+    "ensure_topics",
+    "plan_topics",
+]
 
 log = logging.getLogger("streamlets.runner.kafka")
 
 #: Partitions of a topic whose blueprint entry does not say (and of dead-letter topics).
 DEFAULT_PARTITIONS = 1
+#: Seconds one request to the broker may take before the stop flag is looked at again.
+ATTEMPT_SECONDS = 1.0
+
+#: Client errors that mean the broker answered but refused this client's security settings,
+#: with what to say about them.
+_REFUSALS = {
+    KafkaError._AUTHENTICATION: "authentication with",
+    KafkaError.SASL_AUTHENTICATION_FAILED: "authentication with",
+    KafkaError.UNSUPPORTED_SASL_MECHANISM: "authentication with",
+    KafkaError.ILLEGAL_SASL_STATE: "authentication with",
+    KafkaError._SSL: "the TLS handshake with",
+}
 
 
 class TopicError(StreamletsError):
@@ -29,6 +59,15 @@ class TopicError(StreamletsError):
 
 class BrokerUnreachable(TopicError):
     """The broker did not answer (worth retrying later, unlike a bad topic)."""
+
+
+class BrokerRefused(TopicError):
+    """The broker answered but refused the client: authentication or TLS failed (a retry
+    with the same settings fails the same way)."""
+
+
+class StartupStopped(StreamletsError):
+    """A stop was asked for while the topics were being checked or created."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +120,138 @@ def _error_code(exc: BaseException) -> int | None:
     return None
 
 
+class _ClientErrors:
+    """The admin client's ``error_cb``: the last error, and the first refusal."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+        self.refusal: Any = None
+
+    def __call__(self, error: Any) -> None:
+        self.last = error
+        if self.refusal is None and error.code() in _REFUSALS:
+            self.refusal = error
+
+
+def _security(config: Mapping[str, Any]) -> str:
+    keys = ("security.protocol", "sasl.mechanism", "sasl.mechanisms")
+    found = [f"{k}={config[k]}" for k in keys if k in config]
+    return f" ({', '.join(found)})" if found else ""
+
+
+class _Broker:
+    """Requests to the broker in short attempts that look at ``stopping`` in between."""
+
+    def __init__(
+        self,
+        admin_config: Mapping[str, Any],
+        *,
+        timeout: float | None,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.errors = _ClientErrors()
+        config: dict[str, Any] = {"logger": client_log}
+        config.update(admin_config)
+        config["error_cb"] = self.errors
+        self.config = config
+        self.where = str(admin_config.get("bootstrap.servers"))
+        self.admin = AdminClient(config)
+        self.timeout = timeout
+        self.stopping = stopping
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def _attempt_seconds(self) -> float:
+        if self.deadline is None:
+            return ATTEMPT_SECONDS
+        return max(min(ATTEMPT_SECONDS, self.deadline - time.monotonic()), 0.05)
+
+    def _check_stop(self) -> None:
+        if self.stopping():
+            raise StartupStopped(f"stopped while waiting for the Kafka broker at {self.where}")
+
+    def _refused(self) -> None:
+        """Raise :class:`BrokerRefused` when the client reported a refusal."""
+        self.admin.poll(0)  # serves error_cb (and the client's log lines)
+        refusal = self.errors.refusal
+        if refusal is None:
+            return
+        what = _REFUSALS[refusal.code()]
+        raise BrokerRefused(
+            f"{what} the Kafka broker at {self.where} failed{_security(self.config)}: "
+            f"{refusal.str()}; check that the broker's listener at that address uses this "
+            "security protocol and mechanism, and the credentials (sasl.username, "
+            "sasl.password) or TLS settings (ssl.*) in the 'kafka:' section of the config "
+            "file or the STREAMLETS_KAFKA_* variables"
+        )
+
+    def metadata(self) -> Any:
+        """The cluster's metadata, once the broker answers (or :class:`BrokerUnreachable`
+        after ``timeout``; :class:`StartupStopped` when ``stopping()``).
+
+        Waiting is said once; the client's own connection failures are logged once every
+        few seconds while it lasts (see :class:`runner.kafka.logs.ConnectionFailures`).
+        """
+        failures = 0
+        while True:
+            self._check_stop()
+            try:
+                return self.admin.list_topics(timeout=self._attempt_seconds())
+            except KafkaException as exc:
+                self._refused()
+                self._check_stop()
+                last = self.errors.last
+                why = last.str() if last is not None else str(exc)
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    raise BrokerUnreachable(
+                        f"cannot reach the Kafka broker at {self.where} within "
+                        f"{self.timeout:g} s{_security(self.config)}: {why}; check the "
+                        "address (--bootstrap or bootstrap.servers) and that the broker runs"
+                    ) from None
+                failures += 1
+                if failures == 2:  # one slow answer (a TLS handshake, say) is not news
+                    log.warning(
+                        "waiting for the Kafka broker at %s%s to answer: %s; retrying until "
+                        "it does%s",
+                        self.where,
+                        _security(self.config),
+                        why,
+                        "" if self.deadline is None else f" (for {self.timeout:g} s at most)",
+                    )
+
+    def wait(self, futures: Iterable[concurrent.futures.Future[Any]]) -> None:
+        """Wait for admin operations to finish (looking at ``stopping`` in between)."""
+        pending = set(futures)
+        while pending:
+            self._check_stop()
+            _, pending = concurrent.futures.wait(pending, timeout=self._attempt_seconds())
+            if pending and self.deadline is not None and time.monotonic() >= self.deadline:
+                return  # result() then raises the operation's own timeout error
+
+
 def ensure_topics(
-    admin_config: Mapping[str, Any], plans: Iterable[TopicPlan], *, timeout: float = 30.0
+    admin_config: Mapping[str, Any],
+    plans: Iterable[TopicPlan],
+    *,
+    timeout: float | None = 30.0,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> list[str]:
     """Create the missing topics; returns the names created.
 
-    Raises :class:`TopicError` when a topic cannot be created, or exists with fewer
-    partitions than the blueprint asks for (using it would silently change the parallelism).
+    ``timeout`` bounds the wait for the broker (``None``: wait until it answers);
+    ``stopping`` is looked at about every
+    :data:`ATTEMPT_SECONDS` and raises :class:`StartupStopped` when it returns true.
+
+    Raises :class:`BrokerRefused` when authentication or TLS fails,
+    :class:`BrokerUnreachable` after ``timeout``, and :class:`TopicError` when a topic
+    cannot be created, or exists with fewer partitions than the blueprint asks for (using
+    it would silently change the parallelism).
     """
     plans = list(plans)
     if not plans:
         return []
-    config: dict[str, Any] = {"logger": client_log}
-    config.update(admin_config)
-    admin = AdminClient(config)
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise BrokerUnreachable(
-            f"cannot reach the Kafka broker at {admin_config.get('bootstrap.servers')}: {exc}"
-        ) from None
+    broker = _Broker(admin_config, timeout=timeout, stopping=stopping)
+    admin = broker.admin
+    metadata = broker.metadata()
     existing = {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
     missing = [p for p in plans if p.name not in existing]
     created: list[str] = []
@@ -114,7 +265,9 @@ def ensure_topics(
             )
             for p in missing
         ]
-        futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
+        wait = timeout if timeout is not None else 30.0
+        futures = admin.create_topics(new, operation_timeout=wait, request_timeout=wait)
+        broker.wait(futures.values())
         for plan in missing:
             try:
                 futures[plan.name].result()
@@ -127,7 +280,7 @@ def ensure_topics(
                     f"cannot create Kafka topic '{plan.name}' ({plan.what}): {exc}"
                 ) from None
         if len(created) < len(missing):
-            metadata = admin.list_topics(timeout=timeout)
+            metadata = broker.metadata()
             existing = {n: len(t.partitions) for n, t in metadata.topics.items() if not t.error}
     for plan in plans:
         have = existing.get(plan.name)

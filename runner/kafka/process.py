@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException
 
 from blueprint import VerifiedBlueprint
-from runner.kafka.admin import BrokerUnreachable, ensure_topics, plan_topics
+from runner.kafka.admin import BrokerUnreachable, StartupStopped, ensure_topics, plan_topics
 from runner.kafka.commits import Checkpoint
 from runner.kafka.consumed import skip_consumer_error
 from runner.kafka.logs import client_log
@@ -494,6 +494,12 @@ class StreamletProcess:
         log.error("%s: unexpected error", self.label, exc_info=exc)
         return EXIT_CRASH
 
+    def _starting_stopped(self) -> bool:
+        """Between start-up attempts to reach the broker: the liveness beat (waiting for a
+        broker is not a stall), and whether a stop was asked for."""
+        self.health.beat()
+        return self._stop
+
     def run(self) -> int:
         """Run until stopped, a bounded source ends, or a failure; returns the exit status."""
         self._loop = loop = asyncio.new_event_loop()
@@ -513,6 +519,8 @@ class StreamletProcess:
                         [self.name],
                         dead_letter_template=self.options.dead_letter_template,
                     ),
+                    timeout=None,  # a broker that starts after us is waited for
+                    stopping=self._starting_stopped,
                 )
             self._executor = Executor(self.spec, self.blueprint)
             self.status.stats = self._executor.stats
@@ -531,6 +539,9 @@ class StreamletProcess:
                 self._producer.init_transactions(self.options.grace_period)
             self._last_commit = time.monotonic()
             loop.run_until_complete(self._run_instance())
+            state, code = "done", 0
+        except StartupStopped:
+            log.info("%s: stopped during start-up, before taking any input", self.label)
             state, code = "done", 0
         except Exception as exc:
             code = self._fail(exc)
