@@ -3,19 +3,36 @@
 The headers follow Kafka Connect's dead-letter-queue convention (``__connect.errors.*``),
 so tools that read a Connect DLQ read ours; ``__streamlets.errors.*`` adds what Connect
 has no name for. The record keeps its original key, value and headers, so it can be
-replayed as it was.
+replayed as it was - unless that would make it too large for the producer: then
+:func:`fit_dead_letter` cuts the value to what fits and says so in the headers (the
+original is still where ``__connect.errors.topic``, ``.partition`` and ``.offset`` say).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from runner.runtime.messages import DeadLetter
 
-__all__ = ["HEADER_PREFIX", "dead_letter_headers", "read_dead_letter_headers"]
+__all__ = [
+    "HEADERS_DROPPED_HEADER",
+    "HEADER_PREFIX",
+    "TRUNCATED_HEADER",
+    "VALUE_SIZE_HEADER",
+    "dead_letter_headers",
+    "fit_dead_letter",
+    "read_dead_letter_headers",
+]
 
 HEADER_PREFIX = "__connect.errors."
 _MAX_TRACE = 16_000  # bytes of stack trace kept in a header
+#: Header of a dead letter whose value was cut to fit: how many bytes of it were kept.
+TRUNCATED_HEADER = "__streamlets.errors.value.truncated"
+#: Header of a dead letter whose value was cut to fit: the original value's size in bytes.
+VALUE_SIZE_HEADER = "__streamlets.errors.value.size"
+#: Header of a dead letter that had to leave out the original record's headers: how many.
+HEADERS_DROPPED_HEADER = "__streamlets.errors.headers.dropped"
+_SHORT_TEXT = 1_000  # bytes of error message and stack trace kept when even they do not fit
 
 
 def dead_letter_headers(dead: DeadLetter, *, app: str, replica: int = 0) -> list[tuple[str, bytes]]:
@@ -37,6 +54,46 @@ def dead_letter_headers(dead: DeadLetter, *, app: str, replica: int = 0) -> list
         ("__streamlets.errors.inlet", (dead.inlet or "").encode()),
     ]
     return [*original.headers, *error_headers]
+
+
+Headers = list[tuple[str, bytes]]
+
+
+def fit_dead_letter(
+    value: bytes,
+    key: bytes | None,
+    headers: Headers,
+    *,
+    max_bytes: int,
+    overhead: Callable[[bytes | None, Sequence[tuple[str, bytes]]], int],
+    original_headers: int = 0,
+) -> tuple[bytes, Headers]:
+    """The value and headers of a dead letter cut to fit ``max_bytes`` (as ``overhead``
+    counts a record besides its value); as they are when they fit.
+
+    The value keeps as many leading bytes as fit next to the headers, which gain
+    :data:`TRUNCATED_HEADER` (bytes kept) and :data:`VALUE_SIZE_HEADER` (the original
+    size). When the headers alone do not fit, the first ``original_headers`` of them (the
+    original record's) are left out (:data:`HEADERS_DROPPED_HEADER` says how many) and the
+    error message and stack trace are shortened.
+    """
+    if overhead(key, headers) + len(value) <= max_bytes:
+        return value, headers
+    size = str(len(value)).encode()
+    kept = headers
+    room = max_bytes - overhead(key, [*kept, (TRUNCATED_HEADER, size), (VALUE_SIZE_HEADER, size)])
+    if room < 0:
+        short = [
+            (name, text[-_SHORT_TEXT:] if name.endswith(("message", "stacktrace")) else text)
+            for name, text in headers[original_headers:]
+        ]
+        kept = [*short, (HEADERS_DROPPED_HEADER, str(original_headers).encode())]
+        room = max_bytes - overhead(
+            key, [*kept, (TRUNCATED_HEADER, size), (VALUE_SIZE_HEADER, size)]
+        )
+    room = min(max(room, 0), len(value))
+    marks = [(TRUNCATED_HEADER, str(room).encode()), (VALUE_SIZE_HEADER, size)]
+    return value[:room], [*kept, *marks]
 
 
 def read_dead_letter_headers(

@@ -36,6 +36,7 @@ from runner.kafka.options import ProcessOptions
 from runner.kafka.producing import DeliveryError, OutputProducer, ProducerFenced
 from runner.kafka.replay import ReplayReader
 from runner.kafka.settings import KafkaSettings, redact
+from runner.kafka.sizes import record_limit
 from runner.kafka.status import ProcessStatus, write_status
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.executor import Executor
@@ -156,8 +157,8 @@ class StreamletProcess:
             lag[key] = total
         self.status.lag = lag
 
-    def _make_producer(self) -> OutputProducer:
-        config = self.settings.for_producer(
+    def _producer_config(self) -> dict[str, Any]:
+        return self.settings.for_producer(
             **{
                 "client.id": client_id(self.blueprint, self.name, self.replica),
                 "enable.idempotence": True,
@@ -167,6 +168,9 @@ class StreamletProcess:
                 "logger": client_log,
             }
         )
+
+    def _make_producer(self) -> OutputProducer:
+        config = self._producer_config()
         tx_id = (
             transactional_id(self.blueprint, self.name, self.replica) if self.exactly_once else None
         )
@@ -522,7 +526,9 @@ class StreamletProcess:
                     timeout=None,  # a broker that starts after us is waited for
                     stopping=self._starting_stopped,
                 )
-            self._executor = Executor(self.spec, self.blueprint)
+            # Outputs too large for the producer fail to encode (the error policy applies).
+            limit = record_limit(self._producer_config())
+            self._executor = Executor(self.spec, self.blueprint, record_limit=limit)
             self.status.stats = self._executor.stats
             self._check_restarts(self._executor.instance)
             self._register_streamlet_metrics()

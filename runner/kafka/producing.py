@@ -1,5 +1,15 @@
 """The process's producer: outputs and dead letters onto their topics, delivery failures
-noted as they are reported, and a flush that says whether everything arrived."""
+noted as they are reported, and a flush that says whether everything arrived.
+
+Records too large: the execution core refuses an output larger than the producer's
+``message.max.bytes`` (the error policy applies, stage ``encode``; see
+:mod:`runner.kafka.sizes`), and a dead letter is cut to fit (:func:`fit_dead_letter`). A
+record the *broker* refuses as too large (its limit is below the producer's) is reported
+by :meth:`OutputProducer.flush` as :class:`~runner.runtime.limits.RecordTooLarge`, which
+stops the process (exit 1: a restart would fail the same way) with the setting to change:
+the producer's ``message.max.bytes`` at or below the broker's limit makes such records
+follow the error policy instead.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +18,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from runner.kafka.dead_letters import dead_letter_headers
+from runner.kafka.dead_letters import dead_letter_headers, fit_dead_letter
 from runner.kafka.settings import redact
+from runner.kafka.sizes import MESSAGE_MAX_BYTES_SETTING, message_max_bytes, record_overhead
+from runner.runtime.limits import RecordTooLarge
 from runner.runtime.messages import DeadLetter, Emitted
 from streamlets.errors import StreamletsError
 
@@ -56,6 +68,8 @@ class OutputProducer:
         self.transactional_id = transactional_id
         self.pending: dict[str, int] = {}
         self.delivery_errors: list[str] = []
+        self.too_large: str | None = None  # the first record the broker refused as too large
+        self.max_bytes = message_max_bytes(config)
         self.fenced = False
         self.in_transaction = False
         full = {**config, "on_delivery": self._on_delivery}
@@ -70,6 +84,17 @@ class OutputProducer:
             self.delivery_errors.append(f"{msg.topic()}: {err}")
             if err.code() in FENCED_CODES:
                 self.fenced = True
+            elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE and self.too_large is None:
+                size = len(msg.value() or b"") + record_overhead(msg.key(), msg.headers() or ())
+                self.too_large = (
+                    f"the broker refused a record of {size:,} bytes on topic '{msg.topic()}' "
+                    f"as too large ({err.str()}): its limit (the topic's max.message.bytes, "
+                    "or the broker's message.max.bytes) is below "
+                    f"{MESSAGE_MAX_BYTES_SETTING}, {self.max_bytes:,}; set the producer's "
+                    "to at most the broker's limit, so that records too large follow the "
+                    "error policy and dead letters are cut to fit, or raise the topic's "
+                    "max.message.bytes; input offsets stay uncommitted"
+                )
 
     def init_transactions(self, timeout: float) -> None:
         """Register the transactional id (fencing an older process that had it)."""
@@ -91,6 +116,29 @@ class OutputProducer:
                 return
             except BufferError:
                 producer.poll(0.05)  # the local queue is full: wait for acknowledgements
+            except KafkaException as exc:
+                raise self._refused(exc, topic, value, key, headers) from None
+
+    def _refused(
+        self,
+        exc: KafkaException,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> Exception:
+        """What to raise for a record ``produce()`` refused: :class:`RecordTooLarge` when
+        it was too large (the execution core checks outputs before they get here, so this
+        is a record whose key or headers the check did not count), else ``exc``."""
+        error = exc.args[0] if exc.args else None
+        if not (isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE):
+            return exc
+        size = len(value) + record_overhead(key, headers)
+        return RecordTooLarge(
+            f"a record of {size:,} bytes for topic '{topic}' is larger than "
+            f"{MESSAGE_MAX_BYTES_SETTING}, {self.max_bytes:,}; make it smaller or raise the "
+            "setting (and the topic's max.message.bytes on the broker with it)"
+        )
 
     def send(self, emitted: list[Emitted], dead: list[DeadLetter]) -> None:
         """Produce ``emitted`` to their topics and ``dead`` to the dead-letter topic."""
@@ -119,15 +167,35 @@ class OutputProducer:
                 header_list = list(last_headers) if last_headers else None
             try:
                 produce(kafka_name, message.value, message.key, headers=header_list)
-            except BufferError:
+            except (BufferError, KafkaException):
                 self._produce(kafka_name, message.value, message.key, message.headers)
             run += 1
         if run:
             pending[last_topic] = pending.get(last_topic, 0) + run
         for letter in dead:
             original = letter.original
-            headers = dead_letter_headers(letter, app=self.app, replica=self.replica)
-            self._produce(self.dead_letter_topic, original.value, original.key, headers)
+            full = dead_letter_headers(letter, app=self.app, replica=self.replica)
+            value, headers = fit_dead_letter(
+                original.value,
+                original.key,
+                full,
+                max_bytes=self.max_bytes,
+                overhead=record_overhead,
+                original_headers=len(original.headers),
+            )
+            if headers is not full:
+                log.warning(
+                    "dead letter of %s[%d]@%d: value cut from %d to %d bytes to fit %s "
+                    "(%d); the original is still on that topic",
+                    original.topic or "(source)",
+                    original.partition,
+                    original.offset,
+                    len(original.value),
+                    len(value),
+                    MESSAGE_MAX_BYTES_SETTING,
+                    self.max_bytes,
+                )
+            self._produce(self.dead_letter_topic, value, original.key, headers)
 
     def poll(self) -> None:
         """Serve delivery reports; raises :class:`DeliveryError` once one failed."""
@@ -147,6 +215,8 @@ class OutputProducer:
                 f"{left} output record(s) were not acknowledged within {timeout:.0f} s; "
                 "input offsets stay uncommitted (the records will be processed again)"
             )
+        if self.too_large is not None:
+            raise RecordTooLarge(self.too_large)
         if self.fenced:
             raise ProducerFenced(
                 f"fenced: another process took over transactional id "

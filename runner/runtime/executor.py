@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
 from runner.runtime.errors import StreamletFailed
+from runner.runtime.limits import NO_LIMIT, RecordLimit, RecordTooLarge
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.stats import StreamletStats
 from streamlets.codecs import SCHEMA_HEADER, Codec, codec_for, schema_fingerprint
@@ -73,11 +74,15 @@ class _Decoder:
 
 
 class _Encoder:
-    """Encodes the records of one outlet for each topic it writes to."""
+    """Encodes the records of one outlet for each topic it writes to; ``room`` is how many
+    bytes of value a record of this outlet may have (the transport's limit)."""
 
-    def __init__(self, schema: Schema, topics: Sequence[TopicSpec]) -> None:
+    def __init__(
+        self, schema: Schema, topics: Sequence[TopicSpec], limit: RecordLimit | None
+    ) -> None:
         self.schema = schema
         self.headers = ((SCHEMA_HEADER, schema_fingerprint(schema).encode()),)
+        self.room = NO_LIMIT if limit is None else limit.room(None, self.headers)
         self.targets: list[tuple[str, Codec]] = [
             (t.key, codec_for(t.codec, schema, schema)) for t in topics
         ]
@@ -124,6 +129,8 @@ class Executor:
 
     ``blueprint`` gives the topics of each port. Outputs of outlets that no topic reads are
     counted but not encoded. ``concurrency`` bounds concurrent ``async def process`` calls.
+    ``record_limit`` is the transport's limit on a record's size: an output larger than it
+    fails to encode (:class:`~runner.runtime.limits.RecordTooLarge`, stage ``encode``).
     """
 
     def __init__(
@@ -133,8 +140,10 @@ class Executor:
         instance: Streamlet | None = None,
         *,
         concurrency: int | None = None,
+        record_limit: RecordLimit | None = None,
     ) -> None:
         self.spec = spec
+        self.record_limit = record_limit
         self.name = spec.name
         self.instance = instance if instance is not None else spec.create()
         self.on_error = spec.on_error
@@ -169,11 +178,11 @@ class Executor:
         self.encoders: dict[str, _Encoder] = {}
         for outlet_name in self.outlets:
             topics = blueprint.outlet_topics(spec.name, outlet_name)
-            self.encoders[outlet_name] = _Encoder(spec.schema(outlet_name), topics)
+            self.encoders[outlet_name] = _Encoder(spec.schema(outlet_name), topics, record_limit)
         # One outlet on one topic: results go straight to that topic's codec.
         only = self.encoders.get(self.single_outlet or "")
-        self._fast: tuple[str, Codec, tuple[tuple[str, bytes], ...]] | None = (
-            (only.single[0], only.single[1], only.headers)
+        self._fast: tuple[str, Codec, tuple[tuple[str, bytes], ...], int] | None = (
+            (only.single[0], only.single[1], only.headers, only.room)
             if only is not None and only.single is not None
             else None
         )
@@ -241,6 +250,10 @@ class Executor:
 
     # -- outputs -------------------------------------------------------------------------
 
+    def _too_large(self, size: int, room: int, topic: str) -> RecordTooLarge:
+        assert self.record_limit is not None  # room is NO_LIMIT without one
+        return self.record_limit.error(size, room, topic)
+
     def _route(self, result: Any) -> Iterable[tuple[str, Any]]:
         if result is None:
             return ()
@@ -276,22 +289,29 @@ class Executor:
             if encoder is None:
                 raise StreamletsError(f"streamlet '{self.name}' has no outlet '{outlet_name}'")
             headers = encoder.headers
+            room = encoder.room
             self.stats.records_out += 1
             single = encoder.single
             if single is not None:  # one topic: the common case, kept short
-                out.append(Emitted(single[0], Message(single[1].encode(record), None, headers)))
+                value = single[1].encode(record)
+                if len(value) > room:
+                    raise self._too_large(len(value), room, single[0])
+                out.append(Emitted(single[0], Message(value, None, headers)))
                 continue
             if not encoder.targets:
                 continue
             if encoder.same_codec:
                 value = encoder.targets[0][1].encode(record)
+                if len(value) > room:
+                    raise self._too_large(len(value), room, encoder.targets[0][0])
                 for topic, _ in encoder.targets:
                     out.append(Emitted(topic, Message(value, headers=encoder.headers)))
             else:
                 for topic, codec in encoder.targets:
-                    out.append(
-                        Emitted(topic, Message(codec.encode(record), headers=encoder.headers))
-                    )
+                    value = codec.encode(record)
+                    if len(value) > room:
+                        raise self._too_large(len(value), room, topic)
+                    out.append(Emitted(topic, Message(value, headers=encoder.headers)))
 
     def route(self, result: Any) -> list[tuple[str, Any]]:
         """Turn what ``process``/``generate`` returned into ``(outlet, record)`` pairs."""
@@ -343,7 +363,7 @@ class Executor:
             for message in messages:
                 self.process_one_sync(inlet, message, out, dead)
             return
-        topic, codec, headers = fast
+        topic, codec, headers, room = fast
         encode = codec.encode
         stats = self.stats
         stats.records_in += len(messages)
@@ -380,6 +400,10 @@ class Executor:
                     except (CodecError, StreamletsError) as exc:
                         self._reject("encode", exc, message, inlet, dead)
                         continue
+                if len(value) > room:
+                    too_large = self._too_large(len(value), room, topic)
+                    self._reject("encode", too_large, message, inlet, dead)
+                    continue
                 stats.records_out += 1
                 out.append(Emitted(topic, Message(value, None, headers)))
             else:
@@ -554,6 +578,8 @@ class Executor:
         if fast is not None and isinstance(item, _SINGLE_RECORD):
             try:
                 value = fast[1].encode(item)
+                if len(value) > fast[3]:
+                    raise self._too_large(len(value), fast[3], fast[0])
             except (CodecError, StreamletsError) as exc:
                 self._reject("encode", exc, _repr_message(item), None, dead)
                 return
