@@ -117,7 +117,7 @@ class DrainingSource(Streamlet):
             await asyncio.sleep(self.config.every_s)
             yield item
 
-    def on_stop(self) -> None:
+    async def on_stop(self) -> None:  # on the loop, as the queue needs
         self._queue.put_nowait(None)  # after what was accepted
 
 
