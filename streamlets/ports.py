@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any, ClassVar, Generic, Self, TypeAlias, TypeVar, overload
 
 from pydantic import BaseModel
 
-from streamlets.errors import SchemaError
+from streamlets.errors import (
+    CodecError,
+    EncodeError,
+    RecordValidationError,
+    SchemaError,
+    StreamletDefinitionError,
+)
 from streamlets.schema import Schema
 
-__all__ = ["FromConfig", "Inlet", "Outlet", "Port", "Routed"]
+__all__ = ["FromConfig", "Inlet", "KeyFunction", "Outlet", "Port", "Routed"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 H = TypeVar("H", bound=Callable[..., Any])
+
+#: A function that gives a record's key: ``Outlet(Order, key=lambda o: o.customer)``.
+#: A ``str`` is encoded as UTF-8, ``bytes`` are the key as they are, ``None`` means no key.
+KeyFunction: TypeAlias = Callable[[T], "str | bytes | None"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +58,80 @@ class Port(Generic[T]):
     """
 
     direction: str = "port"
+    #: The error a value that cannot be a key or timestamp raises: the codec error of the
+    #: stage the port's records are in (encode for an outlet, validate for an inlet).
+    _metadata_error: ClassVar[type[CodecError]] = CodecError
 
-    def __init__(self, schema: Any, *, description: str = "") -> None:
+    def __init__(self, schema: Any, *, description: str = "", timestamp: str | None = None) -> None:
         self.source: SchemaSource = schema
         self.description = description
         self.name: str = ""
         self.owner: type | None = None
         self._schema: Schema | None = None
+        self._timestamp = _field_name(timestamp, "timestamp", type(self).__name__)
+        self._read_timestamp: Callable[[Any], int | None] | None = (
+            None if self._timestamp is None else self._timestamp_reader(self._timestamp)
+        )
+
+    @property
+    def timestamp(self) -> str | None:
+        """The field that holds a record's event time (``timestamp=``), or ``None``.
+
+        The field holds a ``datetime`` (a naive one is taken as UTC) or an integer of
+        milliseconds since the epoch. Without it, a record's time is its own (Kafka)
+        timestamp.
+        """
+        return self._timestamp
+
+    def timestamp_of(self, record: T) -> int | None:
+        """The event time of ``record`` from its ``timestamp`` field, in epoch milliseconds.
+
+        ``None`` when the port declares no ``timestamp=`` or the field is ``None``.
+
+        Raises a :class:`~streamlets.errors.CodecError` (an ``EncodeError`` for an outlet, a
+        ``RecordValidationError`` for an inlet) when the field holds something else, or a
+        time before 1970 (a Kafka timestamp cannot be negative).
+        """
+        read = self._read_timestamp
+        return None if read is None else read(record)
+
+    def _timestamp_reader(self, field: str) -> Callable[[Any], int | None]:
+        get = _field_getter(self, field, "timestamp")
+        error = self._metadata_error
+        port = self
+
+        def read(record: Any) -> int | None:
+            value = get(record)
+            try:
+                ms = _epoch_ms(value)
+            except TypeError:
+                raise error(
+                    f"{port._where()}: timestamp field '{field}' holds "
+                    f"{type(value).__name__} {_short(value)}; it must hold a datetime or an "
+                    "integer of milliseconds since the epoch"
+                ) from None
+            if ms is not None and ms < 0:
+                raise error(
+                    f"{port._where()}: timestamp field '{field}' is {_short(value)}, "
+                    "before 1970-01-01; a record's timestamp is 0 or more milliseconds since "
+                    "the epoch"
+                )
+            return ms
+
+        return read
+
+    def _where(self) -> str:
+        """``Class.port (inlet)``: how messages name this port."""
+        owner = self.owner.__name__ if self.owner else "?"
+        return f"{owner}.{self.name or '?'} ({self.direction})"
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
         self.owner = owner
 
-    @overload
-    def __get__(self, instance: None, owner: type) -> Port[T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type) -> Port[T]: ...
-    def __get__(self, instance: object | None, owner: type) -> Port[T]:
+    # Self, not Port[T]: ``self.alerts`` is the Outlet itself to a type checker, so
+    # ``self.alerts.emit(...)`` and ``self.alerts.key_of(...)`` check.
+    def __get__(self, instance: object | None, owner: type) -> Self:
         return self
 
     @property
@@ -107,6 +180,73 @@ class Port(Generic[T]):
         return f"<{type(self).__name__} {owner}.{self.name}: {schema}>"
 
 
+def _field_name(value: object, option: str, port: str) -> str | None:
+    """``value`` as the field name of a ``key=``/``timestamp=`` option, checked once."""
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise StreamletDefinitionError(
+        f"{port}({option}=...) names a field of the port's schema, as a non-empty string; "
+        f"got {value!r}"
+    )
+
+
+def _field_getter(port: Port[Any], field: str, option: str) -> Callable[[Any], Any]:
+    """A function that reads ``field`` from a record of ``port``: a model instance or a dict.
+
+    A dict without the field gives ``None``; verify checks that the schema has the field.
+    """
+
+    def get(record: Any) -> Any:
+        if type(record) is dict:
+            return record.get(field)
+        try:
+            return getattr(record, field)
+        except AttributeError:
+            if isinstance(record, Mapping):
+                return record.get(field)
+            raise port._metadata_error(
+                f"{port._where()}: {option}={field!r} names no field of the record, a "
+                f"{type(record).__name__}; name a field of the port's schema"
+            ) from None
+
+    return get
+
+
+def _key_bytes(value: Any) -> bytes:
+    """A key value other than ``str`` or ``None`` as bytes (see :meth:`Outlet.key_of`)."""
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
+def _epoch_ms(value: Any) -> int | None:
+    """Milliseconds since the epoch of a datetime (naive: UTC) or an integer of them.
+
+    Raises ``TypeError`` for any other value but ``None``.
+    """
+    if isinstance(value, datetime):
+        # A timedelta divides exactly, where float seconds (value.timestamp()) would round.
+        if value.tzinfo is None or value.utcoffset() is None:
+            return (value - _NAIVE_EPOCH) // _MS
+        return (value - _EPOCH) // _MS
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    if value is None:
+        return None
+    raise TypeError(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class Inlet(Port[T]):
     """An input port. ``Inlet(Model)`` receives ``Model`` instances; ``Inlet({...})`` dicts.
 
@@ -126,18 +266,49 @@ class Inlet(Port[T]):
     """
 
     direction = "inlet"
+    _metadata_error = RecordValidationError
 
     @overload
-    def __init__(self: Inlet[M], schema: type[M], *, description: str = "") -> None: ...
+    def __init__(
+        self: Inlet[M],
+        schema: type[M],
+        *,
+        description: str = "",
+        timestamp: str | None = None,
+        optional: bool = False,
+    ) -> None: ...
     @overload
     def __init__(
         self: Inlet[dict[str, Any]],
         schema: Mapping[str, Any] | str | list[Any] | FromConfig,
         *,
         description: str = "",
+        timestamp: str | None = None,
+        optional: bool = False,
     ) -> None: ...
-    def __init__(self, schema: Any, *, description: str = "") -> None:
-        super().__init__(schema, description=description)
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        description: str = "",
+        timestamp: str | None = None,
+        optional: bool = False,
+    ) -> None:
+        super().__init__(schema, description=description, timestamp=timestamp)
+        if not isinstance(optional, bool):
+            raise StreamletDefinitionError(
+                f"Inlet(optional=...) is True or False; got {optional!r}"
+            )
+        self._optional = optional
+
+    @property
+    def optional(self) -> bool:
+        """Whether the inlet may stay unconnected (``optional=True``): verify notes it then.
+
+        An unconnected optional inlet receives no records; the model-serving streamlet's
+        ``control`` inlet is one.
+        """
+        return self._optional
 
     def handler(self, func: H) -> H:
         """Mark ``func`` as the method that processes records arriving on this inlet."""
@@ -156,18 +327,65 @@ class Outlet(Port[T]):
     """
 
     direction = "outlet"
+    _metadata_error = EncodeError
 
     @overload
-    def __init__(self: Outlet[M], schema: type[M], *, description: str = "") -> None: ...
+    def __init__(
+        self: Outlet[M],
+        schema: type[M],
+        *,
+        description: str = "",
+        key: str | KeyFunction[M] | None = None,
+        timestamp: str | None = None,
+    ) -> None: ...
     @overload
     def __init__(
         self: Outlet[dict[str, Any]],
         schema: Mapping[str, Any] | str | list[Any] | FromConfig,
         *,
         description: str = "",
+        key: str | KeyFunction[dict[str, Any]] | None = None,
+        timestamp: str | None = None,
     ) -> None: ...
-    def __init__(self, schema: Any, *, description: str = "") -> None:
-        super().__init__(schema, description=description)
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        description: str = "",
+        key: str | KeyFunction[Any] | None = None,
+        timestamp: str | None = None,
+    ) -> None:
+        super().__init__(schema, description=description, timestamp=timestamp)
+        self._key: str | KeyFunction[Any] | None
+        if callable(key):
+            self._key = key
+            self._read_key: Callable[[Any], Any] | None = key
+        else:
+            self._key = _field_name(key, "key", "Outlet")
+            self._read_key = None if self._key is None else _field_getter(self, self._key, "key")
+
+    @property
+    def key(self) -> str | KeyFunction[T] | None:
+        """How a record's key is made (``key=``): a field of the schema, a function, or ``None``.
+
+        ``None`` means the outlet declares no key: a record produced while handling an input
+        keeps the input's key (or has none).
+        """
+        return self._key
+
+    def key_of(self, record: T) -> bytes | None:
+        """The key of ``record`` as bytes by the outlet's ``key=``; ``None`` without a key.
+
+        A ``str`` is encoded as UTF-8, ``bytes`` are kept as they are, an enum member gives
+        its value, any other value its ``str()``; ``None`` stays ``None`` (no key).
+        """
+        read = self._read_key
+        if read is None:
+            return None
+        value = read(record)
+        if type(value) is str:
+            return value.encode()
+        return None if value is None else _key_bytes(value)
 
     def emit(self, record: T) -> Routed[T]:
         """Wrap ``record`` so the runner sends it to this outlet."""
