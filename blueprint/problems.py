@@ -127,6 +127,12 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         "An inlet listed as a producer, or an outlet as a consumer.",
     ),
     "unconnected-inlet": (Severity.ERROR, "An inlet that no topic feeds."),
+    "unknown-key-field": (
+        Severity.ERROR,
+        "An outlet's `key=` or a port's `timestamp=` names no field of the port's schema, or "
+        "a field of the wrong type (a key is a string, bytes or an integer; a timestamp a "
+        "datetime or an integer of epoch milliseconds; either may be null).",
+    ),
     "inlet-on-several-topics": (
         Severity.ERROR,
         "An inlet listed as consumer of more than one topic.",
@@ -159,9 +165,18 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         "Another setting has a value outside its allowed set (e.g. `on_error`).",
     ),
     "cycle": (Severity.WARNING, "The graph has a cycle: records can loop forever."),
+    "keyless-compacted-producer": (
+        Severity.WARNING,
+        "A producer of a compacted topic (`cleanup.policy: compact`) whose outlet declares no "
+        "`key=`: Kafka refuses records without a key on a compacted topic.",
+    ),
     "external-topic": (
         Severity.NOTE,
         "A topic with only producers or only consumers: it connects to the outside.",
     ),
     "unconnected-outlet": (Severity.NOTE, "An outlet no topic reads: its records are discarded."),
+    "optional-inlet-unconnected": (
+        Severity.NOTE,
+        "An inlet declared `optional=True` that no topic feeds: it receives no records.",
+    ),
 }

@@ -23,6 +23,7 @@ from blueprint.classes import ClassLoader, ClassLoadFailure, load_streamlet_clas
 from blueprint.compatibility import incompatibilities
 from blueprint.declarations import BlueprintDecl, PortRef, StreamletDecl, parse_blueprint
 from blueprint.graph import build_graph, find_cycles
+from blueprint.metadata import MetadataOption, field_finding, is_compacted
 from blueprint.model import StreamletSpec, TopicSpec, VerifiedBlueprint, freeze
 from blueprint.names import did_you_mean
 from blueprint.overrides import ConfigOverrides
@@ -32,7 +33,7 @@ from blueprint.secrets import is_secret_path, mask_secrets, scalar_texts, secret
 from blueprint.source import BlueprintSource, read_blueprint
 from blueprint.yamlsource import load_yaml_source
 from streamlets.errors import SchemaError
-from streamlets.ports import Port
+from streamlets.ports import Outlet, Port
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
@@ -93,6 +94,8 @@ class _Verifier:
             self.check_configs(decl)
         self.check_connections(decl)
         self.check_schemas(decl)
+        self.check_metadata_fields()
+        self.check_compacted_topics(decl)
         graph = build_graph(decl)
         for cycle in find_cycles(graph):
             first = decl.streamlets[cycle[0]]
@@ -272,7 +275,16 @@ class _Verifier:
             for inlet in item.cls.inlets():
                 ref = PortRef(name, inlet)
                 topics = consumed.get(ref, [])
-                if not topics:
+                if not topics and item.cls.inlets()[inlet].optional:
+                    self.add(
+                        "optional-inlet-unconnected",
+                        f"optional inlet '{ref}' is not connected to any topic: "
+                        "it receives no records",
+                        item.decl.loc,
+                        f"add '{ref}' to the consumers of a topic to feed it",
+                        Severity.NOTE,
+                    )
+                elif not topics:
                     self.add(
                         "unconnected-inlet",
                         f"inlet '{ref}' is not connected to any topic",
@@ -387,6 +399,60 @@ class _Verifier:
                             loc,
                             item.hint,
                         )
+
+    def check_metadata_fields(self) -> None:
+        """``unknown-key-field``: each ``key=``/``timestamp=`` names a fitting field."""
+        for name, item in self.loaded.items():
+            ports: list[Port[Any]] = [*item.cls.inlets().values(), *item.cls.outlets().values()]
+            for port in ports:
+                options: list[tuple[MetadataOption, str]] = []
+                if isinstance(port, Outlet) and isinstance(port.key, str):
+                    options.append(("key", port.key))
+                if port.timestamp is not None:
+                    options.append(("timestamp", port.timestamp))
+                if not options:
+                    continue
+                schema = self.schema(PortRef(name, port.name), item.decl.class_loc)
+                if schema is None:
+                    continue  # no schema to look in; that problem is reported already
+                for option, field in options:
+                    found = field_finding(port, option, field, schema)
+                    if found is not None:
+                        self.add(
+                            "unknown-key-field",
+                            f"streamlet '{name}': {found.message}",
+                            item.decl.class_loc,
+                            found.hint,
+                        )
+
+    def check_compacted_topics(self, decl: BlueprintDecl) -> None:
+        """``keyless-compacted-producer``: producers of a compacted topic declare a key."""
+        for topic in decl.topics.values():
+            if not is_compacted(topic.config):
+                continue
+            for ref, loc in topic.producers:
+                item = self.loaded.get(ref.streamlet)
+                outlet = item.cls.outlets().get(ref.port) if item is not None else None
+                if item is None or outlet is None or outlet.key is not None:
+                    continue
+                inherited = (
+                    "a source's records have no key"
+                    if not item.cls.inlets()
+                    else "its records have a key only when the input they come from has one"
+                )
+                self.add(
+                    "keyless-compacted-producer",
+                    f"topic '{topic.key}' is compacted (cleanup.policy: "
+                    f"{topic.config['cleanup.policy']}), but its producer '{ref}' "
+                    f"({item.cls.__name__}.{ref.port}) declares no key: Kafka refuses a record "
+                    f"without a key on a compacted topic, and {inherited} unless it is emitted "
+                    "with one",
+                    loc,
+                    f'declare the key on the outlet: {ref.port} = Outlet(..., key="field") '
+                    "or key=lambda record: ...; or emit each record with "
+                    f"self.{ref.port}.emit(record, key=...)",
+                    Severity.WARNING,
+                )
 
     def build(self, decl: BlueprintDecl, graph: nx.DiGraph[Any], data: Any) -> VerifiedBlueprint:
         streamlets: dict[str, StreamletSpec] = {}

@@ -11,6 +11,7 @@ from blueprint import PROBLEM_CODES, Problem, Severity, verify
 from blueprint.declarations import PARTITIONS, REPLICAS, REPLICATION_FACTOR
 from blueprint.overrides import load_overrides
 from blueprint.yamlsource import ALIAS_EXPANSION_LIMIT
+from tests.conftest import SAMPLE_MODULE
 
 Write = Callable[..., Path]
 
@@ -602,3 +603,274 @@ def test_many_mistakes_reported_together_with_lines(write_blueprint: Write) -> N
         ("unknown-codec", 16),
         ("unknown-port", 18),
     ]
+
+
+# -- record metadata: key and timestamp fields, optional inlets, compacted topics --------
+
+METADATA_MODULE = (
+    SAMPLE_MODULE
+    + """
+
+from datetime import datetime as _datetime
+
+from pydantic import ImportString
+
+from streamlets import FromConfig
+
+
+class Event(BaseModel):
+    sensor_id: str
+    code: int = 0
+    raw: bytes = b""
+    owner: str | None = None
+    temperature: float = 0.0
+    at: _datetime | None = None
+    at_ms: int = 0
+    label: str = ""
+
+
+AVRO_EVENT = {
+    "type": "record",
+    "name": "AvroEvent",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "at", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+        {"name": "where", "type": {"type": "record", "name": "Where", "fields": []}},
+    ],
+}
+
+
+def make(key=None, timestamp=None, avro=False):
+    class Emit(Streamlet):
+        out = Outlet(AVRO_EVENT if avro else Event, key=key, timestamp=timestamp)
+
+        def generate(self):
+            return iter(())
+
+    return Emit
+
+
+def reading(key=None, timestamp=None, avro=False):
+    class Read(Streamlet):
+        readings = Inlet(AVRO_EVENT if avro else Event, timestamp=timestamp)
+
+        def process(self, record):
+            return None
+
+    return Read
+
+
+ByField = make(key="sensor_id")
+ByCode = make(key="code")
+ByBytes = make(key="raw")
+ByOptional = make(key="owner", timestamp="at")
+ByEpochMs = make(key="sensor_id", timestamp="at_ms")
+ByFunction = make(key=lambda e: e.sensor_id)
+Misspelt = make(key="sensor")
+ByFloat = make(key="temperature")
+TimeFromText = make(timestamp="label")
+AvroById = make(key="id", timestamp="at", avro=True)
+AvroByRecord = make(key="where", avro=True)
+AvroTimeFromDate = make(timestamp="day", avro=True)
+ReadAt = reading(timestamp="at")
+ReadAtMs = reading(timestamp="at_ms")
+ReadMissing = reading(timestamp="when")
+NoKey = make()
+
+
+class SchemaConfig(BaseModel):
+    record_schema: ImportString[type[BaseModel]] | dict | None = None
+
+
+class ConfiguredEmit(Streamlet):
+    out = Outlet(FromConfig("record_schema"), key="id")
+    Config = SchemaConfig
+
+    def generate(self):
+        return iter(())
+
+
+class Control(BaseModel):
+    url: str
+
+
+class Served(Streamlet):
+    records = Inlet(Event)
+    control = Inlet(Control, optional=True)
+
+    @records.handler
+    def on_record(self, record):
+        return None
+
+    @control.handler
+    def on_control(self, record):
+        return None
+"""
+)
+
+
+def one_streamlet(class_name: str, port: str = "out", config: str = "") -> str:
+    topic = "producers" if port == "out" else "consumers"
+    lines = [
+        "name: app",
+        "streamlets:",
+        "  only:",
+        f"    class: sample_app:{class_name}",
+    ]
+    if config:
+        lines.append(f"    config: {config}")
+    lines += ["topics:", "  t:", f"    {topic}: [only.{port}]"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("class_name", "port"),
+    [
+        ("ByField", "out"),
+        ("ByCode", "out"),
+        ("ByBytes", "out"),
+        ("ByOptional", "out"),
+        ("ByEpochMs", "out"),
+        ("ByFunction", "out"),
+        ("AvroById", "out"),
+        ("ReadAt", "readings"),
+        ("ReadAtMs", "readings"),
+    ],
+)
+def test_key_and_timestamp_fields_that_fit(
+    write_blueprint: Write, class_name: str, port: str
+) -> None:
+    result = verify(write_blueprint(one_streamlet(class_name, port), module=METADATA_MODULE))
+    assert "unknown-key-field" not in codes(result.problems)
+    assert result.ok
+
+
+def test_a_key_naming_no_field_is_reported_at_the_streamlet_with_its_fields(
+    write_blueprint: Write,
+) -> None:
+    path = write_blueprint(one_streamlet("Misspelt"), module=METADATA_MODULE)
+    (problem,) = only(verify(path).problems, "unknown-key-field")
+    assert problem.severity is Severity.ERROR
+    assert problem.location is not None
+    assert (problem.location.file, problem.location.line) == (str(path), 4)  # the class line
+    assert "streamlet 'only'" in problem.message
+    assert "key='sensor'" in problem.message and "names no field" in problem.message
+    assert "sensor_id, code, raw" in problem.message  # the fields of the schema
+    assert problem.hint is not None
+    assert problem.hint.startswith("did you mean 'sensor_id'?")
+    # the fields that would do, with their types
+    assert (
+        "sensor_id (string), code (long), raw (bytes), owner (null | string), at_ms (long), "
+        "label (string);" in problem.hint
+    )
+    assert "key=lambda record" in problem.hint
+
+
+@pytest.mark.parametrize(
+    ("class_name", "port", "needle"),
+    [
+        ("ByFloat", "out", "key='temperature', a field of type double"),
+        ("TimeFromText", "out", "timestamp='label', a field of type string"),
+        ("AvroByRecord", "out", "key='where', a field of type record Where"),
+        ("AvroTimeFromDate", "out", "timestamp='day', a field of type date"),
+        ("ReadMissing", "readings", "timestamp='when', which names no field"),
+    ],
+)
+def test_a_key_or_timestamp_field_of_the_wrong_type(
+    write_blueprint: Write, class_name: str, port: str, needle: str
+) -> None:
+    path = write_blueprint(one_streamlet(class_name, port), module=METADATA_MODULE)
+    (problem,) = only(verify(path).problems, "unknown-key-field")
+    assert needle in problem.message
+    assert problem.location is not None and problem.location.line == 4
+    assert problem.hint is not None and "that can be the" in problem.hint
+
+
+def test_an_avro_schema_lists_its_fitting_fields(write_blueprint: Write) -> None:
+    path = write_blueprint(one_streamlet("AvroTimeFromDate"), module=METADATA_MODULE)
+    (problem,) = only(verify(path).problems, "unknown-key-field")
+    assert problem.hint is not None
+    assert (
+        "fields of AvroEvent that can be the timestamp: id (long), at (null | timestamp-millis)"
+        in problem.hint
+    )
+
+
+def test_a_key_field_of_a_schema_from_config_is_checked_with_that_config(
+    write_blueprint: Write,
+) -> None:
+    with_id = "{record_schema: {type: record, name: R, fields: [{name: id, type: string}]}}"
+    ok = verify(
+        write_blueprint(one_streamlet("ConfiguredEmit", config=with_id), module=METADATA_MODULE)
+    )
+    assert ok.ok and "unknown-key-field" not in codes(ok.problems)
+    path = write_blueprint(
+        one_streamlet("ConfiguredEmit", config="{record_schema: sample_app:Event}"),
+        module=METADATA_MODULE,
+    )
+    (problem,) = only(verify(path).problems, "unknown-key-field")
+    assert "key='id'" in problem.message and "Event" in problem.message
+    assert problem.location is not None and problem.location.line == 4
+
+
+def test_an_unconnected_optional_inlet_is_a_note(write_blueprint: Write) -> None:
+    text = """
+    name: app
+    streamlets:
+      src: {class: sample_app:ByField}
+      served: {class: sample_app:Served}
+    topics:
+      events: {producers: [src.out], consumers: [served.records]}
+    """
+    result = verify(write_blueprint(text, module=METADATA_MODULE))
+    assert result.ok
+    (problem,) = only(result.problems, "optional-inlet-unconnected")
+    assert problem.severity is Severity.NOTE
+    assert "served.control" in problem.message
+    assert problem.location is not None and problem.location.line == 4
+    assert "unconnected-inlet" not in codes(result.problems)
+    # a required inlet left unconnected is still an error
+    text = text.replace("consumers: [served.records]", "consumers: []")
+    assert "unconnected-inlet" in codes(
+        verify(write_blueprint(text, module=METADATA_MODULE)).problems
+    )
+
+
+@pytest.mark.parametrize("policy", ["compact", "compact,delete", "delete, compact"])
+def test_a_keyless_producer_of_a_compacted_topic_is_warned_about(
+    write_blueprint: Write, policy: str
+) -> None:
+    text = f"""
+    name: app
+    streamlets:
+      keyless: {{class: sample_app:NoKey}}
+      keyed: {{class: sample_app:ByField}}
+      function: {{class: sample_app:ByFunction}}
+    topics:
+      latest:
+        producers: [keyless.out, keyed.out, function.out]
+        config: {{cleanup.policy: "{policy}"}}
+    """
+    result = verify(write_blueprint(text, module=METADATA_MODULE))
+    assert result.ok  # a warning
+    (problem,) = only(result.problems, "keyless-compacted-producer")
+    assert problem.severity is Severity.WARNING
+    assert "keyless.out" in problem.message and "compacted" in problem.message
+    assert "refuses a record without a key" in problem.message
+    assert problem.location is not None and problem.location.line == 8  # the producers entry
+    assert problem.hint is not None and 'Outlet(..., key="field")' in problem.hint
+
+
+def test_a_keyless_producer_of_a_topic_that_is_not_compacted_is_fine(
+    write_blueprint: Write,
+) -> None:
+    text = """
+    name: app
+    streamlets:
+      keyless: {class: sample_app:NoKey}
+    topics:
+      all: {producers: [keyless.out], config: {cleanup.policy: delete}}
+    """
+    result = verify(write_blueprint(text, module=METADATA_MODULE))
+    assert "keyless-compacted-producer" not in codes(result.problems)
