@@ -2,7 +2,8 @@
 
 The model it scores against is its state: a model server (URL, model, version, protocol)
 or an embedded model file, set from config and replaced at run time by records on the
-inherited ``control`` inlet (the *dynamically controlled stream* pattern).
+inherited ``control`` inlet (the *dynamically controlled stream* pattern). The inlet is
+optional: a blueprint that configures the model need not connect it.
 """
 
 from __future__ import annotations
@@ -146,8 +147,12 @@ class ModelServingStreamlet(Streamlet):
     Config: ClassVar[type[BaseModel]] = ServingConfig
     config: ServingConfig
 
+    #: Optional: with a model in the config, a blueprint need not connect it. Producers of
+    #: its (compacted) topic key their records, e.g. ``Outlet(ModelUpdate, key=...)``.
     control = Inlet(
-        ModelUpdate, description="which model to score against from now on (latest wins)"
+        ModelUpdate,
+        description="which model to score against from now on (latest wins)",
+        optional=True,
     )
 
     #: Records the runner may have in ``process`` at once. Batches form across those

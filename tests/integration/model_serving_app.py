@@ -63,7 +63,7 @@ class FlowerSource(Streamlet):
 class SwitchAfter(Streamlet):
     """Emits one control record once FlowerSource has produced ``after`` records."""
 
-    out = Outlet(ModelUpdate)
+    out = Outlet(ModelUpdate, key="model")  # control records are keyed (compacted topics)
 
     class Config(BaseModel):
         after: int

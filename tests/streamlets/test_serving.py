@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from pydantic import BaseModel
 
+from blueprint import Severity, verify
+from runner.cli import cli
 from runner.testkit import run_streamlet
 from streamlets import Inlet, Outlet
 from streamlets.errors import ConfigError
@@ -601,3 +604,88 @@ def test_process_and_process_many_share_batches_and_each_failure_stays_with_its_
     assert str(some[0]) == "no input for 5"
     assert isinstance(some[1], Scored)
     assert some[1].total == 20.5
+
+
+SERVING_APP = """
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from streamlets import Inlet, Outlet, Streamlet
+from streamlets.serving import ModelInfo, ModelServingStreamlet
+
+
+class Pair(BaseModel):
+    id: int
+    a: float
+    b: float
+
+
+class Scored(BaseModel):
+    id: int
+    total: float
+    model: str
+
+
+class Pairs(Streamlet):
+    out = Outlet(Pair)
+
+    def generate(self) -> Iterator[Pair]:
+        for i in range(50):
+            yield Pair(id=i, a=i, b=0.5)
+
+
+class Score(ModelServingStreamlet):
+    records = Inlet(Pair)
+    results = Outlet(Scored)
+
+    def to_input(self, record: Pair) -> list[float]:
+        return [record.a, record.b]
+
+    def to_result(self, record: Pair, prediction: Any, model: ModelInfo) -> Scored:
+        return Scored(id=record.id, total=prediction, model=model.name)
+"""
+
+
+def test_the_control_inlet_is_optional() -> None:
+    assert Score.inlets()["control"].optional
+    assert not Score.inlets()["records"].optional
+
+
+def test_a_blueprint_with_a_configured_server_and_no_control_topic_verifies_and_runs_locally(
+    server: FakeModelServer, tmp_path: Path
+) -> None:
+    (tmp_path / "serving_app.py").write_text(SERVING_APP)
+    blueprint = tmp_path / "blueprint.yaml"
+    blueprint.write_text(
+        f"""
+name: score-without-control
+streamlets:
+  pairs: {{class: "serving_app:Pairs"}}
+  score:
+    class: serving_app:Score
+    config: {{url: "{server.url}", model: m, protocol: v2, batch_size: 16}}
+  store:
+    class: streamlets.library:FileSink
+    config: {{path: scored.jsonl, schema: "serving_app:Scored"}}
+topics:
+  pairs: {{producers: [pairs.out], consumers: [score.records]}}
+  scored: {{producers: [score.results], consumers: [store.records]}}
+"""
+    )
+    verification = verify(blueprint)
+    assert verification.ok, verification.problems
+    (note,) = verification.problems
+    assert (note.code, note.severity) == ("optional-inlet-unconnected", Severity.NOTE)
+    assert "score.control" in note.message
+
+    result = CliRunner().invoke(
+        cli, ["run-local", str(blueprint), "--quiet", "--run-dir", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "scored.jsonl").read_text().splitlines()
+    scored = [json.loads(line) for line in lines]
+    assert [r["id"] for r in scored] == list(range(50))
+    assert all(r["total"] == r["id"] + 0.5 and r["model"] == "m" for r in scored)
+    assert sum(server.batches) == 50

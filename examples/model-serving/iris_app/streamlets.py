@@ -72,7 +72,9 @@ class IrisSource(Streamlet):
 class SwitchModel(Streamlet):
     """Sends one control record after ``after_s`` seconds: score with this model from now."""
 
-    out = Outlet(ModelUpdate)
+    # Keyed by the model's name: Kafka refuses keyless records on the compacted control
+    # topic, and compaction keeps the latest update of each key (here: of the iris model).
+    out = Outlet(ModelUpdate, key="model")
 
     class Config(BaseModel):
         after_s: float = Field(1.5, ge=0, description="seconds to wait before switching")
