@@ -21,6 +21,7 @@ import asyncio
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import networkx as nx
@@ -38,16 +39,19 @@ from blueprint import (
     verify,
 )
 from runner.local import LocalRunner
+from runner.runtime.executor import user_headers
 from runner.runtime.messages import DeadLetter, Message
 from runner.runtime.stats import StreamletStats
 from streamlets.codecs import SCHEMA_HEADER, codec_for, schema_fingerprint
 from streamlets.errors import StreamletsError
+from streamlets.meta import from_epoch_ms, to_epoch_ms
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
 
 __all__ = [
     "BlueprintResult",
     "Raw",
+    "Record",
     "StreamletResult",
     "TestkitError",
     "run_blueprint",
@@ -67,6 +71,23 @@ class TestkitError(StreamletsError):
 
 
 @dataclass(frozen=True, slots=True)
+class Record:
+    """A record with its metadata, as a test puts it on a topic or gets it back.
+
+    In: ``key`` (text is UTF-8 encoded), ``timestamp`` (a datetime, naive = UTC, or epoch
+    milliseconds; ``None``: the time it is put on the topic) and ``headers`` (text values
+    UTF-8 encoded). Out (``result.records``): ``key`` as text (bytes when it is not UTF-8),
+    ``timestamp`` an aware UTC datetime, ``headers`` the record's own headers (without the
+    framework's).
+    """
+
+    value: Any
+    key: str | bytes | None = None
+    timestamp: datetime | int | None = None
+    headers: Mapping[str, str | bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Raw:
     """Bytes to put on a topic as they are, bypassing encoding (to test bad records)."""
 
@@ -82,6 +103,7 @@ class StreamletResult:
     dead_letters: list[DeadLetter]
     stats: StreamletStats
     error: BaseException | None = None
+    records: dict[str, list[Record]] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +115,7 @@ class BlueprintResult:
     stats: dict[str, StreamletStats]
     error: BaseException | None = None
     messages: dict[str, list[Message]] = field(default_factory=dict)
+    records: dict[str, list[Record]] = field(default_factory=dict)
 
 
 def _encode(records: Iterable[Any], schema: Schema, codec_name: str) -> list[Message]:
@@ -102,9 +125,38 @@ def _encode(records: Iterable[Any], schema: Schema, codec_name: str) -> list[Mes
     for record in records:
         if isinstance(record, Raw):
             messages.append(Message(record.value, headers=record.headers))
+        elif isinstance(record, Record):
+            own = tuple(
+                (str(k), v.encode() if isinstance(v, str) else bytes(v))
+                for k, v in (record.headers or {}).items()
+            )
+            key = record.key.encode() if isinstance(record.key, str) else record.key
+            when = record.timestamp
+            stamp = (
+                -1 if when is None else to_epoch_ms(when) if isinstance(when, datetime) else when
+            )
+            messages.append(
+                Message(codec.encode(record.value), key, own + headers, "", -1, -1, stamp)
+            )
         else:
             messages.append(Message(codec.encode(record), headers=headers))
     return messages
+
+
+def _records(messages: Sequence[Message], values: Sequence[Any]) -> list[Record]:
+    """The collected ``messages`` (decoded as ``values``) as :class:`Record` values."""
+    found = []
+    for message, value in zip(messages, values, strict=True):
+        raw = message.key
+        key: str | bytes | None = raw
+        if raw is not None:
+            try:
+                key = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                key = raw
+        headers = dict(user_headers(message.headers))
+        found.append(Record(value, key, from_epoch_ms(message.timestamp), headers))
+    return found
 
 
 def _decode(
@@ -165,11 +217,14 @@ def run_streamlet(
         blueprint, inject=inject, collect=[f"out.{o}" for o in streamlet.outlets()]
     )
     result = _run(runner)
-    outputs = {}
+    outputs: dict[str, list[Any]] = {}
+    records: dict[str, list[Record]] = {}
     for outlet in streamlet.outlets():
         schema = spec.schema(outlet)
-        outputs[outlet] = _decode(result.collected[f"out.{outlet}"], schema, codec, [schema])
-    return StreamletResult(outputs, result.dead_letters, result.stats[name], result.error)
+        messages = result.collected[f"out.{outlet}"]
+        outputs[outlet] = _decode(messages, schema, codec, [schema])
+        records[outlet] = _records(messages, outputs[outlet])
+    return StreamletResult(outputs, result.dead_letters, result.stats[name], result.error, records)
 
 
 def streamlet_blueprint(
@@ -269,10 +324,12 @@ def run_blueprint(
     runner = LocalRunner(verified, inject=encoded, collect=collect)
     with user_code_path(verified.directory):
         result = _run(runner)
-    topics = {}
+    topics: dict[str, list[Any]] = {}
+    with_meta: dict[str, list[Record]] = {}
     for key in collect:
         reader, writers = _topic_schemas(verified, key)
         topics[key] = _decode(result.collected[key], reader, verified.topics[key].codec, writers)
+        with_meta[key] = _records(result.collected[key], topics[key])
     return BlueprintResult(
-        topics, result.dead_letters, result.stats, result.error, result.collected
+        topics, result.dead_letters, result.stats, result.error, result.collected, with_meta
     )

@@ -18,6 +18,7 @@ from streamlets.errors import (
     StreamletDefinitionError,
     StreamletsError,
 )
+from streamlets.meta import Meta
 from streamlets.ports import FromConfig, Inlet, Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.streamlet import NoConfig, Streamlet
@@ -34,6 +35,7 @@ __all__ = [
     "EncodeError",
     "FromConfig",
     "Inlet",
+    "Meta",
     "NoConfig",
     "Outlet",
     "RecordValidationError",

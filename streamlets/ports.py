@@ -19,7 +19,7 @@ from streamlets.errors import (
 )
 from streamlets.schema import Schema
 
-__all__ = ["FromConfig", "Inlet", "KeyFunction", "Outlet", "Port", "Routed"]
+__all__ = ["KEEP", "FromConfig", "Inlet", "KeyFunction", "Outlet", "Port", "Routed"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -47,6 +47,19 @@ class FromConfig:
 
 
 SchemaSource = type[BaseModel] | Mapping[str, Any] | str | list[Any] | FromConfig
+
+
+class _Keep:
+    """The default of :meth:`Outlet.emit`'s metadata: keep what the record would get."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: "Keep the key (or timestamp) the record would get anyway" (the default of ``emit``).
+KEEP = _Keep()
 
 
 class Port(Generic[T]):
@@ -387,14 +400,36 @@ class Outlet(Port[T]):
             return value.encode()
         return None if value is None else _key_bytes(value)
 
-    def emit(self, record: T) -> Routed[T]:
-        """Wrap ``record`` so the runner sends it to this outlet."""
-        return Routed(self, record)
+    def emit(
+        self,
+        record: T,
+        *,
+        key: str | bytes | _Keep | None = KEEP,
+        timestamp: datetime | int | _Keep | None = KEEP,
+        headers: Mapping[str, str | bytes] | None = None,
+    ) -> Routed[T]:
+        """Wrap ``record`` so the runner sends it to this outlet.
+
+        A record keeps the key, timestamp and headers of the input it was made from (or,
+        where the outlet declares ``key=``/``timestamp=``, takes them from its fields);
+        ``key`` (text is UTF-8 encoded; ``None``: no key), ``timestamp`` (an aware or UTC
+        datetime, or epoch milliseconds; ``None``: the time it is produced) and ``headers``
+        (added to the inherited ones, replacing those of the same name) say otherwise.
+        """
+        return Routed(self, record, key, timestamp, headers)
 
 
 @dataclass(frozen=True, slots=True)
 class Routed(Generic[T]):
-    """A result addressed to one outlet; created by :meth:`Outlet.emit`."""
+    """A result addressed to one outlet, with its metadata; created by :meth:`Outlet.emit`."""
 
     outlet: Outlet[T]
     record: T
+    key: str | bytes | _Keep | None = KEEP
+    timestamp: datetime | int | _Keep | None = KEEP
+    headers: Mapping[str, str | bytes] | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Whether the record keeps the metadata it would get anyway."""
+        return self.key is KEEP and self.timestamp is KEEP and not self.headers

@@ -164,6 +164,8 @@ class StreamletProcess:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
+                # The Java client's partitioner: a key goes where any Kafka producer puts it.
+                "partitioner": "murmur2_random",
                 "delivery.report.only.error": True,
                 "logger": client_log,
             }
@@ -377,6 +379,7 @@ class StreamletProcess:
                     topic,
                     partition,
                     m.offset(),
+                    m.timestamp()[1],
                 )
             )
         if run_start < len(batch):

@@ -107,12 +107,23 @@ class OutputProducer:
             self.in_transaction = True
 
     def _produce(
-        self, topic: str, value: bytes, key: bytes | None, headers: Sequence[tuple[str, bytes]]
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        timestamp: int = 0,
     ) -> None:
         producer = self.producer
         while True:
             try:
-                producer.produce(topic, value, key, headers=list(headers) if headers else None)
+                producer.produce(
+                    topic,
+                    value,
+                    key,
+                    headers=list(headers) if headers else None,
+                    timestamp=max(timestamp, 0),
+                )
                 return
             except BufferError:
                 producer.poll(0.05)  # the local queue is full: wait for acknowledgements
@@ -165,10 +176,18 @@ class OutputProducer:
             if message.headers is not last_headers:
                 last_headers = message.headers
                 header_list = list(last_headers) if last_headers else None
+            # timestamp 0: none of its own, the producer stamps the time it is sent.
+            timestamp = message.timestamp if message.timestamp > 0 else 0
             try:
-                produce(kafka_name, message.value, message.key, headers=header_list)
+                produce(
+                    kafka_name,
+                    message.value,
+                    message.key,
+                    headers=header_list,
+                    timestamp=timestamp,
+                )
             except (BufferError, KafkaException):
-                self._produce(kafka_name, message.value, message.key, message.headers)
+                self._produce(kafka_name, message.value, message.key, message.headers, timestamp)
             run += 1
         if run:
             pending[last_topic] = pending.get(last_topic, 0) + run
@@ -195,7 +214,7 @@ class OutputProducer:
                     MESSAGE_MAX_BYTES_SETTING,
                     self.max_bytes,
                 )
-            self._produce(self.dead_letter_topic, value, original.key, headers)
+            self._produce(self.dead_letter_topic, value, original.key, headers, original.timestamp)
 
     def poll(self) -> None:
         """Serve delivery reports; raises :class:`DeliveryError` once one failed."""

@@ -97,6 +97,7 @@ class ReplayReader:
                     topic,
                     m.partition(),
                     m.offset(),
+                    m.timestamp()[1],
                 )
             )
         return batches

@@ -24,6 +24,7 @@ from runner.runtime.executor import Executor
 from runner.runtime.heap import frozen_heap
 from runner.runtime.lifecycle import instance_lifecycle
 from runner.runtime.messages import DeadLetter, Emitted, Message
+from runner.runtime.partitioning import partition_for
 from runner.runtime.sources import SourcePump
 from runner.runtime.stats import StreamletStats
 
@@ -42,41 +43,92 @@ _END = None  # end-of-stream marker, one per consuming replica
 
 
 class _Group:
-    """One consumer group on a topic: a bounded queue of message batches."""
+    """One consumer group on a topic: a bounded queue of message batches per member.
 
-    def __init__(self, name: str, maxsize: int) -> None:
+    The topic's partitions are shared out among the members as a consumer group's
+    assignor would (partition ``p`` to member ``p % members``), so each member reads its
+    partitions only, in order: per-key order holds with several replicas, and members
+    beyond the number of partitions get nothing, as on Kafka.
+    """
+
+    def __init__(self, name: str, maxsize: int, members: int, partitions: int) -> None:
         self.name = name
-        self.queue: asyncio.Queue[list[Message] | None] = asyncio.Queue(maxsize)
-        self.members = 0
+        self.members = members
+        self.queues: list[asyncio.Queue[list[Message] | None]] = [
+            asyncio.Queue(maxsize) for _ in range(members)
+        ]
+        self.owner = [p % members for p in range(partitions)]
+
+    async def put(self, messages: list[Message]) -> None:
+        """Hand each message to the member that owns its partition."""
+        if self.members == 1:
+            await self.queues[0].put(messages)
+            return
+        shares: dict[int, list[Message]] = {}
+        owner = self.owner
+        for message in messages:
+            shares.setdefault(owner[message.partition], []).append(message)
+        for member, share in shares.items():
+            await self.queues[member].put(share)
 
 
 class _Topic:
-    """A topic: fans each batch out to every consumer group; ends when its producers end."""
+    """A topic of ``partitions`` partitions: stamps each batch's messages with partition,
+    offset and timestamp, fans it out to every consumer group, ends when its producers end.
 
-    def __init__(self, key: str) -> None:
+    A keyed message goes to the partition its key hashes to (Kafka's murmur2, see
+    :mod:`runner.runtime.partitioning`); keyless ones are spread over the partitions.
+    """
+
+    def __init__(self, key: str, partitions: int = 1) -> None:
         self.key = key
+        self.partitions = partitions
         self.groups: list[_Group] = []
         self.open_producers = 0
         self.closed = False
-        self.offset = 0
+        self.offsets = [0] * partitions
+        self._spread = 0
         self.collected: list[Message] | None = None
 
     async def publish(self, messages: list[Message]) -> None:
         if not messages:
             return
         # Each message is this topic's own (one per topic and record): stamp it in place.
-        key, offset = self.key, self.offset
-        for message in messages:
-            message.topic = key
-            message.partition = 0
-            message.offset = offset
-            offset += 1
-        self.offset = offset
-        stamped = messages
+        key, offsets, n = self.key, self.offsets, self.partitions
+        now = -1
+        if n == 1:
+            offset = offsets[0]
+            for message in messages:
+                message.topic = key
+                message.partition = 0
+                message.offset = offset
+                offset += 1
+                if message.timestamp < 0:
+                    if now < 0:
+                        now = time.time_ns() // 1_000_000
+                    message.timestamp = now
+            offsets[0] = offset
+        else:
+            spread = self._spread
+            for message in messages:
+                if message.key is None:
+                    partition = spread % n
+                    spread += 1
+                else:
+                    partition = partition_for(message.key, n)
+                message.topic = key
+                message.partition = partition
+                message.offset = offsets[partition]
+                offsets[partition] += 1
+                if message.timestamp < 0:
+                    if now < 0:
+                        now = time.time_ns() // 1_000_000
+                    message.timestamp = now
+            self._spread = spread
         if self.collected is not None:
-            self.collected.extend(stamped)
+            self.collected.extend(messages)
         for group in self.groups:
-            await group.queue.put(stamped)
+            await group.put(messages)
 
     async def producer_done(self) -> None:
         self.open_producers -= 1
@@ -88,8 +140,8 @@ class _Topic:
             return
         self.closed = True
         for group in self.groups:
-            for _ in range(group.members):
-                await group.queue.put(_END)
+            for queue in group.queues:
+                await queue.put(_END)
 
 
 @dataclass
@@ -188,7 +240,7 @@ class LocalRunner:
 
     def _build(self) -> tuple[dict[str, _Topic], list[Callable[[], Any]]]:
         bp = self.blueprint
-        topics = {key: _Topic(key) for key in bp.topics}
+        topics = {key: _Topic(key, t.partitions or 1) for key, t in bp.topics.items()}
         for key in self.collect:
             if key not in topics:
                 raise KeyError(f"cannot collect topic '{key}': the blueprint has no such topic")
@@ -196,28 +248,32 @@ class LocalRunner:
         for key in self.inject:
             if key not in topics:
                 raise KeyError(f"cannot inject into topic '{key}': the blueprint has no such topic")
-        groups: dict[tuple[str, str, int], _Group] = {}
+        # (streamlet, inlet, replica) -> the queue that replica reads the inlet's topic from
+        inboxes: dict[tuple[str, str, int], asyncio.Queue[list[Message] | None]] = {}
         for key, spec in bp.topics.items():
+            topic = topics[key]
             for ref in spec.consumers:
                 consumer = bp.streamlets[ref.streamlet]
                 if ref.port in consumer.cls.replay_inlets:
                     # Every replica reads all of a replay inlet's topic (control, state).
                     for replica in range(consumer.replicas):
-                        group = _Group(f"{bp.name}.{ref.streamlet}.{replica}", self.queue_batches)
-                        group.members = 1
-                        topics[key].groups.append(group)
-                        groups[(ref.streamlet, ref.port, replica)] = group
+                        name = f"{bp.name}.{ref.streamlet}.{replica}"
+                        group = _Group(name, self.queue_batches, 1, topic.partitions)
+                        topic.groups.append(group)
+                        inboxes[(ref.streamlet, ref.port, replica)] = group.queues[0]
                     continue
-                group = _Group(f"{bp.name}.{ref.streamlet}", self.queue_batches)
-                group.members = consumer.replicas
-                topics[key].groups.append(group)
+                group = _Group(
+                    f"{bp.name}.{ref.streamlet}",
+                    self.queue_batches,
+                    consumer.replicas,
+                    topic.partitions,
+                )
+                topic.groups.append(group)
                 for replica in range(consumer.replicas):
-                    groups[(ref.streamlet, ref.port, replica)] = group
-            topics[key].open_producers = sum(
-                bp.streamlets[r.streamlet].replicas for r in spec.producers
-            )
+                    inboxes[(ref.streamlet, ref.port, replica)] = group.queues[replica]
+            topic.open_producers = sum(bp.streamlets[r.streamlet].replicas for r in spec.producers)
             if key in self.inject:
-                topics[key].open_producers += 1
+                topic.open_producers += 1
         jobs: list[Callable[[], Any]] = []
         for name, streamlet in bp.streamlets.items():
             for replica in range(streamlet.replicas):
@@ -227,9 +283,9 @@ class LocalRunner:
                     {t.key for o in streamlet.cls.outlets() for t in bp.outlet_topics(name, o)}
                 )
                 inlets = {
-                    inlet: groups[(name, inlet, replica)]
+                    inlet: inboxes[(name, inlet, replica)]
                     for inlet in streamlet.cls.inlets()
-                    if (name, inlet, replica) in groups
+                    if (name, inlet, replica) in inboxes
                 }
                 jobs.append(
                     self._job(executor, replica, inlets, [topics[k] for k in outlet_topics], topics)
@@ -254,7 +310,7 @@ class LocalRunner:
         self,
         executor: Executor,
         replica: int,
-        inlets: Mapping[str, _Group],
+        inlets: Mapping[str, asyncio.Queue[list[Message] | None]],
         outputs: list[_Topic],
         topics: Mapping[str, _Topic],
     ) -> Callable[[], Any]:
@@ -270,15 +326,13 @@ class LocalRunner:
             for key, messages in by_topic.items():
                 await topics[key].publish(messages)
 
-        async def consume(inlet: str, group: _Group) -> None:
-            queue = group.queue
+        async def consume(inlet: str, queue: asyncio.Queue[list[Message] | None]) -> None:
             while True:
                 batch = await queue.get()
                 if batch is _END:
                     return
-                # Take whatever else is ready: bigger batches, fewer hops (unless replicas
-                # share the queue: then each takes a batch at a time, in turn).
-                while group.members == 1 and not queue.empty():
+                # Take whatever else is ready: bigger batches, fewer hops.
+                while not queue.empty():
                     more = queue.get_nowait()
                     if more is _END:
                         queue.put_nowait(_END)  # leave it for the loop to see next
@@ -291,8 +345,8 @@ class LocalRunner:
                     await publish(emitted)
                 finally:
                     self._handling -= 1
-                # A sync streamlet never waits: let the other replicas of the group take
-                # the next batch, as consumers of one group share a topic.
+                # A sync streamlet never waits: let the others (its fellow replicas, the
+                # streamlets downstream) have the loop between batches.
                 await asyncio.sleep(0)
 
         async def publish_generated(emitted: list[Emitted], dead: list[DeadLetter]) -> None:
@@ -342,7 +396,7 @@ class LocalRunner:
             idle = (
                 self._feeding == 0
                 and self._handling == 0
-                and all(g.queue.empty() for t in topics.values() for g in t.groups)
+                and all(q.empty() for t in topics.values() for g in t.groups for q in g.queues)
             )
             quiet = quiet + 1 if idle else 0
             if quiet >= 2:

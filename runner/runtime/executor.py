@@ -15,6 +15,8 @@ import logging
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel
@@ -27,7 +29,8 @@ from runner.runtime.stats import StreamletStats
 from streamlets.codecs import SCHEMA_HEADER, Codec, codec_for, schema_fingerprint
 from streamlets.codecs.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
 from streamlets.errors import CodecError, RecordValidationError, StreamletsError
-from streamlets.ports import Outlet, Routed
+from streamlets.meta import Meta, to_epoch_ms
+from streamlets.ports import KEEP, Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
 from streamlets.streamlet import Streamlet
@@ -89,6 +92,106 @@ class _Encoder:
         # Topics sharing a codec share the encoded bytes.
         self.same_codec = len({t.codec for t in topics}) <= 1
         self.single: tuple[str, Codec] | None = self.targets[0] if len(topics) == 1 else None
+        # Compacted topics take keyed records only (Kafka refuses the others).
+        self.compacted = tuple(t.key for t in topics if _is_compacted(t))
+        self.outlet: Outlet[Any] | None = None  # set by the executor
+        self.key_of: Callable[[Any], bytes | None] | None = None
+        self.timestamp_of: Callable[[Any], int | None] | None = None
+
+    def declare(self, outlet: Outlet[Any]) -> None:
+        """Take the outlet's ``key=``/``timestamp=`` declarations (when it makes them)."""
+        self.outlet = outlet
+        if outlet.key is not None:
+            self.key_of = outlet.key_of
+        if outlet.timestamp is not None:
+            self.timestamp_of = outlet.timestamp_of
+
+
+def _is_compacted(topic: TopicSpec) -> bool:
+    policy = str(topic.config.get("cleanup.policy", "")).replace(" ", "")
+    return "compact" in policy.split(",")
+
+
+class KeylessRecord(StreamletsError):
+    """A record without a key is bound for a compacted topic, which takes keyed ones only."""
+
+
+def _keyless(topic: str, outlet: str) -> KeylessRecord:
+    return KeylessRecord(
+        f"topic '{topic}' is compacted (cleanup.policy: compact), and Kafka refuses records "
+        f"without a key there; give outlet '{outlet}' a key: Outlet(Schema, key='field'), "
+        "or emit(record, key=...)"
+    )
+
+
+def user_headers(headers: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ...]:
+    """``headers`` without the framework's own (the writer schema's fingerprint)."""
+    if not headers or (len(headers) == 1 and headers[0][0] == SCHEMA_HEADER):
+        return ()
+    return tuple(h for h in headers if h[0] != SCHEMA_HEADER)
+
+
+def _merge_headers(
+    inherited: tuple[tuple[str, bytes], ...], given: Mapping[str, str | bytes]
+) -> tuple[tuple[str, bytes], ...]:
+    """``inherited`` with ``given`` added, replacing headers of the same name."""
+    kept = [h for h in inherited if h[0] not in given]
+    for name, value in given.items():
+        kept.append((str(name), value.encode() if isinstance(value, str) else bytes(value)))
+    return tuple(kept)
+
+
+def _key_bytes(key: str | bytes | None) -> bytes | None:
+    if key is None or isinstance(key, bytes):
+        return key
+    return str(key).encode()
+
+
+def _timestamp_ms(when: datetime | int | None) -> int:
+    if when is None:
+        return -1
+    if isinstance(when, datetime):
+        return to_epoch_ms(when)
+    return int(when)
+
+
+def _meta(message: Message, timestamp: int) -> Meta:
+    """The :class:`Meta` a handler that asks for it gets with ``message``."""
+    headers = user_headers(message.headers)
+    return Meta(
+        message.key,
+        timestamp,
+        MappingProxyType(dict(headers)) if headers else _NO_HEADERS,
+        message.topic,
+        message.partition,
+        message.offset,
+    )
+
+
+def _takes_meta(handler: Callable[..., Any]) -> bool:
+    """Whether ``handler`` (a bound method) takes a second positional parameter."""
+    try:
+        parameters = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+_NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+
+#: What an output inherits from the input it was made from: key, timestamp, user headers.
+_Origin = tuple[bytes | None, int, tuple[tuple[str, bytes], ...]]
+_NO_ORIGIN: _Origin = (None, -1, ())
+#: One routed result: outlet name, record, and the Routed when it carries metadata.
+_Routing = tuple[str, Any, Routed[Any] | None]
+#: Bytes below the no-key room that skip the exact size check of a keyed record.
+_NEAR_LIMIT = 4096
+
+
+def _origin(message: Message, timestamp: int) -> _Origin:
+    """What outputs made from ``message`` (with event time ``timestamp``) inherit."""
+    return (message.key, timestamp, user_headers(message.headers))
 
 
 #: Results that are one record for the only outlet (not an iterable of records).
@@ -156,6 +259,10 @@ class Executor:
         self.handlers: dict[str, Any] = {}
         self.is_async: dict[str, bool] = {}
         self.validators: dict[str, Any] = {}
+        # Handlers that take a second parameter get the record's Meta.
+        self.wants_meta: dict[str, bool] = {}
+        # Inlets whose event time is a field of the record (Inlet(..., timestamp=field)).
+        self.event_time: dict[str, Callable[[Any], int | None]] = {}
         # Inlets whose records go to `process_many(records)` in one call (see _process_many).
         self.many: dict[str, Any] = {}
         for inlet_name in cls.inlets():
@@ -169,6 +276,10 @@ class Executor:
             )
             handler = self.instance.handler_for(inlet_name)
             self.handlers[inlet_name] = handler
+            self.wants_meta[inlet_name] = _takes_meta(handler)
+            port = cls.inlets()[inlet_name]
+            if port.timestamp is not None:
+                self.event_time[inlet_name] = port.timestamp_of
             self.is_async[inlet_name] = inspect.iscoroutinefunction(
                 handler
             ) or inspect.isasyncgenfunction(handler)
@@ -178,12 +289,18 @@ class Executor:
         self.encoders: dict[str, _Encoder] = {}
         for outlet_name in self.outlets:
             topics = blueprint.outlet_topics(spec.name, outlet_name)
-            self.encoders[outlet_name] = _Encoder(spec.schema(outlet_name), topics, record_limit)
+            encoder = _Encoder(spec.schema(outlet_name), topics, record_limit)
+            encoder.declare(self.outlets[outlet_name])
+            self.encoders[outlet_name] = encoder
         # One outlet on one topic: results go straight to that topic's codec.
         only = self.encoders.get(self.single_outlet or "")
         self._fast: tuple[str, Codec, tuple[tuple[str, bytes], ...], int] | None = (
             (only.single[0], only.single[1], only.headers, only.room)
-            if only is not None and only.single is not None
+            if only is not None
+            and only.single is not None
+            and only.key_of is None
+            and only.timestamp_of is None
+            and not only.compacted
             else None
         )
 
@@ -254,11 +371,11 @@ class Executor:
         assert self.record_limit is not None  # room is NO_LIMIT without one
         return self.record_limit.error(size, room, topic)
 
-    def _route(self, result: Any) -> Iterable[tuple[str, Any]]:
+    def _route(self, result: Any) -> Iterable[_Routing]:
         if result is None:
             return ()
         if isinstance(result, Routed):
-            return ((result.outlet.name, result.record),)
+            return ((result.outlet.name, result.record, None if result.plain else result),)
         if _is_record(result):
             if self.single_outlet is None:
                 raise StreamletsError(
@@ -270,9 +387,9 @@ class Executor:
                         else "return outlet.emit(record)"
                     )
                 )
-            return ((self.single_outlet, result),)
+            return ((self.single_outlet, result, None),)
         if isinstance(result, Iterable):
-            routed: list[tuple[str, Any]] = []
+            routed: list[_Routing] = []
             for item in result:
                 routed.extend(self._route(item))
             return routed
@@ -280,41 +397,77 @@ class Executor:
             raise StreamletsError(
                 f"streamlet '{self.name}' returned {result!r}; use outlet.emit(record)"
             )
-        return ((self.single_outlet, result),)
+        return ((self.single_outlet, result, None),)
 
-    def encode_outputs(self, results: Iterable[tuple[str, Any]], out: list[Emitted]) -> None:
-        """Validate and encode routed results, appending one :class:`Emitted` per topic."""
-        for outlet_name, record in results:
+    def encode_outputs(
+        self, results: Iterable[_Routing], out: list[Emitted], origin: _Origin = _NO_ORIGIN
+    ) -> None:
+        """Validate and encode routed results, appending one :class:`Emitted` per topic.
+
+        Each output keeps ``origin``'s key, timestamp and user headers (the input it was
+        made from), unless its outlet declares ``key=``/``timestamp=`` or it was emitted
+        with its own.
+        """
+        for outlet_name, record, routed in results:
             encoder = self.encoders.get(outlet_name)
             if encoder is None:
                 raise StreamletsError(f"streamlet '{self.name}' has no outlet '{outlet_name}'")
-            headers = encoder.headers
+            key, timestamp, headers = origin
+            if encoder.key_of is not None:
+                key = encoder.key_of(record)
+            if encoder.timestamp_of is not None:
+                declared = encoder.timestamp_of(record)
+                timestamp = -1 if declared is None else declared
+            if routed is not None:
+                if routed.key is not KEEP:
+                    key = _key_bytes(routed.key)  # type: ignore[arg-type]
+                if routed.timestamp is not KEEP:
+                    timestamp = _timestamp_ms(routed.timestamp)  # type: ignore[arg-type]
+                if routed.headers:
+                    headers = _merge_headers(headers, routed.headers)
+            if key is None and encoder.compacted:
+                raise _keyless(encoder.compacted[0], outlet_name)
+            all_headers = headers + encoder.headers if headers else encoder.headers
             room = encoder.room
             self.stats.records_out += 1
-            single = encoder.single
-            if single is not None:  # one topic: the common case, kept short
-                value = single[1].encode(record)
-                if len(value) > room:
-                    raise self._too_large(len(value), room, single[0])
-                out.append(Emitted(single[0], Message(value, None, headers)))
-                continue
             if not encoder.targets:
                 continue
             if encoder.same_codec:
                 value = encoder.targets[0][1].encode(record)
-                if len(value) > room:
-                    raise self._too_large(len(value), room, encoder.targets[0][0])
+                self._check_size(value, key, all_headers, room, encoder.targets[0][0])
                 for topic, _ in encoder.targets:
-                    out.append(Emitted(topic, Message(value, headers=encoder.headers)))
+                    out.append(
+                        Emitted(topic, Message(value, key, all_headers, "", -1, -1, timestamp))
+                    )
             else:
                 for topic, codec in encoder.targets:
                     value = codec.encode(record)
-                    if len(value) > room:
-                        raise self._too_large(len(value), room, topic)
-                    out.append(Emitted(topic, Message(value, headers=encoder.headers)))
+                    self._check_size(value, key, all_headers, room, topic)
+                    out.append(
+                        Emitted(topic, Message(value, key, all_headers, "", -1, -1, timestamp))
+                    )
 
-    def route(self, result: Any) -> list[tuple[str, Any]]:
-        """Turn what ``process``/``generate`` returned into ``(outlet, record)`` pairs."""
+    def _check_size(
+        self,
+        value: bytes,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        room: int,
+        topic: str,
+    ) -> None:
+        """Raise :class:`RecordTooLarge` when the record does not fit its topic (the exact
+        room for a key and user headers is worked out only near the limit)."""
+        size = len(value)
+        if size + _NEAR_LIMIT <= room:
+            return
+        if self.record_limit is not None and (key is not None or len(headers) > 1):
+            room = self.record_limit.room(key, headers)
+        if size > room:
+            raise self._too_large(size, room, topic)
+
+    def route(self, result: Any) -> list[_Routing]:
+        """Turn what ``process``/``generate`` returned into ``(outlet, record, routed)``
+        triples (``routed``: the :class:`Routed` when it gives its own metadata)."""
         return list(self._route(result))
 
     # -- processing ----------------------------------------------------------------------
@@ -324,6 +477,20 @@ class Executor:
             return True, self.decoders[inlet].decode(message), None
         except CodecError as exc:
             return False, None, self._fail(_decode_stage(exc), exc, message, inlet)
+
+    def _event_time(self, inlet: str, record: Any, message: Message) -> int:
+        """The record's event time: its inlet's ``timestamp=`` field, else its timestamp."""
+        of = self.event_time.get(inlet)
+        if of is None:
+            return message.timestamp
+        found = of(record)
+        return message.timestamp if found is None else found
+
+    def _call(self, inlet: str, record: Any, message: Message, timestamp: int) -> Any:
+        handler = self.handlers[inlet]
+        if self.wants_meta[inlet]:
+            return handler(record, _meta(message, timestamp))
+        return handler(record)
 
     def process_one_sync(
         self, inlet: str, message: Message, out: list[Emitted], dead: list[DeadLetter]
@@ -336,7 +503,8 @@ class Executor:
             self._reject(_decode_stage(exc), exc, message, inlet, dead)
             return
         try:
-            result = self.handlers[inlet](record)
+            timestamp = self._event_time(inlet, record, message)
+            result = self._call(inlet, record, message, timestamp)
             if result is None:
                 return
             routed = self.route(result)
@@ -345,7 +513,7 @@ class Executor:
         except Exception as exc:
             self._reject("process", exc, message, inlet, dead)
             return
-        self._encode_or_fail(routed, message, inlet, out, dead)
+        self._encode_or_fail(routed, message, inlet, out, dead, _origin(message, timestamp))
 
     def _process_sync_batch(
         self, inlet: str, messages: Sequence[Message], out: list[Emitted], dead: list[DeadLetter]
@@ -353,13 +521,14 @@ class Executor:
         """:meth:`process_one_sync` for each message, with lookups hoisted out of the loop.
 
         The per-record path of a sync streamlet is the runner's hot loop; each attribute
-        lookup saved here is measurable in ``benchmarks/local_runner.py``.
+        lookup saved here is measurable in ``benchmarks/local_runner.py``. Records of the
+        only outlet keep their input's key, timestamp and user headers.
         """
         decoder = self.decoders[inlet]
         only = decoder.only
         handler = self.handlers[inlet]
         fast = self._fast
-        if fast is None:
+        if fast is None or self.wants_meta[inlet] or inlet in self.event_time:
             for message in messages:
                 self.process_one_sync(inlet, message, out, dead)
             return
@@ -400,38 +569,51 @@ class Executor:
                     except (CodecError, StreamletsError) as exc:
                         self._reject("encode", exc, message, inlet, dead)
                         continue
-                if len(value) > room:
-                    too_large = self._too_large(len(value), room, topic)
-                    self._reject("encode", too_large, message, inlet, dead)
-                    continue
+                inherited = message.headers
+                if inherited and (len(inherited) > 1 or inherited[0][0] != SCHEMA_HEADER):
+                    out_headers = user_headers(inherited) + headers
+                else:
+                    out_headers = headers
+                key = message.key
+                if len(value) + _NEAR_LIMIT > room:
+                    try:
+                        self._check_size(value, key, out_headers, room, topic)
+                    except RecordTooLarge as too_large:
+                        self._reject("encode", too_large, message, inlet, dead)
+                        continue
                 stats.records_out += 1
-                out.append(Emitted(topic, Message(value, None, headers)))
+                out.append(
+                    Emitted(topic, Message(value, key, out_headers, "", -1, -1, message.timestamp))
+                )
             else:
-                self._encode_or_fail(routed, message, inlet, out, dead)
+                self._encode_or_fail(
+                    routed, message, inlet, out, dead, _origin(message, message.timestamp)
+                )
         if unchanged is not None:
             gate.record(len(messages), forwarded)
 
     def _encode_or_fail(
         self,
-        routed: list[tuple[str, Any]],
+        routed: list[_Routing],
         message: Message | Callable[[], Message],
         inlet: str | None,
         out: list[Emitted],
         dead: list[DeadLetter],
+        origin: _Origin = _NO_ORIGIN,
     ) -> None:
         """Encode a record's outputs, all or none; on failure its dead letter keeps
-        ``message`` (or what it returns, when the original is only made on failure)."""
+        ``message`` (or what it returns, when the original is only made on failure); the
+        outputs inherit ``origin`` (see :meth:`encode_outputs`)."""
         mark = len(out)
         try:
-            self.encode_outputs(routed, out)
+            self.encode_outputs(routed, out, origin)
         except (CodecError, StreamletsError) as exc:
             del out[mark:]  # all outputs of a record, or none
             original = message if isinstance(message, Message) else message()
             self._reject("encode", exc, original, inlet, dead)
 
-    async def _call_async(self, inlet: str, record: Any) -> Any:
-        handler = self.handlers[inlet]
-        result = handler(record)
+    async def _call_async(self, inlet: str, record: Any, message: Message, timestamp: int) -> Any:
+        result = self._call(inlet, record, message, timestamp)
         if isinstance(result, Coroutine):  # `async def process`: the usual case
             result = await result
         elif inspect.isasyncgen(result):
@@ -463,7 +645,7 @@ class Executor:
         # async process: up to `concurrency` calls at once, outputs kept in input order.
         # A few workers share the batch instead of a task per record: tasks cost more than
         # most process() calls.
-        decoded: list[tuple[Message, Any]] = []
+        decoded: list[tuple[Message, Any, int]] = []
         for message in messages:
             self.stats.records_in += 1
             ok, record, failed = self._decode(inlet, message)
@@ -471,7 +653,12 @@ class Executor:
                 if failed is not None:
                     dead.append(failed)
                 continue
-            decoded.append((message, record))
+            try:
+                timestamp = self._event_time(inlet, record, message)
+            except Exception as exc:
+                self._reject("process", exc, message, inlet, dead)
+                continue
+            decoded.append((message, record, timestamp))
         results: list[Any] = [None] * len(decoded)
         errors: list[Exception | None] = [None] * len(decoded)
         pending = iter(range(len(decoded)))
@@ -479,8 +666,9 @@ class Executor:
 
         async def worker() -> None:
             for index in pending:  # shared: each index goes to exactly one worker
+                message, record, timestamp = decoded[index]
                 try:
-                    results[index] = await call(inlet, decoded[index][1])
+                    results[index] = await call(inlet, record, message, timestamp)
                 except Exception as exc:
                     errors[index] = exc
 
@@ -496,8 +684,8 @@ class Executor:
         finally:
             self.stats.process_seconds += time.perf_counter() - start
         outcomes = (
-            (message, result if error is None else error)
-            for (message, _), result, error in zip(decoded, results, errors, strict=True)
+            (message, timestamp, result if error is None else error)
+            for (message, _, timestamp), result, error in zip(decoded, results, errors, strict=True)
         )
         self._emit_outcomes(inlet, outcomes, out, dead)
         return out, dead
@@ -505,13 +693,13 @@ class Executor:
     def _emit_outcomes(
         self,
         inlet: str,
-        outcomes: Iterable[tuple[Message, Any]],
+        outcomes: Iterable[tuple[Message, int, Any]],
         out: list[Emitted],
         dead: list[DeadLetter],
     ) -> None:
         """Route and encode each record's result, in order; an exception in place of a
         result is that record's failure, so the error policy applies to it alone."""
-        for message, result in outcomes:
+        for message, timestamp, result in outcomes:
             if isinstance(result, BaseException):
                 if isinstance(result, StreamletFailed):
                     raise result
@@ -522,7 +710,7 @@ class Executor:
             except StreamletsError as exc:
                 self._reject("process", exc, message, inlet, dead)
                 continue
-            self._encode_or_fail(routed, message, inlet, out, dead)
+            self._encode_or_fail(routed, message, inlet, out, dead, _origin(message, timestamp))
 
     async def _process_many(
         self, inlet: str, many: Any, messages: Sequence[Message]
@@ -558,14 +746,20 @@ class Executor:
                 f"streamlet '{self.name}': process_many returned {len(results)} results "
                 f"for {len(records)} records"
             )
-        self._emit_outcomes(inlet, zip(originals, results, strict=True), out, dead)
+        outcomes = (
+            (message, self._event_time(inlet, record, message), result)
+            for message, record, result in zip(originals, records, results, strict=True)
+        )
+        self._emit_outcomes(inlet, outcomes, out, dead)
         return out, dead
 
     def encode_generated(self, item: Any, out: list[Emitted], dead: list[DeadLetter]) -> None:
         """Encode one item a source generated (a record, Routed, or iterable of them).
 
         A :class:`~streamlets.rejected.Rejected` item goes to the error policy as a record
-        that failed to decode, with its original bytes.
+        that failed to decode, with its original bytes. A source's records have no key and
+        no timestamp (the transport stamps the time they are produced) unless the outlet
+        declares them or they are emitted with their own.
         """
         if isinstance(item, Rejected):
             error = item.error

@@ -12,7 +12,8 @@ __all__ = ["DeadLetter", "Emitted", "Message"]
 # dataclasses cost a quarter of frozen ones to create. Treat them as values all the same.
 @dataclass(slots=True)
 class Message:
-    """An encoded record on a topic, with where it came from (when known)."""
+    """An encoded record on a topic: value, key, headers, where it came from (when known)
+    and its timestamp in epoch milliseconds (-1: none yet; the transport stamps it)."""
 
     value: bytes
     key: bytes | None = None
@@ -20,6 +21,7 @@ class Message:
     topic: str = ""
     partition: int = -1
     offset: int = -1
+    timestamp: int = -1
 
     def header(self, name: str) -> bytes | None:
         """The value of header ``name`` (the last one when repeated), or ``None``."""

@@ -157,7 +157,7 @@ def test_replicas_share_the_records_of_a_topic(app: Write, tmp_path: Path) -> No
           src: {class: pipeline_app:Numbers, config: {count: 3000}}
           double: {class: pipeline_app:TracedDouble, replicas: 3, config: {log: trace.log}}
         topics:
-          numbers: {producers: [src.out], consumers: [double.numbers]}
+          numbers: {producers: [src.out], consumers: [double.numbers], partitions: 3}
           out: {producers: [double.out]}
         """
     )
@@ -168,7 +168,7 @@ def test_replicas_share_the_records_of_a_topic(app: Write, tmp_path: Path) -> No
         instance, source, _ = line.split()
         if source != "setup":
             handled[instance] = handled.get(instance, 0) + 1
-    # Each replica took part (as consumers of one group would), none took it all.
+    # Each replica took its partition (as consumers of one group would).
     assert len(handled) == 3 and sum(handled.values()) == 3000, handled
 
 
