@@ -93,6 +93,7 @@ class Raw:
 
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+    key: bytes | None = None
 
 
 @dataclass
@@ -124,7 +125,7 @@ def _encode(records: Iterable[Any], schema: Schema, codec_name: str) -> list[Mes
     messages = []
     for record in records:
         if isinstance(record, Raw):
-            messages.append(Message(record.value, headers=record.headers))
+            messages.append(Message(record.value, record.key, record.headers))
         elif isinstance(record, Record):
             own = tuple(
                 (str(k), v.encode() if isinstance(v, str) else bytes(v))

@@ -53,12 +53,17 @@ class DeadLetter:
     inlet: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """A JSON-able description (the original value as text when it is UTF-8, else hex)."""
-        try:
-            value: str = self.original.value.decode("utf-8")
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            value, encoding = self.original.value.hex(), "hex"
+        """A JSON-able description: the original value, key and header values as text when
+        they are UTF-8, else hex (``value_encoding``/``key_encoding`` say which; a header
+        that is not UTF-8 is written as ``hex:...``)."""
+        value, encoding = _text(self.original.value)
+        key, key_encoding = (
+            _text(self.original.key) if self.original.key is not None else (None, None)
+        )
+        headers = {}
+        for name, raw in self.original.headers:
+            text, kind = _text(raw)
+            headers[name] = text if kind == "utf-8" else f"hex:{text}"
         return {
             "streamlet": self.streamlet,
             "inlet": self.inlet,
@@ -68,7 +73,18 @@ class DeadLetter:
             "topic": self.original.topic,
             "partition": self.original.partition,
             "offset": self.original.offset,
+            "timestamp": self.original.timestamp,
+            "key": key,
+            "key_encoding": key_encoding,
+            "headers": headers,
             "value": value,
             "value_encoding": encoding,
             "stack_trace": self.stack_trace,
         }
+
+
+def _text(data: bytes) -> tuple[str, str]:
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.hex(), "hex"
