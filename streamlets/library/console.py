@@ -33,7 +33,13 @@ class ConsoleSink(Streamlet):
     Config = ConsoleSinkConfig
     config: ConsoleSinkConfig
 
+    def _stream(self) -> Any:
+        return sys.stdout if self.config.stream == "stdout" else sys.stderr
+
     def process(self, record: Any) -> None:
         """Print one record."""
-        stream = sys.stdout if self.config.stream == "stdout" else sys.stderr
-        stream.write(self.config.prefix + _json_line(record))
+        self._stream().write(self.config.prefix + _json_line(record))
+
+    def flush(self) -> None:
+        """Flush the stream: what was printed is out before its records are committed."""
+        self._stream().flush()
