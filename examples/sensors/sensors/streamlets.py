@@ -31,9 +31,10 @@ class Alert(BaseModel):
 
 
 class ReadingSource(Streamlet):
-    """Reads readings from a JSON Lines file (a bounded source)."""
+    """Reads readings from a JSON Lines file (a bounded source), keyed by sensor: each
+    sensor's readings go to one partition, so one replica sees them all, in order."""
 
-    out = Outlet(Reading)
+    out = Outlet(Reading, key="sensor_id")
 
     class Config(BaseModel):
         path: Path = Field(description="JSON Lines file with one reading per line")
