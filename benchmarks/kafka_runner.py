@@ -7,7 +7,9 @@ are committed, about once a second). Ours runs one passthrough streamlet through
 execution core: Avro decode -> process -> output, where a record passed on unchanged goes
 out as its input bytes (streamlets/codecs/passthrough.py). A second row runs a streamlet
 that returns a new record, so that every output is Avro-encoded too. The bare loop copies
-bytes.
+bytes. The keyed rows read a second input whose records have keys of 8-16 bytes and two
+headers besides the schema's, which both loops keep on the way out (the streamlet through
+its key/header inheritance).
 Times count from the first record consumed to the last output acknowledged and committed
 (so the consumer-group join is left out). Prints msg/s, CPU microseconds per message and
 the ratios; quixstreams (bytes in, bytes out, like the bare loop) joins the table when
@@ -76,10 +78,19 @@ name: bench-{run}
 streamlets:
   pass: {class: bench_app:Passthrough}
   touch: {class: bench_app:Touch}
+  pass-keyed: {class: bench_app:Passthrough}
 topics:
   input:
     name: bench-input
     consumers: [pass.inp, touch.inp]
+    partitions: 3
+  input-keyed:
+    name: bench-input-keyed
+    consumers: [pass-keyed.inp]
+    partitions: 3
+  output-keyed:
+    name: bench-output-keyed
+    producers: [pass-keyed.out]
     partitions: 3
   output:
     name: bench-output-ours
@@ -112,7 +123,8 @@ def _fill(bootstrap: str, records: int) -> None:
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     topics = ["bench-input", "bench-output-ours", "bench-output-touch", "bench-output-bare"]
-    topics.append("bench-output-quix")
+    topics += ["bench-output-quix", "bench-input-keyed", "bench-output-keyed"]
+    topics.append("bench-output-bare-keyed")
     for future in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
         future.result()
     schema = Schema.of(ITEM)
@@ -124,15 +136,25 @@ def _fill(bootstrap: str, records: int) -> None:
         record = {"id": i, "sensor": f"sensor-{i % 100}", "value": i * 0.5, "payload": "x" * 48}
         value = codec.encode(record)
         size = len(value)
-        while True:
-            try:
-                producer.produce("bench-input", value, partition=i % 3, headers=header)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        key = f"sensor-{i % 100_000:0{8 + i % 9}d}".encode()[:16]  # 8-16 bytes
+        keyed = [*header, ("traceparent", f"00-{i:032x}-01".encode()), ("tenant", b"acme")]
+        for topic, args in (
+            ("bench-input", {"partition": i % 3, "headers": header}),
+            ("bench-input-keyed", {"key": key, "headers": keyed}),
+        ):
+            while True:
+                try:
+                    producer.produce(topic, value, **args)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
     if producer.flush(60):
         raise SystemExit("the broker did not acknowledge the input records")
-    print(f"input: {records:,} records of {size} bytes on 3 partitions", flush=True)
+    print(
+        f"input: {records:,} records of {size} bytes on 3 partitions (and as many keyed, "
+        "with two headers)",
+        flush=True,
+    )
 
 
 def _measure(count: Any, target: int, until_done: Any) -> dict[str, float]:
@@ -180,14 +202,19 @@ def worker_ours(
     return result
 
 
-def worker_bare(bootstrap: str, records: int, run: int = 0) -> dict[str, float]:
-    """A bare consume -> produce loop: flush outputs, then commit offsets, about once a second."""
+def worker_bare(
+    bootstrap: str, records: int, run: int = 0, keyed: bool = False
+) -> dict[str, float]:
+    """A bare consume -> produce loop: flush outputs, then commit offsets, about once a
+    second; key and headers copied to the output."""
+    source = "bench-input-keyed" if keyed else "bench-input"
+    target = "bench-output-bare-keyed" if keyed else "bench-output-bare"
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-{run}.bare",
+            "group.id": f"bench-{run}.bare{'-keyed' if keyed else ''}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
@@ -195,7 +222,7 @@ def worker_bare(bootstrap: str, records: int, run: int = 0) -> dict[str, float]:
         }
     )
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    consumer.subscribe(["bench-input"])
+    consumer.subscribe([source])
     seen = [0]
     positions: dict[int, int] = {}
 
@@ -208,9 +235,7 @@ def worker_bare(bootstrap: str, records: int, run: int = 0) -> dict[str, float]:
                     continue
                 while True:
                     try:
-                        producer.produce(
-                            "bench-output-bare", m.value(), m.key(), headers=m.headers()
-                        )
+                        producer.produce(target, m.value(), m.key(), headers=m.headers())
                         break
                     except BufferError:
                         producer.poll(0.05)
@@ -220,13 +245,13 @@ def worker_bare(bootstrap: str, records: int, run: int = 0) -> dict[str, float]:
             if positions and time.monotonic() - last >= 1.0:
                 producer.flush()
                 consumer.commit(
-                    offsets=[TopicPartition("bench-input", p, o) for p, o in positions.items()],
+                    offsets=[TopicPartition(source, p, o) for p, o in positions.items()],
                     asynchronous=False,
                 )
                 last = time.monotonic()
         producer.flush()
         consumer.commit(
-            offsets=[TopicPartition("bench-input", p, o) for p, o in positions.items()],
+            offsets=[TopicPartition(source, p, o) for p, o in positions.items()],
             asynchronous=False,
         )
 
@@ -296,7 +321,9 @@ def main() -> None:
         "--repeat", type=int, default=5, help="rounds; each loop's best round is reported"
     )
     parser.add_argument(
-        "--worker", choices=["ours", "ours-new", "bare", "quix"], help=argparse.SUPPRESS
+        "--worker",
+        choices=["ours", "ours-new", "ours-keyed", "bare", "bare-keyed", "quix"],
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--blueprint", help=argparse.SUPPRESS)
@@ -308,11 +335,14 @@ def main() -> None:
     parser.add_argument("--run", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        if args.worker in ("ours", "ours-new"):
-            streamlet = "pass" if args.worker == "ours" else "touch"
-            result = worker_ours(args.bootstrap, args.blueprint, args.records, streamlet)
-        elif args.worker == "bare":
-            result = worker_bare(args.bootstrap, args.records, args.run)
+        if args.worker.startswith("ours"):
+            streamlet = {"ours": "pass", "ours-new": "touch", "ours-keyed": "pass-keyed"}
+            result = worker_ours(
+                args.bootstrap, args.blueprint, args.records, streamlet[args.worker]
+            )
+        elif args.worker.startswith("bare"):
+            keyed = args.worker == "bare-keyed"
+            result = worker_bare(args.bootstrap, args.records, args.run, keyed)
         else:
             result = worker_quix(args.bootstrap, args.records, args.run)
         print(json.dumps(result))
@@ -322,7 +352,7 @@ def main() -> None:
 
     from runner.kafka.broker import EmbeddedBroker
 
-    kinds = ["bare", "ours", "ours-new"]
+    kinds = ["bare", "ours", "ours-new", "bare-keyed", "ours-keyed"]
     python = dict.fromkeys(kinds, sys.executable)
     if args.quix_python:
         kinds.append("quix")
@@ -343,22 +373,25 @@ def main() -> None:
                 )
     best = {kind: max(results, key=_rate) for kind, results in rounds.items()}
     bare = best["bare"]
-    bare_rate = _rate(bare)
-    bare_cpu = bare["cpu"] / bare["records"] * 1e6
     print(f"best of {args.repeat} interleaved rounds")
     print(f"{'loop':<28}{'msg/s':>12}{'CPU us/msg':>12}{'rate ratio':>12}{'CPU ratio':>11}")
     names = {
         "bare": "bare confluent-kafka",
         "ours": "streamlets run-streamlet",
         "ours-new": "  (new record: re-encoded)",
+        "bare-keyed": "bare, keyed + 2 headers",
+        "ours-keyed": "streamlets, keyed + 2 headers",
         "quix": "quixstreams",
     }
     for kind, result in best.items():
         rate = _rate(result)
         cpu_us = result["cpu"] / result["records"] * 1e6
+        # The keyed row is measured against the bare loop doing the same key/header work.
+        base = best["bare-keyed"] if kind == "ours-keyed" else bare
+        base_rate, base_cpu = _rate(base), base["cpu"] / base["records"] * 1e6
         print(
             f"{names[kind]:<28}{rate:>12,.0f}{cpu_us:>12.1f}"
-            f"{rate / bare_rate:>11.2f}x{cpu_us / bare_cpu:>10.2f}x"
+            f"{rate / base_rate:>11.2f}x{cpu_us / base_cpu:>10.2f}x"
         )
     per_round = ", ".join(
         f"{_rate(ours) / _rate(bare):.2f}x"

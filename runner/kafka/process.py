@@ -370,12 +370,11 @@ class StreamletProcess:
                 if run_start < len(batch):
                     self._advance(run_topic, run_partition, batch, run_start)
                 run_topic, run_partition, run_start = topic, partition, len(batch)
-            headers = m.headers()
             append(
                 make(
                     m.value() or b"",
                     m.key(),
-                    tuple(headers) if headers else (),
+                    m.headers() or (),
                     topic,
                     partition,
                     m.offset(),

@@ -175,7 +175,14 @@ class OutputProducer:
                 kafka_name = names[last_topic]
             if message.headers is not last_headers:
                 last_headers = message.headers
-                header_list = list(last_headers) if last_headers else None
+                # A consumed record's list goes out as it is; tuples become lists.
+                header_list = (
+                    last_headers
+                    if isinstance(last_headers, list)
+                    else list(last_headers)
+                    if last_headers
+                    else None
+                )
             # timestamp 0: none of its own, the producer stamps the time it is sent.
             timestamp = message.timestamp if message.timestamp > 0 else 0
             try:

@@ -124,7 +124,7 @@ def _keyless(topic: str, outlet: str) -> KeylessRecord:
     )
 
 
-def user_headers(headers: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ...]:
+def user_headers(headers: Sequence[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
     """``headers`` without the framework's own (the writer schema's fingerprint)."""
     if not headers or (len(headers) == 1 and headers[0][0] == SCHEMA_HEADER):
         return ()
@@ -451,7 +451,7 @@ class Executor:
         self,
         value: bytes,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Sequence[tuple[str, bytes]],
         room: int,
         topic: str,
     ) -> None:
@@ -570,10 +570,17 @@ class Executor:
                         self._reject("encode", exc, message, inlet, dead)
                         continue
                 inherited = message.headers
-                if inherited and (len(inherited) > 1 or inherited[0][0] != SCHEMA_HEADER):
-                    out_headers = user_headers(inherited) + headers
+                if not inherited or (len(inherited) == 1 and inherited[0][0] == SCHEMA_HEADER):
+                    out_headers: Sequence[tuple[str, bytes]] = headers
+                elif value is message.value and SCHEMA_HEADER in (
+                    inherited[0][0],
+                    inherited[-1][0],
+                ):
+                    # Forwarded bytes of the same schema: the input's headers, fingerprint
+                    # included, are the output's as they are (no copy).
+                    out_headers = inherited
                 else:
-                    out_headers = headers
+                    out_headers = user_headers(inherited) + headers
                 key = message.key
                 if len(value) + _NEAR_LIMIT > room:
                     try:

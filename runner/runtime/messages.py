@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,8 @@ class Message:
 
     value: bytes
     key: bytes | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
+    # A tuple, or the list the Kafka consumer gave (kept as it is: it goes out again as is).
+    headers: Sequence[tuple[str, bytes]] = ()
     topic: str = ""
     partition: int = -1
     offset: int = -1
