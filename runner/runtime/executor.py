@@ -155,14 +155,15 @@ def _timestamp_ms(when: datetime | int | None) -> int:
     return int(when)
 
 
-def _meta(message: Message, timestamp: int) -> Meta:
-    """The :class:`Meta` a handler that asks for it gets with ``message``."""
+def _meta(message: Message, timestamp: int, topic: str) -> Meta:
+    """The :class:`Meta` a handler that asks for it gets with ``message``, read from the
+    blueprint topic ``topic`` (the message's own topic may be the Kafka name)."""
     headers = user_headers(message.headers)
     return Meta(
         message.key,
         timestamp,
         MappingProxyType(dict(headers)) if headers else _NO_HEADERS,
-        message.topic,
+        topic or message.topic,
         message.partition,
         message.offset,
     )
@@ -261,12 +262,16 @@ class Executor:
         self.validators: dict[str, Any] = {}
         # Handlers that take a second parameter get the record's Meta.
         self.wants_meta: dict[str, bool] = {}
+        # The blueprint topic of each inlet (Meta.topic; on Kafka a message has the topic's
+        # Kafka name, which differs when the blueprint gives it a `name:`).
+        self.inlet_topic: dict[str, str] = {}
         # Inlets whose event time is a field of the record (Inlet(..., timestamp=field)).
         self.event_time: dict[str, Callable[[Any], int | None]] = {}
         # Inlets whose records go to `process_many(records)` in one call (see _process_many).
         self.many: dict[str, Any] = {}
         for inlet_name in cls.inlets():
             topic = blueprint.inlet_topic(spec.name, inlet_name)
+            self.inlet_topic[inlet_name] = topic.key if topic is not None else ""
             writers = []
             if topic is not None:
                 for ref in topic.producers:
@@ -489,7 +494,7 @@ class Executor:
     def _call(self, inlet: str, record: Any, message: Message, timestamp: int) -> Any:
         handler = self.handlers[inlet]
         if self.wants_meta[inlet]:
-            return handler(record, _meta(message, timestamp))
+            return handler(record, _meta(message, timestamp, self.inlet_topic[inlet]))
         return handler(record)
 
     def process_one_sync(
