@@ -145,8 +145,12 @@ class KafkaTools:
         return AdminClient({"bootstrap.servers": self.bootstrap})
 
     def partitions(self, topic: str, timeout: float = 10.0) -> int:
-        """How many partitions ``topic`` has (0 when it does not exist)."""
-        metadata = self.admin().list_topics(topic, timeout=timeout)
+        """How many partitions ``topic`` has (0 when it does not exist).
+
+        Asks for every topic's metadata: a metadata request naming a topic that does not
+        exist yet makes Tansu create it, with its default partition count.
+        """
+        metadata = self.admin().list_topics(timeout=timeout)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             return 0
@@ -157,19 +161,35 @@ class KafkaTools:
         topic: str,
         values: Sequence[bytes],
         headers: Sequence[tuple[str, bytes]] | None = None,
+        *,
+        keys: Sequence[bytes | None] | None = None,
+        timestamp: int = 0,
     ) -> None:
-        """Write ``values`` to ``topic`` (round-robin over partitions) and wait for acks."""
+        """Write ``values`` to ``topic`` (round-robin over partitions) and wait for acks;
+        ``keys`` gives each record's key, ``timestamp`` (epoch ms, 0: now) their time."""
         producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
         n = max(self.partitions(topic), 1)
         for i, value in enumerate(values):
-            producer.produce(topic, value, partition=i % n, headers=list(headers or []))
+            producer.produce(
+                topic,
+                value,
+                None if keys is None else keys[i],
+                partition=i % n,
+                headers=list(headers or []),
+                timestamp=timestamp,
+            )
         assert producer.flush(30) == 0
 
     def read(
         self, topic: str, count: int, *, timeout: float = 60.0, settle: float = 0.0
     ) -> list[Any]:
-        """Read ``topic`` from the start until ``count`` records came (then ``settle`` s more)."""
+        """Read ``topic`` from the start until ``count`` records came (then ``settle`` s more);
+        waits (within ``timeout``) for the topic to be created."""
+        deadline = time.monotonic() + timeout
         n = self.partitions(topic)
+        while n == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            n = self.partitions(topic)
         assert n > 0, f"topic {topic} does not exist"
         consumer = Consumer(
             {
@@ -180,7 +200,6 @@ class KafkaTools:
         )
         consumer.assign([TopicPartition(topic, p, 0) for p in range(n)])
         found: list[Any] = []
-        deadline = time.monotonic() + timeout
         extra_until: float | None = None
         try:
             while time.monotonic() < deadline:
