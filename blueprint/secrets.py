@@ -25,6 +25,7 @@ __all__ = [
     "mask_secrets",
     "scalar_texts",
     "secret_texts",
+    "type_members",
 ]
 
 #: What a secret value is replaced with in a message.
@@ -36,7 +37,9 @@ _SECRET_TYPES: tuple[type, ...] = (SecretStr, SecretBytes, Secret)
 _ANYWHERE = 6
 
 
-def _members(annotation: Any) -> tuple[Any, ...]:
+def type_members(annotation: Any) -> tuple[Any, ...]:
+    """The types an annotation is made of: ``Annotated``'s type, a generic's origin and
+    arguments, a union's members (empty for a plain type)."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return (typing.get_args(annotation)[0],)
@@ -61,13 +64,13 @@ def is_secret_annotation(annotation: Any, _seen: set[int] | None = None) -> bool
             return any(
                 is_secret_annotation(f.annotation, seen) for f in annotation.model_fields.values()
             )
-    return any(is_secret_annotation(member, seen) for member in _members(annotation))
+    return any(is_secret_annotation(member, seen) for member in type_members(annotation))
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type):
         return annotation if issubclass(annotation, BaseModel) else None
-    models = {model for m in _members(annotation) if (model := _model_of(m)) is not None}
+    models = {model for m in type_members(annotation) if (model := _model_of(m)) is not None}
     return models.pop() if len(models) == 1 else None
 
 

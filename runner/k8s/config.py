@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -21,7 +19,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from blueprint import ConfigOverrides, VerifiedBlueprint
-from blueprint.secrets import is_secret_annotation
+from blueprint.secrets import is_secret_annotation, type_members
 from runner.k8s.ingress import HTTP_INGRESS_MARKER
 from runner.k8s.options import APP_DIR
 from runner.k8s.yaml_output import to_yaml
@@ -40,22 +38,10 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _members(annotation: Any) -> tuple[Any, ...]:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return (typing.get_args(annotation)[0],)
-    if origin is not None:
-        head = (origin,) if isinstance(origin, type) else ()
-        return head + typing.get_args(annotation)
-    if isinstance(annotation, types.UnionType):
-        return typing.get_args(annotation)
-    return ()
-
-
 def _is_path_type(annotation: Any) -> bool:
     if isinstance(annotation, type):
         return issubclass(annotation, PurePath)
-    return any(_is_path_type(m) for m in _members(annotation) if m is not type(None))
+    return any(_is_path_type(m) for m in type_members(annotation) if m is not type(None))
 
 
 def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
