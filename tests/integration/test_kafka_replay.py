@@ -16,6 +16,7 @@ REPLAY_APP = '''
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily
 from pydantic import BaseModel
@@ -65,8 +66,9 @@ class Settings(Streamlet):
     class Config(BaseModel):
         factor: int = 3
 
-    def generate(self) -> Iterator[Setting]:
-        yield Setting(factor=self.config.factor)
+    def generate(self) -> Iterator[Any]:
+        # The control topic is compacted: its records need a key.
+        yield self.out.emit(Setting(factor=self.config.factor), key="factor")
 
 
 class Scaler(Streamlet):
