@@ -94,13 +94,11 @@ class _Encoder:
         self.single: tuple[str, Codec] | None = self.targets[0] if len(topics) == 1 else None
         # Compacted topics take keyed records only (Kafka refuses the others).
         self.compacted = tuple(t.key for t in topics if _is_compacted(t))
-        self.outlet: Outlet[Any] | None = None  # set by the executor
         self.key_of: Callable[[Any], bytes | None] | None = None
         self.timestamp_of: Callable[[Any], int | None] | None = None
 
     def declare(self, outlet: Outlet[Any]) -> None:
         """Take the outlet's ``key=``/``timestamp=`` declarations (when it makes them)."""
-        self.outlet = outlet
         if outlet.key is not None:
             self.key_of = outlet.key_of
         if outlet.timestamp is not None:
@@ -318,8 +316,6 @@ class Executor:
                 check = _passthrough_check(decoder, spec.schema(inlet_name), only.schema)
                 if check is not None:
                     self._passthrough[inlet_name] = check
-
-    # -- lifecycle -----------------------------------------------------------------------
 
     # -- failures ------------------------------------------------------------------------
 
