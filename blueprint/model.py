@@ -101,6 +101,18 @@ class VerifiedBlueprint:
                 return topic
         return None
 
+    def input_partitions(self, streamlet: str) -> int:
+        """The partition count of ``streamlet``'s input topics: the most of any shared
+        inlet (verify checks that a stateful streamlet's are the same), 1 without any."""
+        spec = self.streamlets[streamlet]
+        counts = [
+            topic.partitions or 1
+            for inlet in spec.cls.inlets()
+            if inlet not in spec.cls.replay_inlets
+            and (topic := self.inlet_topic(streamlet, inlet)) is not None
+        ]
+        return max(counts, default=1)
+
     def outlet_topics(self, streamlet: str, outlet: str) -> tuple[TopicSpec, ...]:
         """The topics that ``streamlet.outlet`` writes to."""
         ref = PortRef(streamlet, outlet)

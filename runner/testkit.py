@@ -105,6 +105,8 @@ class StreamletResult:
     stats: StreamletStats
     error: BaseException | None = None
     records: dict[str, list[Record]] = field(default_factory=dict)
+    #: state -> key -> value after the run (keys as text, bytes when not UTF-8).
+    state: dict[str, dict[str | bytes, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +119,8 @@ class BlueprintResult:
     error: BaseException | None = None
     messages: dict[str, list[Message]] = field(default_factory=dict)
     records: dict[str, list[Record]] = field(default_factory=dict)
+    #: streamlet -> state -> key -> value after the run (keys as in StreamletResult.state).
+    state: dict[str, dict[str, dict[str | bytes, Any]]] = field(default_factory=dict)
 
 
 def _encode(records: Iterable[Any], schema: Schema, codec_name: str) -> list[Message]:
@@ -160,6 +164,33 @@ def _records(messages: Sequence[Message], values: Sequence[Any]) -> list[Record]
     return found
 
 
+def _text_key(raw: bytes) -> str | bytes:
+    """A key as text when it is UTF-8, else as its bytes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _seed(
+    state: Mapping[str, Mapping[str, Mapping[str | bytes, Any]]],
+) -> dict[str, dict[str, dict[bytes, Any]]]:
+    """Testkit state seeds (text or bytes keys) as the runner takes them (bytes keys)."""
+    return {
+        streamlet: {
+            name: {(k.encode() if isinstance(k, str) else bytes(k)): v for k, v in values.items()}
+            for name, values in states.items()
+        }
+        for streamlet, states in state.items()
+    }
+
+
+def _state_out(
+    state: Mapping[str, Mapping[bytes, Any]],
+) -> dict[str, dict[str | bytes, Any]]:
+    return {name: {_text_key(k): v for k, v in values.items()} for name, values in state.items()}
+
+
 def _decode(
     messages: Iterable[Message], schema: Schema, codec_name: str, writers: Sequence[Schema]
 ) -> list[Any]:
@@ -193,12 +224,16 @@ def run_streamlet(
     config: BaseModel | Mapping[str, Any] | None = None,
     codec: str = "avro",
     on_error: str | None = None,
+    state: Mapping[str, Mapping[str | bytes, Any]] | None = None,
 ) -> StreamletResult:
     """Run one streamlet with ``inputs`` (records per inlet); collect records per outlet.
 
     A source runs its ``generate()`` to the end. Records are encoded with ``codec`` on the
     way in and decoded on the way out, as on a real topic. ``on_error`` overrides the
-    class's policy (``dead-letter``, ``skip`` or ``fail``).
+    class's policy (``dead-letter``, ``skip`` or ``fail``). ``state`` seeds the streamlet's
+    keyed states before the run (``{"spent": {"alice": 3.0}}``: state -> key -> value);
+    ``result.state`` holds them after it. A source's state has one value, under the key
+    ``""``.
     """
     inputs = dict(inputs or {})
     unknown = set(inputs) - set(streamlet.inlets())
@@ -214,8 +249,17 @@ def run_streamlet(
         f"in.{inlet}": _encode(records, spec.schema(inlet), codec)
         for inlet, records in inputs.items()
     }
+    unknown_states = set(state or {}) - set(streamlet.states())
+    if unknown_states:
+        raise TestkitError(
+            f"{streamlet.__name__} has no state(s) {', '.join(sorted(unknown_states))}; "
+            f"its states: {', '.join(streamlet.states()) or 'none'}"
+        )
     runner = LocalRunner(
-        blueprint, inject=inject, collect=[f"out.{o}" for o in streamlet.outlets()]
+        blueprint,
+        inject=inject,
+        collect=[f"out.{o}" for o in streamlet.outlets()],
+        state=_seed({name: state or {}}),
     )
     result = _run(runner)
     outputs: dict[str, list[Any]] = {}
@@ -225,7 +269,14 @@ def run_streamlet(
         messages = result.collected[f"out.{outlet}"]
         outputs[outlet] = _decode(messages, schema, codec, [schema])
         records[outlet] = _records(messages, outputs[outlet])
-    return StreamletResult(outputs, result.dead_letters, result.stats[name], result.error, records)
+    return StreamletResult(
+        outputs,
+        result.dead_letters,
+        result.stats[name],
+        result.error,
+        records,
+        _state_out(result.state.get(name, {})),
+    )
 
 
 def streamlet_blueprint(
@@ -289,6 +340,7 @@ def run_blueprint(
     collect: Iterable[str] = (),
     config: Mapping[str, Mapping[str, Any]] | None = None,
     sets: Sequence[str] = (),
+    state: Mapping[str, Mapping[str, Mapping[str | bytes, Any]]] | None = None,
 ) -> BlueprintResult:
     """Run a whole blueprint in-process with records injected on topics; collect topics.
 
@@ -296,7 +348,8 @@ def run_blueprint(
     (``["threshold.limit=25"]``). Injected records are encoded with the schema of the
     topic's readers; collected records are decoded likewise. A blueprint file with errors
     raises :class:`blueprint.InvalidBlueprint`. The streamlets run with the blueprint's
-    directory on ``sys.path`` (see :func:`blueprint.user_code_path`).
+    directory on ``sys.path`` (see :func:`blueprint.user_code_path`). ``state`` seeds keyed
+    state (streamlet -> state -> key -> value); ``result.state`` holds it after the run.
     """
     if isinstance(blueprint, VerifiedBlueprint):
         verified = blueprint
@@ -322,7 +375,15 @@ def run_blueprint(
     for key in collect:
         if key not in verified.topics:
             raise TestkitError(f"cannot collect topic '{key}': the blueprint has no such topic")
-    runner = LocalRunner(verified, inject=encoded, collect=collect)
+    for name, states in (state or {}).items():
+        if name not in verified.streamlets:
+            raise TestkitError(
+                f"cannot seed state of '{name}': the blueprint has no such streamlet"
+            )
+        unknown = set(states) - set(verified.streamlets[name].cls.states())
+        if unknown:
+            raise TestkitError(f"streamlet '{name}' has no state(s) {', '.join(sorted(unknown))}")
+    runner = LocalRunner(verified, inject=encoded, collect=collect, state=_seed(state or {}))
     with user_code_path(verified.directory):
         result = _run(runner)
     topics: dict[str, list[Any]] = {}
@@ -332,5 +393,11 @@ def run_blueprint(
         topics[key] = _decode(result.collected[key], reader, verified.topics[key].codec, writers)
         with_meta[key] = _records(result.collected[key], topics[key])
     return BlueprintResult(
-        topics, result.dead_letters, result.stats, result.error, result.collected, with_meta
+        topics,
+        result.dead_letters,
+        result.stats,
+        result.error,
+        result.collected,
+        with_meta,
+        {name: _state_out(states) for name, states in result.state.items()},
     )

@@ -21,6 +21,7 @@ from streamlets.errors import (
 from streamlets.meta import Meta
 from streamlets.ports import FromConfig, Inlet, Outlet, Routed
 from streamlets.rejected import Rejected
+from streamlets.state import State, StateError
 from streamlets.streamlet import NoConfig, Streamlet
 
 try:
@@ -42,6 +43,8 @@ __all__ = [
     "Rejected",
     "Routed",
     "SchemaError",
+    "State",
+    "StateError",
     "Streamlet",
     "StreamletDefinitionError",
     "StreamletsError",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from streamlets.errors import ConfigError
 from streamlets.ports import Inlet, Outlet
+from streamlets.state import State
 
 if TYPE_CHECKING:
     from streamlets.schema import Schema
@@ -56,6 +57,7 @@ class Streamlet:
     __inlets__: ClassVar[Mapping[str, Inlet[Any]]] = MappingProxyType({})
     __outlets__: ClassVar[Mapping[str, Outlet[Any]]] = MappingProxyType({})
     __handlers__: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    __states__: ClassVar[Mapping[str, State[Any]]] = MappingProxyType({})
 
     config: Any
     name: str
@@ -69,26 +71,35 @@ class Streamlet:
         inlets: dict[str, Inlet[Any]] = {}
         outlets: dict[str, Outlet[Any]] = {}
         handlers: dict[str, str] = {}
+        states: dict[str, State[Any]] = {}
         # Walk base classes first so a subclass can override an inherited port by name
         # while the declaration order of the bases is kept.
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 if isinstance(value, Inlet):
                     outlets.pop(attr, None)
+                    states.pop(attr, None)
                     inlets[attr] = value
                 elif isinstance(value, Outlet):
                     inlets.pop(attr, None)
+                    states.pop(attr, None)
                     outlets[attr] = value
-                elif attr in inlets or attr in outlets:
-                    # A plain attribute shadows an inherited port: the port is gone.
+                elif isinstance(value, State):
                     inlets.pop(attr, None)
                     outlets.pop(attr, None)
+                    states[attr] = value
+                elif attr in inlets or attr in outlets or attr in states:
+                    # A plain attribute shadows an inherited port or state: it is gone.
+                    inlets.pop(attr, None)
+                    outlets.pop(attr, None)
+                    states.pop(attr, None)
                 target = getattr(value, "__streamlets_inlet__", None)
                 if isinstance(target, Inlet) and callable(value):
                     handlers[target.name] = attr
         cls.__inlets__ = MappingProxyType(inlets)
         cls.__outlets__ = MappingProxyType(outlets)
         cls.__handlers__ = MappingProxyType(handlers)
+        cls.__states__ = MappingProxyType(states)
 
     def __init__(
         self, config: BaseModel | Mapping[str, Any] | None = None, *, name: str = ""
@@ -111,6 +122,11 @@ class Streamlet:
     def outlets(cls) -> Mapping[str, Outlet[Any]]:
         """The streamlet's outlets by name, in declaration order."""
         return cls.__outlets__
+
+    @classmethod
+    def states(cls) -> Mapping[str, State[Any]]:
+        """The streamlet's keyed states (:class:`~streamlets.state.State`) by name."""
+        return cls.__states__
 
     @classmethod
     def kind(cls) -> str:

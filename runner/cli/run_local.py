@@ -52,12 +52,24 @@ async def _run(runner: LocalRunner, quiet: bool) -> RunResult:
 
 
 def run_local(
-    blueprint: VerifiedBlueprint, *, quiet: bool = False, run_dir: str | None = None
+    blueprint: VerifiedBlueprint,
+    *,
+    quiet: bool = False,
+    run_dir: str | None = None,
+    state_dir: str | None = None,
 ) -> int:
-    """Run ``blueprint`` in-process; returns the exit status (0 ok, 1 failed, 130 aborted)."""
+    """Run ``blueprint`` in-process; returns the exit status (0 ok, 1 failed, 130 aborted).
+
+    With ``state_dir``, keyed state is kept there (RocksDB), so a later run continues it.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     directory = Path(run_dir) if run_dir else default_run_dir(blueprint)
-    runner = LocalRunner(blueprint, run_dir=directory, keep_dead_letters=False)
+    runner = LocalRunner(
+        blueprint,
+        run_dir=directory,
+        keep_dead_letters=False,
+        state_dir=Path(state_dir) if state_dir else None,
+    )
     try:
         with user_code_path(blueprint.directory):
             result = asyncio.run(_run(runner, quiet))
@@ -98,6 +110,12 @@ def run_local(
     help="Directory for this run's files (dead letters). Default: ./runs/APP-TIMESTAMP.",
 )
 @click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, writable=True),
+    help="Keep keyed state in this directory (RocksDB), so that the next run with the same "
+    "directory continues where this one stopped. Default: state lives in memory for the run.",
+)
+@click.option(
     "--kafka",
     is_flag=True,
     help="Run one 'flow run-streamlet' process per replica against Kafka (an embedded broker "
@@ -114,6 +132,7 @@ def run_local_command(
     sets: tuple[str, ...],
     quiet: bool,
     run_dir: str | None,
+    state_dir: str | None,
     kafka: bool,
     bootstrap: str | None,
 ) -> None:
@@ -133,6 +152,11 @@ def run_local_command(
     result = verified_or_exit(blueprint, overrides)
     if bootstrap and not kafka:
         raise click.UsageError("--bootstrap needs --kafka")
+    if state_dir and kafka:
+        raise click.UsageError(
+            "--state-dir is for the in-process runner; under --kafka each process keeps its "
+            "state in its own directory, restored from the changelog topics"
+        )
     if kafka:
         section, settings = kafka_sections_or_fail(overrides, bootstrap=bootstrap)
         sys.exit(
@@ -147,4 +171,4 @@ def run_local_command(
                 run_dir=run_dir,
             )
         )
-    sys.exit(run_local(result, quiet=quiet, run_dir=run_dir))
+    sys.exit(run_local(result, quiet=quiet, run_dir=run_dir, state_dir=state_dir))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blueprint import VerifiedBlueprint
+from blueprint import StreamletSpec, VerifiedBlueprint
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.executor import Executor
 from runner.runtime.heap import frozen_heap
@@ -26,6 +26,7 @@ from runner.runtime.lifecycle import instance_lifecycle
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.partitioning import partition_for
 from runner.runtime.sources import SourcePump
+from runner.runtime.state import MemoryStore, PartitionStore, RocksStore, StateManager
 from runner.runtime.stats import StreamletStats
 
 __all__ = ["LocalRunner", "RunResult"]
@@ -155,6 +156,8 @@ class RunResult:
     duration: float = 0.0
     stopped: bool = False
     error: BaseException | None = None
+    #: streamlet -> state -> key -> value after the run (keys as stored: bytes).
+    state: dict[str, dict[str, dict[bytes, Any]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -169,6 +172,12 @@ class LocalRunner:
     producer of the topic); ``collect`` keeps every message written to the named topics.
     ``run_dir`` is where dead letters are written (``dead-letters.jsonl``), created on the
     first one; ``None`` keeps them in memory only.
+
+    Keyed state (DESIGN §8) is partitioned like the streamlet's input topics and kept in
+    memory, or with ``state_dir`` in a RocksDB store per streamlet and partition under it
+    (``STATE_DIR/<streamlet>/partition-<n>``; a source's under ``replica-<n>``), so that a
+    later run continues where this one stopped. ``state`` seeds values before the run:
+    streamlet -> state -> key -> value.
     """
 
     def __init__(
@@ -181,8 +190,13 @@ class LocalRunner:
         queue_batches: int = DEFAULT_QUEUE_BATCHES,
         source_batch: int = DEFAULT_SOURCE_BATCH,
         keep_dead_letters: bool = True,
+        state_dir: Path | None = None,
+        state: Mapping[str, Mapping[str, Mapping[bytes, Any]]] | None = None,
     ) -> None:
         self.blueprint = blueprint
+        self.state_dir = state_dir
+        self.state_seed = {k: dict(v) for k, v in (state or {}).items()}
+        self.final_state: dict[str, dict[str, dict[bytes, Any]]] = {}
         self.run_dir = run_dir
         self.inject = dict(inject or {})
         self.collect = set(collect)
@@ -277,7 +291,7 @@ class LocalRunner:
         jobs: list[Callable[[], Any]] = []
         for name, streamlet in bp.streamlets.items():
             for replica in range(streamlet.replicas):
-                executor = Executor(streamlet, bp)
+                executor = Executor(streamlet, bp, state=self._state_manager(streamlet, replica))
                 self._executors.append(executor)
                 outlet_topics = sorted(
                     {t.key for o in streamlet.cls.outlets() for t in bp.outlet_topics(name, o)}
@@ -293,6 +307,45 @@ class LocalRunner:
         for key, messages in self.inject.items():
             jobs.append(self._inject_job(topics[key], list(messages)))
         return topics, jobs
+
+    def _state_manager(self, spec: StreamletSpec, replica: int) -> StateManager | None:
+        """The state of one replica of ``spec`` (``None`` when it declares none), seeded
+        with the keys of the partitions it owns."""
+        states = spec.cls.states()
+        if not states:
+            return None
+        is_source = not spec.cls.inlets()
+        root = self.state_dir
+
+        def opener(partition: int) -> PartitionStore:
+            if root is None:
+                return MemoryStore()
+            leaf = f"replica-{replica}" if is_source else f"partition-{partition}"
+            return RocksStore(root / spec.name / leaf)
+
+        manager = StateManager(spec.name, states, opener, source=is_source)
+        partitions = self.blueprint.input_partitions(spec.name)
+        for state, values in self.state_seed.get(spec.name, {}).items():
+            mine = {
+                key: value
+                for key, value in values.items()
+                if is_source or partition_for(key, partitions) % spec.replicas == replica
+            }
+            manager.seed(
+                state, mine, lambda key: 0 if is_source else partition_for(key, partitions)
+            )
+        return manager
+
+    def _keep_state(self, executor: Executor) -> None:
+        """Checkpoint and close ``executor``'s state; its values go to the run's result."""
+        manager = executor.state
+        if manager is None:
+            return
+        manager.checkpoint()
+        kept = self.final_state.setdefault(executor.name, {})
+        for state in manager.states:
+            kept.setdefault(state, {}).update(manager.values(state))
+        manager.close()
 
     def _inject_job(self, topic: _Topic, messages: list[Message]) -> Callable[[], Any]:
         async def inject() -> None:
@@ -352,6 +405,8 @@ class LocalRunner:
         async def publish_generated(emitted: list[Emitted], dead: list[DeadLetter]) -> None:
             self._write_dead(dead)
             await publish(emitted)
+            if executor.state is not None:
+                executor.state.checkpoint()  # a source's position, once its records are out
 
         is_source = not executor.spec.cls.inlets()
 
@@ -372,6 +427,7 @@ class LocalRunner:
                         )
                         await pump.run()
             finally:
+                self._keep_state(executor)
                 if is_source:
                     self._feeding -= 1
                 for topic in outputs:
@@ -444,4 +500,5 @@ class LocalRunner:
             duration=time.monotonic() - self.started,
             stopped=self.stopping,
             error=error,
+            state=self.final_state,
         )

@@ -25,6 +25,7 @@ from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.limits import NO_LIMIT, RecordLimit, RecordTooLarge
 from runner.runtime.messages import DeadLetter, Emitted, Message
+from runner.runtime.state import MemoryStore, StateManager
 from runner.runtime.stats import StreamletStats
 from streamlets.codecs import SCHEMA_HEADER, Codec, codec_for, schema_fingerprint
 from streamlets.codecs.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
@@ -33,6 +34,7 @@ from streamlets.meta import Meta, to_epoch_ms
 from streamlets.ports import KEEP, Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
+from streamlets.state import StateError
 from streamlets.streamlet import Streamlet
 
 __all__ = ["Executor"]
@@ -217,6 +219,11 @@ def _repr_message(item: Any) -> Message:
     return Message(repr(item).encode("utf-8", "replace"))
 
 
+def _process_stage(exc: BaseException) -> str:
+    """``state`` when a handler failed on its state (a keyless record), else ``process``."""
+    return "state" if isinstance(exc, StateError) else "process"
+
+
 def _decode_stage(exc: CodecError) -> str:
     """``validate`` when a record decoded but did not fit its schema, else ``decode``."""
     return "validate" if isinstance(exc, RecordValidationError) else "decode"
@@ -243,6 +250,8 @@ class Executor:
         *,
         concurrency: int | None = None,
         record_limit: RecordLimit | None = None,
+        state: StateManager | None = None,
+        checkpoint_each_batch: bool = True,
     ) -> None:
         self.spec = spec
         self.record_limit = record_limit
@@ -252,6 +261,17 @@ class Executor:
         self.stats = StreamletStats()
         self.concurrency = concurrency or int(getattr(spec.cls, "concurrency", DEFAULT_CONCURRENCY))
         cls = spec.cls
+        # Keyed state (DESIGN §8): kept in memory unless the runner gives a manager.
+        if state is None and cls.states():
+            state = StateManager(
+                spec.name, cls.states(), lambda _: MemoryStore(), source=not cls.inlets()
+            )
+        self.state = state
+        if state is not None:
+            state.bind(self.instance)
+        #: Whether pending state changes are written to the stores after every batch (the
+        #: local runner); the Kafka runner checkpoints them when it commits.
+        self.checkpoint_each_batch = checkpoint_each_batch
         self.outlets: dict[str, Outlet[Any]] = dict(cls.outlets())
         self.single_outlet = next(iter(self.outlets)) if len(self.outlets) == 1 else None
         self.decoders: dict[str, _Decoder] = {}
@@ -503,17 +523,26 @@ class Executor:
         except CodecError as exc:
             self._reject(_decode_stage(exc), exc, message, inlet, dead)
             return
+        state = self.state
+        if state is not None:
+            scope, token = state.enter(message.key, message.partition)
+        ok = False
         try:
             timestamp = self._event_time(inlet, record, message)
             result = self._call(inlet, record, message, timestamp)
             if result is None:
+                ok = True
                 return
             routed = self.route(result)
+            ok = True
         except StreamletFailed:
             raise
         except Exception as exc:
-            self._reject("process", exc, message, inlet, dead)
+            self._reject(_process_stage(exc), exc, message, inlet, dead)
             return
+        finally:
+            if state is not None:
+                state.leave(scope, token, ok)
         self._encode_or_fail(routed, message, inlet, out, dead, _origin(message, timestamp))
 
     def _process_sync_batch(
@@ -529,7 +558,12 @@ class Executor:
         only = decoder.only
         handler = self.handlers[inlet]
         fast = self._fast
-        if fast is None or self.wants_meta[inlet] or inlet in self.event_time:
+        if (
+            fast is None
+            or self.wants_meta[inlet]
+            or inlet in self.event_time
+            or self.state is not None
+        ):
             for message in messages:
                 self.process_one_sync(inlet, message, out, dead)
             return
@@ -637,7 +671,22 @@ class Executor:
     async def process_batch(
         self, inlet: str, messages: Sequence[Message]
     ) -> tuple[list[Emitted], list[DeadLetter]]:
-        """Process messages of one inlet in order; returns outputs and dead letters in order."""
+        """Process messages of one inlet in order; returns outputs and dead letters in order.
+
+        The state changes of the batch are written to the stores at its end (one write batch
+        per partition) unless the runner checkpoints them itself.
+        """
+        if self.state is None:
+            return await self._process_batch(inlet, messages)
+        try:
+            return await self._process_batch(inlet, messages)
+        finally:
+            if self.checkpoint_each_batch:
+                self.state.checkpoint()
+
+    async def _process_batch(
+        self, inlet: str, messages: Sequence[Message]
+    ) -> tuple[list[Emitted], list[DeadLetter]]:
         out: list[Emitted] = []
         dead: list[DeadLetter] = []
         if not self.is_async[inlet]:
@@ -669,20 +718,39 @@ class Executor:
             decoded.append((message, record, timestamp))
         results: list[Any] = [None] * len(decoded)
         errors: list[Exception | None] = [None] * len(decoded)
-        pending = iter(range(len(decoded)))
         call = self._call_async
+        state = self.state
+        # Runs of records one worker takes in order: every record on its own, or with state
+        # the records of one key (two records of a key must not change its state at once).
+        runs: list[list[int]]
+        if state is None:
+            runs = [[index] for index in range(len(decoded))]
+        else:
+            by_key: dict[tuple[bytes | None, int], list[int]] = {}
+            for index, (message, _, _) in enumerate(decoded):
+                by_key.setdefault((message.key, message.partition), []).append(index)
+            runs = list(by_key.values())
+        pending = iter(runs)
 
         async def worker() -> None:
-            for index in pending:  # shared: each index goes to exactly one worker
-                message, record, timestamp = decoded[index]
-                try:
-                    results[index] = await call(inlet, record, message, timestamp)
-                except Exception as exc:
-                    errors[index] = exc
+            for run in pending:  # shared: each run goes to exactly one worker
+                for index in run:
+                    message, record, timestamp = decoded[index]
+                    if state is not None:
+                        scope, token = state.enter(message.key, message.partition)
+                    ok = False
+                    try:
+                        results[index] = await call(inlet, record, message, timestamp)
+                        ok = True
+                    except Exception as exc:
+                        errors[index] = exc
+                    finally:
+                        if state is not None:
+                            state.leave(scope, token, ok)
 
         start = time.perf_counter()
         try:
-            workers = min(self.concurrency, len(decoded))
+            workers = min(self.concurrency, len(runs))
             if workers == 1:
                 await worker()
             elif workers:
@@ -711,7 +779,7 @@ class Executor:
             if isinstance(result, BaseException):
                 if isinstance(result, StreamletFailed):
                     raise result
-                self._reject("process", result, message, inlet, dead)
+                self._reject(_process_stage(result), result, message, inlet, dead)
                 continue
             try:
                 routed = self.route(result)

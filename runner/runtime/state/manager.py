@@ -1,0 +1,297 @@
+"""The backend of one streamlet instance's states: what ``State.get/set/delete`` act on.
+
+Changes travel in three steps, so that a failed record changes nothing and a crash loses
+nothing that was committed:
+
+1. A handler's changes stay in its record's :class:`~streamlets.state.RecordScope` and are
+   dropped when the handler raises (the record goes to the error policy, stage
+   ``process`` or ``state``).
+2. When it succeeds they join the instance's pending changes, which later records read,
+   and, on Kafka, the changelog entries the runner produces with the record's outputs.
+3. :meth:`StateManager.checkpoint` writes the pending changes of each partition to its
+   store in one write batch: after every batch on the local runner, and on Kafka after
+   the changelog and the outputs are acknowledged (or their transaction committed), just
+   before the input offsets are committed. A store is therefore never ahead of its
+   changelog, and a store that is behind catches up from it (:meth:`restore`).
+
+Values are kept in their Avro form (the state's schema): ``get()`` returns a fresh value,
+so changing it in place changes nothing until it is ``set()`` again. Immutable values
+(numbers, strings) are also kept decoded, which saves the decode for the hot keys.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner.runtime.state.stores import PartitionStore, StoreOpener, meta_key, store_key
+from streamlets.codecs.avro import AvroCodec
+from streamlets.errors import CodecError
+from streamlets.state import RecordScope, State, StateError, current_scope
+
+__all__ = ["ChangelogEntry", "StateManager", "changelog_topic"]
+
+#: Decoded values kept per partition before the cache starts over.
+_CACHE_LIMIT = 100_000
+#: Values that can be handed out again as they are: nothing can change them in place.
+_IMMUTABLE = (int, float, str, bytes, bool, type(None))
+#: A change: the encoded value (``None``: deleted) and the value itself when immutable.
+_Change = tuple[bytes | None, Any]
+_NO_VALUE = object()
+
+
+def changelog_topic(app: str, streamlet: str, state: str) -> str:
+    """The Kafka topic that keeps ``state`` of ``streamlet`` (DESIGN §8)."""
+    return f"{app}.{streamlet}.{state}.changelog"
+
+
+def _offset_meta(state: str) -> bytes:
+    return meta_key(f"changelog-offset:{state}")
+
+
+@dataclass(frozen=True, slots=True)
+class ChangelogEntry:
+    """One change to write to a changelog: ``value`` ``None`` is a tombstone."""
+
+    state: str
+    partition: int
+    key: bytes
+    value: bytes | None
+
+
+class StateManager:
+    """The states of one streamlet instance, with a store per input partition.
+
+    ``opener`` opens the store of a partition, on first use (or when the runner assigns
+    it). With ``changelog``, every applied change is also kept for :meth:`take_changelog`.
+    A source (``source=True``) has one value per state, under its own scope: there is no
+    record whose key it would be.
+    """
+
+    def __init__(
+        self,
+        streamlet: str,
+        states: Mapping[str, State[Any]],
+        opener: StoreOpener,
+        *,
+        changelog: bool = False,
+        source: bool = False,
+    ) -> None:
+        self.streamlet = streamlet
+        self.states = dict(states)
+        self.codecs = {name: AvroCodec(state.schema) for name, state in states.items()}
+        self._opener = opener
+        self._changelog_on = changelog
+        self._stores: dict[int, PartitionStore] = {}
+        self._pending: dict[int, dict[tuple[str, bytes], _Change]] = {}
+        self._cache: dict[int, dict[tuple[str, bytes], Any]] = {}
+        self._changelog: list[ChangelogEntry] = []
+        self._var = current_scope()
+        #: A source's own scope (its states' one value each), else ``None``.
+        self.own: RecordScope | None = RecordScope(b"", 0, keyed=False) if source else None
+
+    def bind(self, instance: object) -> None:
+        """Point ``instance``'s states at this manager (before its ``setup()``)."""
+        for state in self.states.values():
+            state.bind(instance, self)
+
+    # -- the backend of State -------------------------------------------------------------
+
+    def read(self, state: str, scope: RecordScope) -> tuple[bool, Any]:
+        """``(True, value)`` for the scope's key in ``state``, or ``(False, None)``."""
+        key = scope.key or b""
+        entry = (state, key)
+        change = scope.changes.get(entry)
+        if change is None:
+            change = self._pending.get(scope.partition, {}).get(entry)
+        if change is not None:
+            raw, value = change
+            if raw is None:
+                return False, None
+            return True, (value if value is not _NO_VALUE else self._decode(state, raw))
+        cache = self._cache.get(scope.partition)
+        if cache is not None and entry in cache:
+            return True, cache[entry]
+        raw = self.store(scope.partition).get(store_key(state, key))
+        if raw is None:
+            return False, None
+        value = self._decode(state, raw)
+        if isinstance(value, _IMMUTABLE):
+            self._cache_put(scope.partition, entry, value)
+        return True, value
+
+    def write(self, state: str, scope: RecordScope, value: Any) -> None:
+        """Set the scope's key in ``state`` to ``value`` (checked against its schema now)."""
+        try:
+            raw = self.codecs[state].encode(self.states[state].to_stored(value))
+        except (CodecError, ValueError) as exc:
+            raise StateError(
+                f"state '{self.streamlet}.{state}': {value!r} does not fit its schema: {exc}"
+            ) from exc
+        kept = value if isinstance(value, _IMMUTABLE) else _NO_VALUE
+        self._change(scope, (state, scope.key or b""), (raw, kept))
+
+    def remove(self, state: str, scope: RecordScope) -> None:
+        """Delete the scope's key in ``state``."""
+        self._change(scope, (state, scope.key or b""), (None, None))
+
+    def _change(self, scope: RecordScope, entry: tuple[str, bytes], change: _Change) -> None:
+        if scope is self.own:
+            self._apply_changes(scope.partition, {entry: change})
+        else:
+            scope.changes[entry] = change
+
+    def _decode(self, state: str, raw: bytes) -> Any:
+        try:
+            return self.states[state].from_stored(self.codecs[state].decode(raw))
+        except CodecError as exc:
+            raise StateError(
+                f"state '{self.streamlet}.{state}': a stored value does not decode with the "
+                f"state's schema ({exc}); was the schema changed incompatibly?"
+            ) from exc
+
+    def _cache_put(self, partition: int, entry: tuple[str, bytes], value: Any) -> None:
+        cache = self._cache.setdefault(partition, {})
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[entry] = value
+
+    # -- records --------------------------------------------------------------------------
+
+    def enter(
+        self, key: bytes | None, partition: int
+    ) -> tuple[RecordScope, contextvars.Token[Any]]:
+        """Start handling a record of ``key`` from ``partition``: its scope, and the token
+        that :meth:`leave` takes."""
+        scope = RecordScope(key, partition if partition >= 0 else 0)
+        return scope, self._var.set(scope)
+
+    def leave(self, scope: RecordScope, token: contextvars.Token[Any], ok: bool) -> None:
+        """End a record's handling: its changes are applied when ``ok``, else dropped."""
+        self._var.reset(token)
+        if ok and scope.changes:
+            self._apply_changes(scope.partition, scope.changes)
+
+    def _apply_changes(self, partition: int, changes: Mapping[tuple[str, bytes], _Change]) -> None:
+        pending = self._pending.setdefault(partition, {})
+        pending.update(changes)
+        cache = self._cache.get(partition)
+        if cache is not None:
+            for entry in changes:
+                cache.pop(entry, None)
+        if self._changelog_on:
+            self._changelog.extend(
+                ChangelogEntry(state, partition, key, raw)
+                for (state, key), (raw, _) in changes.items()
+            )
+
+    def take_changelog(self) -> list[ChangelogEntry]:
+        """The changelog entries of the changes applied since the last call, in order."""
+        entries, self._changelog = self._changelog, []
+        return entries
+
+    @property
+    def pending(self) -> bool:
+        """Whether changes wait for :meth:`checkpoint`."""
+        return any(self._pending.values())
+
+    def checkpoint(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Write the pending changes of each partition to its store in one write batch.
+
+        ``offsets`` gives, per ``(state, partition)``, the changelog offset the store has
+        caught up to with these changes (the offset after the last entry written): it is
+        kept with them, so a restore starts there.
+        """
+        by_partition: dict[int, dict[bytes, bytes | None]] = {}
+        for partition, changes in self._pending.items():
+            if changes:
+                by_partition[partition] = {
+                    store_key(state, key): raw for (state, key), (raw, _) in changes.items()
+                }
+        for (state, partition), offset in (offsets or {}).items():
+            by_partition.setdefault(partition, {})[_offset_meta(state)] = str(offset).encode()
+        self._pending = {}
+        for partition, writes in by_partition.items():
+            self.store(partition).apply(writes)
+
+    # -- partitions -----------------------------------------------------------------------
+
+    def store(self, partition: int) -> PartitionStore:
+        """The store of ``partition``, opened on first use."""
+        store = self._stores.get(partition)
+        if store is None:
+            store = self._stores[partition] = self._opener(partition)
+        return store
+
+    @property
+    def partitions(self) -> list[int]:
+        """The partitions whose stores are open."""
+        return sorted(self._stores)
+
+    def changelog_offset(self, state: str, partition: int) -> int | None:
+        """The changelog offset ``partition``'s store of ``state`` has caught up to."""
+        raw = self.store(partition).get(_offset_meta(state))
+        return None if raw is None else int(raw)
+
+    def restore(
+        self,
+        state: str,
+        partition: int,
+        entries: Iterable[tuple[bytes, bytes | None]],
+        next_offset: int,
+    ) -> int:
+        """Write changelog ``entries`` (key, value or ``None``) of ``state`` to
+        ``partition``'s store, which has then caught up to ``next_offset``; returns how
+        many entries were written."""
+        writes: dict[bytes, bytes | None] = {}
+        for key, value in entries:
+            writes[store_key(state, key)] = value
+        writes[_offset_meta(state)] = str(next_offset).encode()
+        self.store(partition).apply(writes)
+        self._cache.pop(partition, None)
+        return len(writes) - 1
+
+    def close_partition(self, partition: int) -> None:
+        """Close ``partition``'s store (after a checkpoint: pending changes of it are
+        dropped), e.g. when the partition is revoked."""
+        self._pending.pop(partition, None)
+        self._cache.pop(partition, None)
+        store = self._stores.pop(partition, None)
+        if store is not None:
+            store.close()
+
+    def close(self) -> None:
+        """Close every store."""
+        for partition in list(self._stores):
+            self.close_partition(partition)
+
+    # -- tests and tools ------------------------------------------------------------------
+
+    def seed(self, state: str, values: Mapping[bytes, Any], partition_of: Any) -> None:
+        """Set ``values`` (key -> value) of ``state`` before a run; ``partition_of(key)``
+        gives each key's partition."""
+        if state not in self.states:
+            raise StateError(
+                f"streamlet '{self.streamlet}' has no state '{state}'; its states: "
+                f"{', '.join(self.states) or 'none'}"
+            )
+        for key, value in values.items():
+            scope = RecordScope(key, partition_of(key))
+            self.write(state, scope, value)
+            self._pending.setdefault(scope.partition, {}).update(scope.changes)
+        self.checkpoint()
+
+    def values(self, state: str) -> Iterator[tuple[bytes, Any]]:
+        """Every (key, value) of ``state`` in the open stores, pending changes included."""
+        prefix = store_key(state, b"")
+        for partition in self.partitions:
+            pending = {k: c for (s, k), c in self._pending.get(partition, {}).items() if s == state}
+            for skey, raw in self.store(partition).items(prefix):
+                key = skey[len(prefix) :]
+                if key not in pending:
+                    yield key, self._decode(state, raw)
+            for key, (change, _) in pending.items():
+                if change is not None:
+                    yield key, self._decode(state, change)
