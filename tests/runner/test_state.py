@@ -193,7 +193,7 @@ def test_a_value_that_does_not_fit_the_schema_fails_the_record_with_stage_state(
     assert "does not fit its schema" in dead.error_message
 
 
-APP = '''
+APP = """
 from collections.abc import Iterator
 
 from pydantic import BaseModel
@@ -235,7 +235,7 @@ class Totals(Streamlet):
         total = self.spent.get() + payment.amount
         self.spent.set(total)
         return Total(customer=payment.customer, total=total, instance=str(id(self)))
-'''
+"""
 
 BLUEPRINT = """
 name: totals
