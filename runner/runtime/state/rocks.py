@@ -2,9 +2,13 @@
 
 RocksDB is what Kafka Streams and Quix Streams keep state in: an embedded LSM store whose
 write batches are atomic and whose reads of recent writes come from memory. ``rocksdict``
-is its maintained binding with wheels for Linux and macOS (``benchmarks/state.py`` measures
-it against the alternatives). Each partition has a database of its own, so a partition's
-state moves (is closed, deleted, rebuilt from its changelog) without touching the others.
+is its maintained binding with wheels for Linux and macOS. Chosen by measurement
+(``benchmarks/state_store.py``: a read and a write per record over 10k keys, one write
+batch per 256 records): rocksdict ~60k records/s, LMDB (without fsync, as here) about the
+same, SQLite (WAL) ~16k; LMDB wants its map size fixed up front, RocksDB grows and
+compresses by itself. The manager's cache of decoded values spares most reads anyway.
+Each partition has a database of its own, so a partition's state moves (is closed,
+deleted, rebuilt from its changelog) without touching the others.
 """
 
 from __future__ import annotations
