@@ -53,6 +53,7 @@ bench: $(STAMP) $(QUIX)/bin/python
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/local_runner.py
 	$(BIN)/python benchmarks/state_store.py
+	$(BIN)/python benchmarks/state.py --quix-python $(QUIX)/bin/python
 	$(BIN)/python benchmarks/kafka_runner.py --quix-python $(QUIX)/bin/python
 	$(BIN)/python benchmarks/model_serving.py
 
