@@ -34,7 +34,7 @@ from streamlets.meta import Meta, to_epoch_ms
 from streamlets.ports import KEEP, Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
-from streamlets.state import StateError
+from streamlets.state import RecordScope, StateError
 from streamlets.streamlet import Streamlet
 
 __all__ = ["Executor"]
@@ -514,18 +514,24 @@ class Executor:
         return handler(record)
 
     def process_one_sync(
-        self, inlet: str, message: Message, out: list[Emitted], dead: list[DeadLetter]
+        self,
+        inlet: str,
+        message: Message,
+        out: list[Emitted],
+        dead: list[DeadLetter],
+        scope: RecordScope | None = None,
     ) -> None:
-        """Process one message of a streamlet with a synchronous handler."""
+        """Process one message of a streamlet with a synchronous handler; ``scope`` is the
+        state scope of the batch (a stateful streamlet's), set to the message's key."""
         self.stats.records_in += 1
         try:
             record = self.decoders[inlet].decode(message)
         except CodecError as exc:
             self._reject(_decode_stage(exc), exc, message, inlet, dead)
             return
-        state = self.state
-        if state is not None:
-            scope, token = state.enter(message.key, message.partition)
+        if scope is not None:
+            scope.key = message.key
+            scope.partition = message.partition if message.partition >= 0 else 0
         ok = False
         try:
             timestamp = self._event_time(inlet, record, message)
@@ -541,8 +547,8 @@ class Executor:
             self._reject(_process_stage(exc), exc, message, inlet, dead)
             return
         finally:
-            if state is not None:
-                state.leave(scope, token, ok)
+            if scope is not None:
+                self.state.settle(scope, ok)  # type: ignore[union-attr]
         self._encode_or_fail(routed, message, inlet, out, dead, _origin(message, timestamp))
 
     def _process_sync_batch(
@@ -558,12 +564,18 @@ class Executor:
         only = decoder.only
         handler = self.handlers[inlet]
         fast = self._fast
-        if (
-            fast is None
-            or self.wants_meta[inlet]
-            or inlet in self.event_time
-            or self.state is not None
-        ):
+        state = self.state
+        if state is not None:
+            # One scope for the batch, moved from record to record: sync handlers never
+            # interleave, and a scope per record costs more than the state lookups.
+            scope, token = state.enter(None, 0)
+            try:
+                for message in messages:
+                    self.process_one_sync(inlet, message, out, dead, scope)
+            finally:
+                state.reset(token)
+            return
+        if fast is None or self.wants_meta[inlet] or inlet in self.event_time:
             for message in messages:
                 self.process_one_sync(inlet, message, out, dead)
             return

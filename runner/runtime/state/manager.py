@@ -22,6 +22,7 @@ so changing it in place changes nothing until it is ``set()`` again. Immutable v
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,9 +38,20 @@ __all__ = ["ChangelogEntry", "StateManager", "changelog_topic"]
 _CACHE_LIMIT = 100_000
 #: Values that can be handed out again as they are: nothing can change them in place.
 _IMMUTABLE = (int, float, str, bytes, bool, type(None))
-#: A change: the encoded value (``None``: deleted) and the value itself when immutable.
-_Change = tuple[bytes | None, Any]
+#: A change: the encoded value (``None``: deleted; ``_LAZY``: encode ``value`` when it is
+#: written out) and the value itself when immutable (else ``_NO_VALUE``).
+_Change = tuple[Any, Any]
 _NO_VALUE = object()
+_LAZY = object()
+_DELETED: _Change = (None, None)
+#: The Python types a value of an Avro primitive state may have, checked by ``type()``.
+_PRIMITIVE_TYPES: dict[str, tuple[type, ...]] = {
+    "long": (int,),
+    "double": (float, int),
+    "string": (str,),
+    "bytes": (bytes,),
+    "boolean": (bool,),
+}
 
 
 def changelog_topic(app: str, streamlet: str, state: str) -> str:
@@ -87,8 +99,15 @@ class StateManager:
         self._stores: dict[int, PartitionStore] = {}
         self._pending: dict[int, dict[tuple[str, bytes], _Change]] = {}
         self._cache: dict[int, dict[tuple[str, bytes], Any]] = {}
-        self._changelog: list[ChangelogEntry] = []
+        self._changed: dict[int, dict[tuple[str, bytes], _Change]] = {}
+        self._lock = threading.Lock()
         self._var = current_scope()
+        # States whose values are Python primitives: checked by type, encoded when written.
+        self._primitive: dict[str, tuple[type, ...]] = {}
+        for name, state in states.items():
+            check = _PRIMITIVE_TYPES.get(str(self.codecs[name].writer.avro))
+            if check is not None and state.source in (int, float, str, bytes, bool):
+                self._primitive[name] = check
         #: A source's own scope (its states' one value each), else ``None``.
         self.own: RecordScope | None = RecordScope(b"", 0, keyed=False) if source else None
 
@@ -101,11 +120,12 @@ class StateManager:
 
     def read(self, state: str, scope: RecordScope) -> tuple[bool, Any]:
         """``(True, value)`` for the scope's key in ``state``, or ``(False, None)``."""
-        key = scope.key or b""
-        entry = (state, key)
+        entry = (state, scope.key or b"")
         change = scope.changes.get(entry)
         if change is None:
-            change = self._pending.get(scope.partition, {}).get(entry)
+            pending = self._pending.get(scope.partition)
+            if pending is not None:
+                change = pending.get(entry)
         if change is not None:
             raw, value = change
             if raw is None:
@@ -114,7 +134,7 @@ class StateManager:
         cache = self._cache.get(scope.partition)
         if cache is not None and entry in cache:
             return True, cache[entry]
-        raw = self.store(scope.partition).get(store_key(state, key))
+        raw = self.store(scope.partition).get(store_key(*entry))
         if raw is None:
             return False, None
         value = self._decode(state, raw)
@@ -123,25 +143,38 @@ class StateManager:
         return True, value
 
     def write(self, state: str, scope: RecordScope, value: Any) -> None:
-        """Set the scope's key in ``state`` to ``value`` (checked against its schema now)."""
-        try:
-            raw = self.codecs[state].encode(self.states[state].to_stored(value))
-        except (CodecError, ValueError) as exc:
-            raise StateError(
-                f"state '{self.streamlet}.{state}': {value!r} does not fit its schema: {exc}"
-            ) from exc
-        kept = value if isinstance(value, _IMMUTABLE) else _NO_VALUE
-        self._change(scope, (state, scope.key or b""), (raw, kept))
+        """Set the scope's key in ``state`` to ``value`` (checked against its schema now).
 
-    def remove(self, state: str, scope: RecordScope) -> None:
-        """Delete the scope's key in ``state``."""
-        self._change(scope, (state, scope.key or b""), (None, None))
-
-    def _change(self, scope: RecordScope, entry: tuple[str, bytes], change: _Change) -> None:
+        A number or string of the state's own primitive type is encoded when it is
+        written out (a hot key set many times in a batch is encoded once); any other value
+        is encoded at once, which checks it and keeps it as it is now.
+        """
+        check = self._primitive.get(state)
+        if check is not None and type(value) in check:
+            if type(value) is int and float in check:
+                value = float(value)  # what a double state gives back
+            change: _Change = (_LAZY, value)
+        else:
+            try:
+                raw = self.codecs[state].encode(self.states[state].to_stored(value))
+            except (CodecError, ValueError) as exc:
+                raise StateError(
+                    f"state '{self.streamlet}.{state}': {value!r} does not fit its schema: {exc}"
+                ) from exc
+            change = (raw, value if isinstance(value, _IMMUTABLE) else _NO_VALUE)
+        entry = (state, scope.key or b"")
         if scope is self.own:
             self._apply_changes(scope.partition, {entry: change})
         else:
             scope.changes[entry] = change
+
+    def remove(self, state: str, scope: RecordScope) -> None:
+        """Delete the scope's key in ``state``."""
+        entry = (state, scope.key or b"")
+        if scope is self.own:
+            self._apply_changes(scope.partition, {entry: _DELETED})
+        else:
+            scope.changes[entry] = _DELETED
 
     def _decode(self, state: str, raw: bytes) -> Any:
         try:
@@ -151,6 +184,13 @@ class StateManager:
                 f"state '{self.streamlet}.{state}': a stored value does not decode with the "
                 f"state's schema ({exc}); was the schema changed incompatibly?"
             ) from exc
+
+    def _raw(self, state: str, change: _Change) -> bytes | None:
+        """The encoded value of a change (``None``: deleted)."""
+        raw, value = change
+        if raw is _LAZY:
+            return self.codecs[state].encode(value)
+        return raw  # type: ignore[no-any-return]
 
     def _cache_put(self, partition: int, entry: tuple[str, bytes], value: Any) -> None:
         cache = self._cache.setdefault(partition, {})
@@ -174,23 +214,46 @@ class StateManager:
         if ok and scope.changes:
             self._apply_changes(scope.partition, scope.changes)
 
+    def settle(self, scope: RecordScope, ok: bool) -> None:
+        """End one record of a scope that is reused record after record (a sync batch):
+        apply its changes when ``ok``, drop them otherwise, and clear them."""
+        changes = scope.changes
+        if changes:
+            if ok:
+                self._apply_changes(scope.partition, changes)
+            changes.clear()
+
+    def reset(self, token: contextvars.Token[Any]) -> None:
+        """End a scope :meth:`enter` started and :meth:`settle` ended record by record."""
+        self._var.reset(token)
+
     def _apply_changes(self, partition: int, changes: Mapping[tuple[str, bytes], _Change]) -> None:
-        pending = self._pending.setdefault(partition, {})
-        pending.update(changes)
+        with self._lock:  # a sync source changes its state from a worker thread
+            pending = self._pending.get(partition)
+            if pending is None:
+                pending = self._pending[partition] = {}
+            pending.update(changes)
+            if self._changelog_on:
+                changed = self._changed.get(partition)
+                if changed is None:
+                    changed = self._changed[partition] = {}
+                changed.update(changes)
         cache = self._cache.get(partition)
         if cache is not None:
             for entry in changes:
                 cache.pop(entry, None)
-        if self._changelog_on:
-            self._changelog.extend(
-                ChangelogEntry(state, partition, key, raw)
-                for (state, key), (raw, _) in changes.items()
-            )
 
     def take_changelog(self) -> list[ChangelogEntry]:
-        """The changelog entries of the changes applied since the last call, in order."""
-        entries, self._changelog = self._changelog, []
-        return entries
+        """The changelog entries of the changes applied since the last call: the latest
+        change of each key (as Kafka Streams' record caches do, a key changed many times
+        between two calls gets one entry)."""
+        with self._lock:
+            changed, self._changed = self._changed, {}
+        return [
+            ChangelogEntry(state, partition, key, self._raw(state, change))
+            for partition, changes in changed.items()
+            for (state, key), change in changes.items()
+        ]
 
     @property
     def pending(self) -> bool:
@@ -204,15 +267,22 @@ class StateManager:
         caught up to with these changes (the offset after the last entry written): it is
         kept with them, so a restore starts there.
         """
+        with self._lock:
+            pending, self._pending = self._pending, {}
         by_partition: dict[int, dict[bytes, bytes | None]] = {}
-        for partition, changes in self._pending.items():
-            if changes:
-                by_partition[partition] = {
-                    store_key(state, key): raw for (state, key), (raw, _) in changes.items()
-                }
+        for partition, changes in pending.items():
+            if not changes:
+                continue
+            by_partition[partition] = {
+                store_key(state, key): self._raw(state, change)
+                for (state, key), change in changes.items()
+            }
+            # What was written is read from the cache (immutable values) or the store.
+            for entry, (_, value) in changes.items():
+                if isinstance(value, _IMMUTABLE) and value is not None:
+                    self._cache_put(partition, entry, value)
         for (state, partition), offset in (offsets or {}).items():
             by_partition.setdefault(partition, {})[_offset_meta(state)] = str(offset).encode()
-        self._pending = {}
         for partition, writes in by_partition.items():
             self.store(partition).apply(writes)
 
