@@ -30,8 +30,9 @@ class NoConfig(BaseModel):
 class Streamlet:
     """Base class of every streamlet.
 
-    Declare ports as class attributes (``readings = Inlet(Reading)``), config parameters as a
-    nested pydantic model named ``Config``, and implement:
+    Declare ports as class attributes (``readings = Inlet(Reading)``), keyed state likewise
+    (``spent = State(float, default=0.0)``, see :class:`~streamlets.state.State`), config
+    parameters as a nested pydantic model named ``Config``, and implement:
 
     - ``process(record)`` when the streamlet has inlets. It returns ``None`` (nothing), one
       record (sent to the only outlet), an :class:`~streamlets.ports.Routed` record
