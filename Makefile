@@ -37,8 +37,12 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
+# Two workers: most integration tests wait on brokers and servers, not on the CPU
+# (each worker starts its own broker on free ports). PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
+
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 test: lint typecheck imports unit
 
