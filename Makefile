@@ -58,6 +58,7 @@ bench: $(STAMP) $(QUIX)/bin/python
 	$(BIN)/python benchmarks/local_runner.py
 	$(BIN)/python benchmarks/state_store.py
 	$(BIN)/python benchmarks/state.py --quix-python $(QUIX)/bin/python
+	$(BIN)/python benchmarks/windows.py --quix-python $(QUIX)/bin/python
 	$(BIN)/python benchmarks/kafka_runner.py --quix-python $(QUIX)/bin/python
 	$(BIN)/python benchmarks/model_serving.py
 

@@ -11,7 +11,7 @@ duration. :func:`verify` reads the file first.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -31,7 +31,7 @@ from blueprint.problems import Location, Problem, Severity
 from blueprint.result import Verification
 from blueprint.secrets import is_secret_path, mask_secrets, scalar_texts, secret_texts
 from blueprint.source import BlueprintSource, read_blueprint
-from blueprint.yamlsource import load_yaml_source
+from blueprint.yamlsource import LocatedDict, LocatedList, load_yaml_source
 from streamlets.errors import SchemaError
 from streamlets.ports import Outlet, Port
 from streamlets.schema import Schema
@@ -189,6 +189,9 @@ class _Verifier:
                     loc_parts = [str(p) for p in error["loc"]]
                     key = loc_parts[0] if loc_parts else ""
                     where = locs.get(key, sdecl.config_loc)
+                    if key in sdecl.config and where == sdecl.config_locs.get(key):
+                        # The line of the nested value that is wrong (window.size).
+                        where = _nested_loc(sdecl.config[key], error["loc"][1:], where)
                     field_path = ".".join(loc_parts) or "(config)"
                     got = error.get("input")
                     if error["type"] == "missing":
@@ -204,7 +207,8 @@ class _Verifier:
                         f"streamlet '{name}': config '{field_path}': "
                         f"{mask_secrets(error['msg'], secrets)}{got_text}",
                         where,
-                        _config_hint(error["type"], field_path),
+                        _config_hint(error["type"], field_path)
+                        or (error.get("ctx") or {}).get("hint"),
                     )
                 continue
             except Exception as exc:  # a user validator may raise anything
@@ -555,6 +559,21 @@ def _masked(where: Location, secrets: tuple[str, ...]) -> Location:
     if where.line > 0:
         return where
     return Location(mask_secrets(where.file, secrets), where.line, where.column)
+
+
+def _nested_loc(value: Any, path: Sequence[Any], loc: Location) -> Location:
+    """Where the part ``path`` of a config value was written, as far as the YAML tells
+    (the value's own place when it does not)."""
+    for part in path:
+        if isinstance(value, LocatedDict) and part in value:
+            loc = value.value_loc(part)
+            value = value[part]
+        elif isinstance(value, LocatedList) and isinstance(part, int) and part < len(value):
+            loc = value.item_loc(part)
+            value = value[part]
+        else:
+            break
+    return loc
 
 
 def _config_hint(error_type: str, field_path: str) -> str | None:

@@ -1,7 +1,9 @@
 """streamlets: typed streaming components wired into verified blueprints.
 
 The SDK a user writes against: :class:`Streamlet`, its ports :class:`Inlet` and
-:class:`Outlet`, schemas and codecs, and the one root exception :class:`StreamletsError`.
+:class:`Outlet`, keyed :class:`State`, windows over event time (:class:`Window`; the types
+and aggregates are in :mod:`streamlets.windows`), :func:`timer`, schemas and codecs, and
+the one root exception :class:`StreamletsError`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from streamlets.ports import FromConfig, Inlet, Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.state import State, StateError
 from streamlets.streamlet import NoConfig, Streamlet
+from streamlets.timers import timer
+from streamlets.windows import Window, Windowed
 
 try:
     __version__ = version("streamlets")
@@ -48,5 +52,8 @@ __all__ = [
     "Streamlet",
     "StreamletDefinitionError",
     "StreamletsError",
+    "Window",
+    "Windowed",
     "__version__",
+    "timer",
 ]

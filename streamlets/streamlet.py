@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from streamlets.errors import ConfigError
 from streamlets.ports import Inlet, Outlet
 from streamlets.state import State
+from streamlets.timers import TIMER_ATTRIBUTE
+from streamlets.windows.window import Window
 
 if TYPE_CHECKING:
     from streamlets.schema import Schema
@@ -31,15 +33,21 @@ class Streamlet:
     """Base class of every streamlet.
 
     Declare ports as class attributes (``readings = Inlet(Reading)``), keyed state likewise
-    (``spent = State(float, default=0.0)``, see :class:`~streamlets.state.State`), config
-    parameters as a nested pydantic model named ``Config``, and implement:
+    (``spent = State(float, default=0.0)``, see :class:`~streamlets.state.State`) and
+    windowed aggregations (``per_minute = Window(Tumbling("1m"), Mean("temperature"))``,
+    see :mod:`streamlets.windows`), config parameters as a nested pydantic model named
+    ``Config``, and implement:
 
     - ``process(record)`` when the streamlet has inlets. It returns ``None`` (nothing), one
       record (sent to the only outlet), an :class:`~streamlets.ports.Routed` record
       (``self.alerts.emit(alert)``) or an iterable of those. ``async def`` is allowed.
-      With several inlets, mark one method per inlet with ``@inlet.handler``.
+      With several inlets, mark one method per inlet with ``@inlet.handler``. An inlet
+      whose records only go to windows needs none.
     - ``generate()`` when it has no inlets (a source): an iterable or async iterable of
       records. The source is bounded when the iterable ends.
+
+    A method marked ``@timer(seconds=N)`` (see :mod:`streamlets.timers`) is called every N
+    seconds and returns records as ``process`` does.
 
     Optional hooks ``setup()`` and ``teardown()`` (sync or async) run once per instance
     before the first and after the last record. ``on_error`` chooses what happens to a
@@ -59,6 +67,8 @@ class Streamlet:
     __outlets__: ClassVar[Mapping[str, Outlet[Any]]] = MappingProxyType({})
     __handlers__: ClassVar[Mapping[str, str]] = MappingProxyType({})
     __states__: ClassVar[Mapping[str, State[Any]]] = MappingProxyType({})
+    __windows__: ClassVar[Mapping[str, Window[Any]]] = MappingProxyType({})
+    __timers__: ClassVar[Mapping[str, float]] = MappingProxyType({})
 
     config: Any
     name: str
@@ -73,27 +83,35 @@ class Streamlet:
         outlets: dict[str, Outlet[Any]] = {}
         handlers: dict[str, str] = {}
         states: dict[str, State[Any]] = {}
+        windows: dict[str, Window[Any]] = {}
+        timers: dict[str, float] = {}
         # Walk base classes first so a subclass can override an inherited port by name
         # while the declaration order of the bases is kept.
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
+                if isinstance(value, Inlet | Outlet | State | Window):
+                    for found in (inlets, outlets, states, windows):
+                        found.pop(attr, None)
                 if isinstance(value, Inlet):
-                    outlets.pop(attr, None)
-                    states.pop(attr, None)
                     inlets[attr] = value
                 elif isinstance(value, Outlet):
-                    inlets.pop(attr, None)
-                    states.pop(attr, None)
                     outlets[attr] = value
                 elif isinstance(value, State):
-                    inlets.pop(attr, None)
-                    outlets.pop(attr, None)
                     states[attr] = value
+                elif isinstance(value, Window):
+                    windows[attr] = value
+                    # A window keeps its windows in a state of its own name: stored,
+                    # changelogged and restored with the streamlet's other states.
+                    states[attr] = value.state
                 elif attr in inlets or attr in outlets or attr in states:
                     # A plain attribute shadows an inherited port or state: it is gone.
-                    inlets.pop(attr, None)
-                    outlets.pop(attr, None)
-                    states.pop(attr, None)
+                    for found in (inlets, outlets, states, windows):
+                        found.pop(attr, None)
+                period = getattr(value, TIMER_ATTRIBUTE, None)
+                if isinstance(period, float) and callable(value):
+                    timers[attr] = period
+                else:
+                    timers.pop(attr, None)  # overridden by a method that is no timer
                 target = getattr(value, "__streamlets_inlet__", None)
                 if isinstance(target, Inlet) and callable(value):
                     handlers[target.name] = attr
@@ -101,6 +119,8 @@ class Streamlet:
         cls.__outlets__ = MappingProxyType(outlets)
         cls.__handlers__ = MappingProxyType(handlers)
         cls.__states__ = MappingProxyType(states)
+        cls.__windows__ = MappingProxyType(windows)
+        cls.__timers__ = MappingProxyType(timers)
 
     def __init__(
         self, config: BaseModel | Mapping[str, Any] | None = None, *, name: str = ""
@@ -128,6 +148,17 @@ class Streamlet:
     def states(cls) -> Mapping[str, State[Any]]:
         """The streamlet's keyed states (:class:`~streamlets.state.State`) by name."""
         return cls.__states__
+
+    @classmethod
+    def windows(cls) -> Mapping[str, Window[Any]]:
+        """The streamlet's windows (:class:`~streamlets.windows.Window`) by name."""
+        return cls.__windows__
+
+    @classmethod
+    def timers(cls) -> Mapping[str, float]:
+        """The streamlet's timers (methods marked ``@timer``) by name, with their period in
+        seconds."""
+        return cls.__timers__
 
     @classmethod
     def kind(cls) -> str:
@@ -168,8 +199,12 @@ class Streamlet:
                 f"on_error is {cls.on_error!r}; expected one of {', '.join(ON_ERROR_POLICIES)}"
             )
         overrides_process = cls.process is not Streamlet.process
+        windowed = {w.inlet_name(cls.__inlets__) for w in cls.__windows__.values()}
+        for window in cls.__windows__.values():
+            problems.extend(window.definition_problems(cls))
         if cls.__inlets__:
-            missing = [i for i in cls.__inlets__ if i not in cls.__handlers__]
+            # An inlet whose records only go to windows needs no handler.
+            missing = [i for i in cls.__inlets__ if i not in cls.__handlers__ and i not in windowed]
             if missing and not overrides_process:
                 problems.append(
                     f"it has inlets ({', '.join(missing)}) but defines no process() "
@@ -190,8 +225,16 @@ class Streamlet:
 
     def handler_for(self, inlet: str) -> Callable[[Any], Any]:
         """The bound method that processes records arriving on ``inlet``."""
-        attr = type(self).__handlers__.get(inlet)
-        return getattr(self, attr) if attr else self.process
+        cls = type(self)
+        attr = cls.__handlers__.get(inlet)
+        if attr:
+            handler: Callable[[Any], Any] = getattr(self, attr)
+            return handler
+        if cls.process is Streamlet.process:
+            for window in cls.__windows__.values():
+                if window.inlet_name(cls.__inlets__) == inlet:
+                    return window.handler()
+        return self.process
 
     # -- what subclasses implement -------------------------------------------------------
 

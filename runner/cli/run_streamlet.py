@@ -155,6 +155,7 @@ def _install_signals(stop: Callable[[], None]) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.option("--status-file", type=click.Path(dir_okay=False), hidden=True)
 @click.option("--attempt", type=click.IntRange(min=1), default=None, hidden=True)
+@click.option("--end-of-input-file", type=click.Path(dir_okay=False), hidden=True)
 def run_streamlet_command(
     blueprint: str,
     name: str,
@@ -174,6 +175,7 @@ def run_streamlet_command(
     verbose: bool,
     status_file: str | None,
     attempt: int | None,
+    end_of_input_file: str | None,
 ) -> None:
     """Run streamlet NAME of BLUEPRINT against Kafka until stopped.
 
@@ -219,6 +221,7 @@ def run_streamlet_command(
         metrics_host=metrics_host,
         status_file=Path(status_file) if status_file else None,
         attempt=attempt,
+        end_of_input=Path(end_of_input_file) if end_of_input_file else None,
     )
     process = StreamletProcess(result, name, settings, options)
     _install_signals(process.stop)

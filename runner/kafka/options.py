@@ -85,6 +85,9 @@ class ProcessOptions:
     #: first process of a replica, then counting up. ``None``: not supervised (a platform
     #: may restart the process without saying so).
     attempt: int | None = None
+    #: The end-of-input file of ``flow run-local --kafka`` (see
+    #: :mod:`runner.kafka.end_of_input`): when it appears, the windows close and emit.
+    end_of_input: Path | None = None
 
     @classmethod
     def layered(cls, section: Mapping[str, Any], **given: Any) -> ProcessOptions:

@@ -23,6 +23,7 @@ from blueprint import VerifiedBlueprint
 from runner.kafka.admin import BrokerUnreachable, StartupStopped, ensure_topics, plan_topics
 from runner.kafka.commits import Checkpoint
 from runner.kafka.consumed import skip_consumer_error
+from runner.kafka.end_of_input import EndOfInput
 from runner.kafka.logs import client_log
 from runner.kafka.metrics import Health, MetricsServer, StreamletMetrics
 from runner.kafka.naming import (
@@ -44,6 +45,7 @@ from runner.runtime.heap import frozen_heap
 from runner.runtime.lifecycle import LifecycleError, instance_lifecycle
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.sources import SourcePump
+from runner.runtime.timers import Timers
 from streamlets.errors import StreamletsError
 
 __all__ = [
@@ -117,6 +119,9 @@ class StreamletProcess:
         self._server: MetricsServer | None = None
         self._last_status = 0.0
         self._last_commit = 0.0
+        self._timers: Timers | None = None
+        self._end_of_input = EndOfInput(self.options.end_of_input)
+        self._assigned: set[tuple[str, int]] = set()
 
     # -- control -------------------------------------------------------------------------
 
@@ -210,6 +215,7 @@ class StreamletProcess:
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self.health.ready = True
+        self._assigned.update((p.topic, p.partition) for p in partitions)
         if partitions:
             log.info(
                 "%s: assigned %s",
@@ -241,6 +247,7 @@ class StreamletProcess:
 
     def _forget(self, partitions: list[Any]) -> None:
         assert self._checkpoint is not None
+        self._assigned.difference_update((p.topic, p.partition) for p in partitions)
         for p in partitions:
             self._checkpoint.forget(p.topic, p.partition)
             self.metrics.forget_lag(p.topic, p.partition)
@@ -349,6 +356,26 @@ class StreamletProcess:
                     self.metrics.batch_size.observe(len(messages))
                     self._send(emitted, dead)
             self._housekeeping(idle=not raw)
+            await self._between_batches(idle=not raw)
+
+    async def _between_batches(self, *, idle: bool) -> None:
+        """The instance's timers when one is due; the windows' close at the end of the
+        input (see :mod:`runner.kafka.end_of_input`), once the input is idle."""
+        timers = self._timers
+        if timers is not None and timers.due():
+            self._send(*await timers.run_due())
+        executor = self._executor
+        if not idle or executor is None or executor.windows is None:
+            return
+        # Not before the group has assigned this process its partitions (if any).
+        if self.health.ready and self._end_of_input.arrived():
+            partitions = sorted({p for t, p in self._assigned if t in self.inlet_of})
+            self._send(*executor.close_windows(partitions))
+            self._commit()
+            self._end_of_input.done = True
+            self.status.windows_closed = True
+            self._write_status(force=True)
+            log.info("%s: the input has ended: closed the open windows", self.label)
 
     def _messages(self, raw: list[Any]) -> list[Message]:
         """The records of a consumed batch as core messages; notes each partition's progress.
@@ -427,9 +454,11 @@ class StreamletProcess:
         async def publish(emitted: list[Emitted], dead: list[DeadLetter]) -> None:
             self._send(emitted, dead)
             self._housekeeping()
+            await self._between_batches(idle=False)
 
         async def tick() -> None:
             self._housekeeping()
+            await self._between_batches(idle=False)
 
         pump = SourcePump(
             executor,
@@ -457,6 +486,8 @@ class StreamletProcess:
         assert executor is not None
         async with instance_lifecycle(executor):
             self.status.state = "running"
+            timers = Timers(executor)
+            self._timers = timers if timers else None
             with frozen_heap():  # the stream allocates; what start-up made stays put
                 if self.inlet_of:
                     if self.replay_of:

@@ -34,6 +34,8 @@ class ProcessStatus:
     lag: dict[str, int] = field(default_factory=dict)  # as the broker reports it
     metrics_port: int | None = None
     error: str | None = None
+    #: The process closed its windows for the end-of-input cue (runner.kafka.end_of_input).
+    windows_closed: bool = False
 
 
 def write_status(path: Path, status: ProcessStatus) -> None:

@@ -5,8 +5,10 @@ blueprint, starts the processes, merges their logs (each line prefixed by its pr
 shows live progress, restarts a crashed process with backoff, and stops everything on
 Ctrl-C. When every bounded source has ended and every consumer group has committed every
 record of the topics it reads (as the broker says: see :mod:`runner.kafka.completion`),
-the processes are stopped and the run ends. An embedded broker that dies ends the run at
-once, with an error.
+the windowed streamlets are told that their input has ended, in the order the graph runs,
+so that they close and emit their open windows (:mod:`runner.kafka.end_of_input`), and
+once those results have been read too the processes are stopped and the run ends. An
+embedded broker that dies ends the run at once, with an error.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+import networkx as nx
 from rich.console import Console
 from rich.table import Table
 
@@ -34,6 +37,7 @@ from blueprint import VerifiedBlueprint
 from runner.kafka.admin import TopicError, ensure_topics, plan_topics
 from runner.kafka.broker import EmbeddedBroker, die_with_parent
 from runner.kafka.completion import BrokerProgress
+from runner.kafka.end_of_input import cue_file
 from runner.kafka.naming import dead_letter_topic
 from runner.kafka.options import SETS_ENV
 from runner.kafka.process import EXIT_FAILED
@@ -156,6 +160,8 @@ class Supervisor:
     started: float = 0.0
     error: str | None = None
     stopped: bool = False
+    #: Windowed streamlets given the end-of-input cue (see runner.kafka.end_of_input).
+    cued: set[str] = field(default_factory=set)
 
     # -- processes -----------------------------------------------------------------------
 
@@ -200,6 +206,8 @@ class Supervisor:
             command.append("--no-metrics")
         if self.config_file:
             command += ["--config", self.config_file]
+        if self.blueprint.streamlets[child.streamlet].cls.windows() and self.run_dir is not None:
+            command += ["--end-of-input-file", str(cue_file(self.run_dir, child.streamlet))]
         return command  # the --set values go in the environment (see _env)
 
     def _start(self, child: _Child, bootstrap: str) -> None:
@@ -336,7 +344,46 @@ class Supervisor:
             if settled_since is None:
                 settled_since = now
             elif now - settled_since >= SETTLE_SECONDS:
-                return
+                step = self._close_windows()
+                if step == "done":
+                    return
+                if step == "cued":  # their results have to flow before the next look
+                    settled_since = None
+                    previous = None
+
+    def _close_windows(self) -> str:
+        """Once the input has drained: cue the windowed streamlets whose windowed upstream
+        streamlets have closed their windows (``"cued"``), wait for cued ones to report
+        that they closed theirs (``"waiting"``), or say there is nothing left (``"done"``)."""
+        windowed = [n for n, s in self.blueprint.streamlets.items() if s.cls.windows()]
+        if not windowed or self.run_dir is None:
+            return "done"
+        for child in self.children:
+            if child.streamlet in self.cued:
+                status = child.current() if child.process is not None else None
+                if status is None or not status.windows_closed:
+                    return "waiting"
+        graph = self.blueprint.graph
+        ready = [
+            name
+            for name in windowed
+            if name not in self.cued
+            and not any(
+                node[0] == "streamlet" and node[1] in windowed and node[1] not in self.cued
+                for node in nx.ancestors(graph, ("streamlet", name))
+                if node != ("streamlet", name)
+            )
+        ]
+        if not ready:
+            ready = [name for name in windowed if name not in self.cued]  # a cycle: all
+        if not ready:
+            return "done"
+        for name in ready:
+            path = cue_file(self.run_dir, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            self.cued.add(name)
+        return "cued"
 
     def _exited(self, child: _Child, code: int) -> None:
         child.retire()

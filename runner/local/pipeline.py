@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from runner.runtime.partitioning import partition_for
 from runner.runtime.sources import SourcePump
 from runner.runtime.state import MemoryStore, PartitionStore, RocksStore, StateManager
 from runner.runtime.stats import StreamletStats
+from runner.runtime.timers import Timers
 
 __all__ = ["LocalRunner", "RunResult"]
 
@@ -145,6 +146,40 @@ class _Topic:
                 await queue.put(_END)
 
 
+async def _with_timers(
+    executor: Executor,
+    work: Awaitable[Any],
+    publish: Callable[[list[Emitted], list[DeadLetter]], Awaitable[None]],
+) -> None:
+    """Await ``work`` (an instance's consuming or its source pump) while its timers, if it
+    has any, run between its batches; they stop with it, and a timer that fails the run
+    (``on_error: fail``) stops the work."""
+    timers = Timers(executor)
+    if not timers:
+        await work
+        return
+    working = asyncio.ensure_future(work)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(timers.wait())
+            emitted, dead = await timers.run_due()
+            await publish(emitted, dead)
+
+    ticking = asyncio.ensure_future(tick())
+    try:
+        await asyncio.wait([working, ticking], return_when=asyncio.FIRST_COMPLETED)
+        if ticking.done() and not working.done():
+            working.cancel()
+            await asyncio.gather(working, return_exceptions=True)
+            ticking.result()  # the timer's failure
+        await working
+    finally:
+        for task in (working, ticking):
+            task.cancel()
+        await asyncio.gather(working, ticking, return_exceptions=True)
+
+
 @dataclass
 class RunResult:
     """What a local run did: per-streamlet counters, dead letters and collected messages."""
@@ -178,6 +213,10 @@ class LocalRunner:
     (``STATE_DIR/<streamlet>/partition-<n>``; a source's under ``replica-<n>``), so that a
     later run continues where this one stopped. ``state`` seeds values before the run:
     streamlet -> state -> key -> value.
+
+    Windows (DESIGN §9) still open when every input of their streamlet has ended close
+    and emit then, before the streamlet's outputs end, so a bounded run sees every window;
+    a run that is stopped (Ctrl-C) leaves them open (in ``state_dir``, for the next run).
     """
 
     def __init__(
@@ -301,8 +340,13 @@ class LocalRunner:
                     for inlet in streamlet.cls.inlets()
                     if (name, inlet, replica) in inboxes
                 }
+                owned = [
+                    p for p in range(bp.input_partitions(name)) if p % streamlet.replicas == replica
+                ]
                 jobs.append(
-                    self._job(executor, replica, inlets, [topics[k] for k in outlet_topics], topics)
+                    self._job(
+                        executor, replica, inlets, [topics[k] for k in outlet_topics], topics, owned
+                    )
                 )
         for key, messages in self.inject.items():
             jobs.append(self._inject_job(topics[key], list(messages)))
@@ -343,8 +387,10 @@ class LocalRunner:
             return
         manager.checkpoint()
         kept = self.final_state.setdefault(executor.name, {})
-        for state in manager.states:
-            kept.setdefault(state, {}).update(manager.values(state))
+        for name, state in manager.states.items():
+            if getattr(state, "internal", False):
+                continue  # a window's entries: the windows it emitted are its result
+            kept.setdefault(name, {}).update(manager.values(name))
         manager.close()
 
     def _inject_job(self, topic: _Topic, messages: list[Message]) -> Callable[[], Any]:
@@ -366,6 +412,7 @@ class LocalRunner:
         inlets: Mapping[str, asyncio.Queue[list[Message] | None]],
         outputs: list[_Topic],
         topics: Mapping[str, _Topic],
+        partitions: Sequence[int] = (),
     ) -> Callable[[], Any]:
         async def publish(emitted: list[Emitted]) -> None:
             if not emitted:
@@ -416,7 +463,16 @@ class LocalRunner:
             try:
                 async with instance_lifecycle(executor):
                     if inlets:
-                        await asyncio.gather(*(consume(i, g) for i, g in inlets.items()))
+                        await _with_timers(
+                            executor,
+                            asyncio.gather(*(consume(i, g) for i, g in inlets.items())),
+                            publish_generated,
+                        )
+                        if executor.windows is not None and not self.stopping:
+                            # Every input has ended: the open windows close and emit.
+                            emitted, dead = executor.close_windows(partitions)
+                            self._write_dead(dead)
+                            await publish(emitted)
                     elif is_source:
                         assert self._stopping is not None
                         pump = SourcePump(
@@ -425,7 +481,7 @@ class LocalRunner:
                             self._stopping,
                             batch_size=self.source_batch,
                         )
-                        await pump.run()
+                        await _with_timers(executor, pump.run(), publish_generated)
             finally:
                 self._keep_state(executor)
                 if is_source:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import time
 import traceback
@@ -27,6 +28,7 @@ from runner.runtime.limits import NO_LIMIT, RecordLimit, RecordTooLarge
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.state import MemoryStore, StateManager
 from runner.runtime.stats import StreamletStats
+from runner.runtime.windowing import LateRecord, WindowResult, WindowRuntime
 from streamlets.codecs import SCHEMA_HEADER, Codec, codec_for, schema_fingerprint
 from streamlets.codecs.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
 from streamlets.errors import CodecError, RecordValidationError, StreamletsError
@@ -229,6 +231,26 @@ def _decode_stage(exc: CodecError) -> str:
     return "validate" if isinstance(exc, RecordValidationError) else "decode"
 
 
+def _window_message(item: WindowResult) -> Callable[[], Message]:
+    """What a window's dead letter carries in place of an original record: a description
+    of the window as JSON, with its key and its end as timestamp."""
+
+    def make() -> Message:
+        out = item.output
+        text = json.dumps(
+            {
+                "window": item.window.name,
+                "key": out.key.decode("utf-8", "replace"),
+                "start": out.start,
+                "end": out.end,
+                "final": out.final,
+            }
+        )
+        return Message(text.encode(), out.key, (), "", -1, -1, out.end)
+
+    return make
+
+
 def _is_record(value: Any) -> bool:
     return isinstance(value, (BaseModel, Mapping, str, bytes, int, float, bool))
 
@@ -272,6 +294,11 @@ class Executor:
         #: Whether pending state changes are written to the stores after every batch (the
         #: local runner); the Kafka runner checkpoints them when it commits.
         self.checkpoint_each_batch = checkpoint_each_batch
+        # Windows (DESIGN §9) keep their windows in states of their own (see windowing.py).
+        self.windows: WindowRuntime | None = None
+        if state is not None and cls.windows():
+            schemas = {inlet: spec.schema(inlet) for inlet in cls.inlets()}
+            self.windows = WindowRuntime(self.instance, cls.windows(), schemas, state)
         self.outlets: dict[str, Outlet[Any]] = dict(cls.outlets())
         self.single_outlet = next(iter(self.outlets)) if len(self.outlets) == 1 else None
         self.decoders: dict[str, _Decoder] = {}
@@ -690,9 +717,14 @@ class Executor:
         """
         if self.state is None:
             return await self._process_batch(inlet, messages)
+        windows = self.windows
         try:
+            if windows is not None and inlet in windows.by_inlet:
+                return await self._process_windowed(inlet, messages, windows)
             return await self._process_batch(inlet, messages)
         finally:
+            if windows is not None:
+                windows.flush()
             if self.checkpoint_each_batch:
                 self.state.checkpoint()
 
@@ -839,6 +871,169 @@ class Executor:
             for message, record, result in zip(originals, records, results, strict=True)
         )
         self._emit_outcomes(inlet, outcomes, out, dead)
+        return out, dead
+
+    def reject(
+        self, stage: str, exc: BaseException, original: Message, dead: list[DeadLetter]
+    ) -> None:
+        """Apply the error policy to a failure outside a handler (a timer's, ``stage``
+        naming it), with ``original`` standing in for a record; its dead letter (if any)
+        joins ``dead``."""
+        self._reject(stage, exc, original, None, dead)
+
+    def emit_result(
+        self,
+        result: Any,
+        stage: str,
+        original: Message,
+        out: list[Emitted],
+        dead: list[DeadLetter],
+    ) -> None:
+        """Route and encode what a hook other than a handler returned (a timer): its
+        outputs, without an input to inherit from, join ``out``; a result that cannot be
+        routed follows the error policy with ``stage``, one that cannot be encoded with
+        stage ``encode``."""
+        try:
+            routed = self.route(result)
+        except StreamletsError as exc:
+            self._reject(stage, exc, original, None, dead)
+            return
+        self._encode_or_fail(routed, original, None, out, dead)
+
+    # -- windows -------------------------------------------------------------------------
+
+    async def _process_windowed(
+        self, inlet: str, messages: Sequence[Message], windows: WindowRuntime
+    ) -> tuple[list[Emitted], list[DeadLetter]]:
+        """Messages of an inlet that feeds windows, one at a time: the handler (if any),
+        then the windows; the handler's outputs, then the windows the record closed (or,
+        with ``emit="every"``, changed). A record whose handler or aggregate fails changes
+        no window; a late one is counted, and dead-lettered when its window says so."""
+        out: list[Emitted] = []
+        dead: list[DeadLetter] = []
+        state = self.state
+        assert state is not None  # a window keeps its windows in a state
+        is_async = self.is_async[inlet]
+        stats = self.stats
+        start = time.perf_counter()
+        try:
+            for message in messages:
+                stats.records_in += 1
+                decoded, record, failed = self._decode(inlet, message)
+                if not decoded:
+                    if failed is not None:
+                        dead.append(failed)
+                    continue
+                scope, token = state.enter(message.key, message.partition)
+                ok = False
+                try:
+                    timestamp = self._event_time(inlet, record, message)
+                    if is_async:
+                        result = await self._call_async(inlet, record, message, timestamp)
+                    else:
+                        result = self._call(inlet, record, message, timestamp)
+                    routed = self.route(result) if result is not None else []
+                    step = windows.plan(inlet, record, message.key, scope.partition, timestamp)
+                    ok = True
+                except StreamletFailed:
+                    raise
+                except Exception as exc:
+                    self._reject(_process_stage(exc), exc, message, inlet, dead)
+                    continue
+                finally:
+                    state.leave(scope, token, ok)
+                if routed:
+                    self._encode_or_fail(
+                        routed, message, inlet, out, dead, _origin(message, timestamp)
+                    )
+                if step.late:
+                    self._late(step, message, inlet, windows, dead)
+                results = windows.apply(step)
+                if results:
+                    self._emit_windows(results, inlet, out, dead)
+        finally:
+            stats.process_seconds += time.perf_counter() - start
+        return out, dead
+
+    def _late(
+        self,
+        step: Any,
+        message: Message,
+        inlet: str,
+        windows: WindowRuntime,
+        dead: list[DeadLetter],
+    ) -> None:
+        """Count a record that came too late for windows of its inlet; dead-letter it
+        (stage ``late``) when one of them says so."""
+        self.stats.late += 1
+        dead_letter = [late for late in step.late if late[0].dead_letter_late]
+        if not dead_letter:
+            return
+        window, t, stream = dead_letter[0]
+        error = LateRecord(windows.late_message(window, t, stream))
+        self.stats.dead_lettered += 1
+        dead.append(
+            DeadLetter(
+                streamlet=self.name,
+                stage="late",
+                error_class=type(error).__name__,
+                error_message=str(error),
+                stack_trace="",
+                original=message,
+                inlet=inlet,
+            )
+        )
+
+    def _emit_windows(
+        self,
+        results: Sequence[WindowResult],
+        inlet: str | None,
+        out: list[Emitted],
+        dead: list[DeadLetter],
+    ) -> None:
+        """Turn windows to emit into outputs: what the window's ``on_close`` hook returns
+        for each (or the default result record), keyed by the window's key and stamped with
+        its end. A window whose hook or encoding fails follows the error policy (stage
+        ``window``; the dead letter describes the window) and the others go on."""
+        for item in results:
+            window = item.window
+            describe = _window_message(item)
+            try:
+                windowed = item.windowed()
+                if window.on_close is not None:
+                    made = window.on_close(windowed)
+                    if inspect.isawaitable(made):
+                        raise StreamletsError(
+                            f"window '{window.name}': its on_close hook returned an awaitable; "
+                            "make it a plain (not async) method"
+                        )
+                else:
+                    assert self.single_outlet is not None  # checked by definition_problems
+                    made = window.default_result(windowed, self.encoders[self.single_outlet].schema)
+                routed = self.route(made)
+            except StreamletFailed:
+                raise
+            except Exception as exc:
+                self._reject("window", exc, describe(), inlet, dead)
+                continue
+            origin: _Origin = (item.output.key, item.output.end, ())
+            self._encode_or_fail(routed, describe, inlet, out, dead, origin)
+
+    def close_windows(
+        self, partitions: Iterable[int] | None = None
+    ) -> tuple[list[Emitted], list[DeadLetter]]:
+        """Close and emit every open window (every bounded input has ended) of
+        ``partitions`` (the ones this instance owns), or of every partition it holds state
+        of."""
+        out: list[Emitted] = []
+        dead: list[DeadLetter] = []
+        windows = self.windows
+        if windows is None:
+            return out, dead
+        self._emit_windows(windows.close_all(partitions), None, out, dead)
+        windows.flush()
+        if self.checkpoint_each_batch and self.state is not None:
+            self.state.checkpoint()
         return out, dead
 
     def encode_generated(self, item: Any, out: list[Emitted], dead: list[DeadLetter]) -> None:

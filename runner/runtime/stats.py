@@ -22,6 +22,8 @@ class StreamletStats:
     errors: int = 0
     dead_lettered: int = 0
     skipped: int = 0
+    #: records that came after every window they belong to had closed
+    late: int = 0
     process_seconds: float = 0.0
     by_stage: dict[str, int] = field(default_factory=dict)
 
@@ -37,6 +39,7 @@ class StreamletStats:
         self.errors += other.errors
         self.dead_lettered += other.dead_lettered
         self.skipped += other.skipped
+        self.late += other.late
         self.process_seconds += other.process_seconds
         for stage, n in other.by_stage.items():
             self.by_stage[stage] = self.by_stage.get(stage, 0) + n
@@ -69,8 +72,9 @@ class StatsCollector(Collector):
     """The counters of ``read()`` as Prometheus counters, read at each scrape.
 
     ``streamlets_records_in_total``, ``streamlets_records_out_total``,
-    ``streamlets_record_errors_total{stage}``, ``streamlets_dead_letters_total`` and
-    ``streamlets_records_skipped_total``, each with ``labels`` (app, streamlet, replica).
+    ``streamlets_record_errors_total{stage}``, ``streamlets_dead_letters_total``,
+    ``streamlets_records_skipped_total`` and ``streamlets_late_records_total``, each with
+    ``labels`` (app, streamlet, replica).
     Reading the counters where they are kept means they are never copied or counted twice.
     """
 
@@ -101,3 +105,6 @@ class StatsCollector(Collector):
             "streamlets_dead_letters", "Records written to the dead-letter topic.", s.dead_lettered
         )
         yield self._counter("streamlets_records_skipped", "Failed records skipped.", s.skipped)
+        yield self._counter(
+            "streamlets_late_records", "Records too late for every window they belong to.", s.late
+        )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +110,7 @@ class StateManager:
                 self._primitive[name] = check
         #: A source's own scope (its states' one value each), else ``None``.
         self.own: RecordScope | None = RecordScope(b"", 0, keyed=False) if source else None
+        self._reset_listeners: list[Callable[[int], None]] = []
 
     def bind(self, instance: object) -> None:
         """Point ``instance``'s states at this manager (before its ``setup()``)."""
@@ -175,6 +176,48 @@ class StateManager:
             self._apply_changes(scope.partition, {entry: _DELETED})
         else:
             scope.changes[entry] = _DELETED
+
+    def put(self, state: str, partition: int, changes: Mapping[bytes, Any]) -> None:
+        """Set keys of ``state`` in ``partition`` (a value ``None`` deletes its key), as the
+        changes of a record that succeeded are applied: for a runtime that keeps its own
+        values by keys of its own making (the windows')."""
+        scope = RecordScope(None, partition)
+        for key, value in changes.items():
+            scope.key = key
+            if value is None:
+                self.remove(state, scope)
+            else:
+                self.write(state, scope, value)
+        self.settle(scope, True)
+
+    def items(self, state: str, partition: int) -> Iterator[tuple[bytes, Any]]:
+        """Every (key, value) of ``state`` in ``partition``: the stored ones, with the
+        pending changes over them, in key order."""
+        prefix = store_key(state, b"")
+        pending = {k: c for (s, k), c in self._pending.get(partition, {}).items() if s == state}
+        found: dict[bytes, Any] = {}
+        for skey, raw in self.store(partition).items(prefix):
+            key = skey[len(prefix) :]
+            if key not in pending:
+                found[key] = self._decode(state, raw)
+        for key, change in pending.items():
+            encoded = self._raw(state, change)
+            if encoded is not None:
+                value = change[1]
+                found[key] = value if value is not _NO_VALUE else self._decode(state, encoded)
+        for key in sorted(found):
+            yield key, found[key]
+
+    def on_reset(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(partition)`` whenever a partition's values change other than
+        through this manager's handlers (restored from its changelog) or its store is closed
+        (the partition was revoked): a runtime that keeps values of its own in memory (the
+        windows') then forgets that partition's and reads them again when it needs them."""
+        self._reset_listeners.append(listener)
+
+    def _reset(self, partition: int) -> None:
+        for listener in self._reset_listeners:
+            listener(partition)
 
     def _decode(self, state: str, raw: bytes) -> Any:
         try:
@@ -321,6 +364,7 @@ class StateManager:
         writes[_offset_meta(state)] = str(next_offset).encode()
         self.store(partition).apply(writes)
         self._cache.pop(partition, None)
+        self._reset(partition)
         return len(writes) - 1
 
     def close_partition(self, partition: int) -> None:
@@ -331,6 +375,7 @@ class StateManager:
         store = self._stores.pop(partition, None)
         if store is not None:
             store.close()
+        self._reset(partition)
 
     def close(self) -> None:
         """Close every store."""
