@@ -78,7 +78,8 @@ class Record:
     milliseconds; ``None``: the time it is put on the topic) and ``headers`` (text values
     UTF-8 encoded). Out (``result.records``): ``key`` as text (bytes when it is not UTF-8),
     ``timestamp`` an aware UTC datetime, ``headers`` the record's own headers (without the
-    framework's).
+    framework's). A ``value`` of ``None`` is a tombstone, in and out: ``Record(None,
+    key="c1")`` deletes ``c1`` from a table.
     """
 
     value: Any
@@ -140,9 +141,14 @@ def _encode(records: Iterable[Any], schema: Schema, codec_name: str) -> list[Mes
             stamp = (
                 -1 if when is None else to_epoch_ms(when) if isinstance(when, datetime) else when
             )
+            if record.value is None:  # a tombstone: a key without a value
+                messages.append(Message(None, key, own, "", -1, -1, stamp))
+                continue
             messages.append(
                 Message(codec.encode(record.value), key, own + headers, "", -1, -1, stamp)
             )
+        elif record is None:
+            messages.append(Message(None))  # a tombstone without a key
         else:
             messages.append(Message(codec.encode(record), headers=headers))
     return messages
@@ -196,7 +202,12 @@ def _decode(
 ) -> list[Any]:
     codecs = {schema_fingerprint(w).encode(): codec_for(codec_name, w, schema) for w in writers}
     default = codec_for(codec_name, schema, schema)
-    return [codecs.get(m.header(SCHEMA_HEADER) or b"", default).decode(m.value) for m in messages]
+    return [
+        None
+        if m.value is None
+        else codecs.get(m.header(SCHEMA_HEADER) or b"", default).decode(m.value)
+        for m in messages
+    ]
 
 
 def _run(runner: LocalRunner) -> Any:

@@ -60,14 +60,14 @@ Headers = list[tuple[str, bytes]]
 
 
 def fit_dead_letter(
-    value: bytes,
+    value: bytes | None,
     key: bytes | None,
     headers: Headers,
     *,
     max_bytes: int,
     overhead: Callable[[bytes | None, Sequence[tuple[str, bytes]]], int],
     original_headers: int = 0,
-) -> tuple[bytes, Headers]:
+) -> tuple[bytes | None, Headers]:
     """The value and headers of a dead letter cut to fit ``max_bytes`` (as ``overhead``
     counts a record besides its value); as they are when they fit.
 
@@ -75,8 +75,13 @@ def fit_dead_letter(
     :data:`TRUNCATED_HEADER` (bytes kept) and :data:`VALUE_SIZE_HEADER` (the original
     size). When the headers alone do not fit, the first ``original_headers`` of them (the
     original record's) are left out (:data:`HEADERS_DROPPED_HEADER` says how many) and the
-    error message and stack trace are shortened.
+    error message and stack trace are shortened. A tombstone's (``None``) stays one
+    unless even its headers do not fit.
     """
+    if value is None:  # a tombstone's dead letter: nothing to cut but the headers
+        if overhead(key, headers) <= max_bytes:
+            return value, headers
+        value = b""
     if overhead(key, headers) + len(value) <= max_bytes:
         return value, headers
     size = str(len(value)).encode()

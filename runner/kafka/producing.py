@@ -109,7 +109,7 @@ class OutputProducer:
     def _produce(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None,
         headers: Sequence[tuple[str, bytes]],
         timestamp: int = 0,
@@ -134,7 +134,7 @@ class OutputProducer:
         self,
         exc: KafkaException,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None,
         headers: Sequence[tuple[str, bytes]],
     ) -> Exception:
@@ -144,7 +144,7 @@ class OutputProducer:
         error = exc.args[0] if exc.args else None
         if not (isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE):
             return exc
-        size = len(value) + record_overhead(key, headers)
+        size = len(value or b"") + record_overhead(key, headers)
         return RecordTooLarge(
             f"a record of {size:,} bytes for topic '{topic}' is larger than "
             f"{MESSAGE_MAX_BYTES_SETTING}, {self.max_bytes:,}; make it smaller or raise the "
@@ -216,8 +216,8 @@ class OutputProducer:
                     original.topic or "(source)",
                     original.partition,
                     original.offset,
-                    len(original.value),
-                    len(value),
+                    len(original.value or b""),
+                    len(value or b""),
                     MESSAGE_MAX_BYTES_SETTING,
                     self.max_bytes,
                 )

@@ -14,9 +14,13 @@ __all__ = ["DeadLetter", "Emitted", "Message"]
 @dataclass(slots=True)
 class Message:
     """An encoded record on a topic: value, key, headers, where it came from (when known)
-    and its timestamp in epoch milliseconds (-1: none yet; the transport stamps it)."""
+    and its timestamp in epoch milliseconds (-1: none yet; the transport stamps it).
 
-    value: bytes
+    A ``value`` of ``None`` is a tombstone: it deletes its key from a table (and, in
+    time, from a compacted topic).
+    """
+
+    value: bytes | None
     key: bytes | None = None
     # A tuple, or the list the Kafka consumer gave (kept as it is: it goes out again as is).
     headers: Sequence[tuple[str, bytes]] = ()
@@ -57,8 +61,10 @@ class DeadLetter:
     def as_json(self) -> dict[str, Any]:
         """A JSON-able description: the original value, key and header values as text when
         they are UTF-8, else hex (``value_encoding``/``key_encoding`` say which; a header
-        that is not UTF-8 is written as ``hex:...``)."""
-        value, encoding = _text(self.original.value)
+        that is not UTF-8 is written as ``hex:...``); a tombstone's value is ``null``."""
+        value, encoding = (
+            _text(self.original.value) if self.original.value is not None else (None, None)
+        )
         key, key_encoding = (
             _text(self.original.key) if self.original.key is not None else (None, None)
         )
