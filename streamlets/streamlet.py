@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from streamlets.errors import ConfigError
 from streamlets.ports import Inlet, Outlet
 from streamlets.state import State
+from streamlets.tables import TableState
 
 if TYPE_CHECKING:
     from streamlets.schema import Schema
@@ -31,13 +32,16 @@ class Streamlet:
     """Base class of every streamlet.
 
     Declare ports as class attributes (``readings = Inlet(Reading)``), keyed state likewise
-    (``spent = State(float, default=0.0)``, see :class:`~streamlets.state.State`), config
-    parameters as a nested pydantic model named ``Config``, and implement:
+    (``spent = State(float, default=0.0)``, see :class:`~streamlets.state.State`), tables
+    as inlets (``customers = Inlet(Customer, table=True)``, looked up with
+    ``self.customers.get(key)``), config parameters as a nested pydantic model named
+    ``Config``, and implement:
 
     - ``process(record)`` when the streamlet has inlets. It returns ``None`` (nothing), one
       record (sent to the only outlet), an :class:`~streamlets.ports.Routed` record
       (``self.alerts.emit(alert)``) or an iterable of those. ``async def`` is allowed.
-      With several inlets, mark one method per inlet with ``@inlet.handler``.
+      With several inlets, mark one method per inlet with ``@inlet.handler``. Table inlets
+      have no handler: ``process`` handles the one other inlet.
     - ``generate()`` when it has no inlets (a source): an iterable or async iterable of
       records. The source is bounded when the iterable ends.
 
@@ -52,13 +56,18 @@ class Streamlet:
     #: Inlets that every replica reads in full, from the beginning of their topic, instead
     #: of sharing the records with the other replicas: control and state streams (the
     #: latest record on a compacted topic survives restarts). Offsets of these inlets are
-    #: never committed.
+    #: never committed. Global table inlets (``Inlet(..., table="global")``) are added to
+    #: them.
     replay_inlets: ClassVar[tuple[str, ...]] = ()
+    #: The replay inlets the class itself declares (``replay_inlets`` without its global
+    #: tables).
+    __declared_replay__: ClassVar[tuple[str, ...]] = ()
 
     __inlets__: ClassVar[Mapping[str, Inlet[Any]]] = MappingProxyType({})
     __outlets__: ClassVar[Mapping[str, Outlet[Any]]] = MappingProxyType({})
     __handlers__: ClassVar[Mapping[str, str]] = MappingProxyType({})
     __states__: ClassVar[Mapping[str, State[Any]]] = MappingProxyType({})
+    __tables__: ClassVar[Mapping[str, Inlet[Any]]] = MappingProxyType({})
 
     config: Any
     name: str
@@ -97,10 +106,22 @@ class Streamlet:
                 target = getattr(value, "__streamlets_inlet__", None)
                 if isinstance(target, Inlet) and callable(value):
                     handlers[target.name] = attr
+        tables = {name: inlet for name, inlet in inlets.items() if inlet.table}
+        for name, inlet in tables.items():
+            if inlet.table is True:  # kept per partition, as state of the inlet's name
+                states[name] = TableState(inlet, cls)
+        declared = tuple(vars(cls).get("replay_inlets", cls.__declared_replay__))
+        cls.__declared_replay__ = declared
+        cls.replay_inlets = declared + tuple(
+            name
+            for name, inlet in tables.items()
+            if inlet.table == "global" and name not in declared
+        )
         cls.__inlets__ = MappingProxyType(inlets)
         cls.__outlets__ = MappingProxyType(outlets)
         cls.__handlers__ = MappingProxyType(handlers)
         cls.__states__ = MappingProxyType(states)
+        cls.__tables__ = MappingProxyType(tables)
 
     def __init__(
         self, config: BaseModel | Mapping[str, Any] | None = None, *, name: str = ""
@@ -126,8 +147,14 @@ class Streamlet:
 
     @classmethod
     def states(cls) -> Mapping[str, State[Any]]:
-        """The streamlet's keyed states (:class:`~streamlets.state.State`) by name."""
+        """The streamlet's keyed states (:class:`~streamlets.state.State`) by name, with a
+        :class:`~streamlets.tables.TableState` for each co-partitioned table inlet."""
         return cls.__states__
+
+    @classmethod
+    def tables(cls) -> Mapping[str, Inlet[Any]]:
+        """The streamlet's table inlets (``Inlet(..., table=...)``) by name."""
+        return cls.__tables__
 
     @classmethod
     def kind(cls) -> str:
@@ -168,8 +195,17 @@ class Streamlet:
                 f"on_error is {cls.on_error!r}; expected one of {', '.join(ON_ERROR_POLICIES)}"
             )
         overrides_process = cls.process is not Streamlet.process
+        for table in cls.__tables__:
+            if table in cls.__handlers__:
+                problems.append(
+                    f"inlet '{table}' is a table, which the runner keeps up to date: it takes "
+                    f"no handler, but {cls.__handlers__[table]}() is marked @{table}.handler; "
+                    f"look the table up with self.{table}.get(key) from the other handlers"
+                )
         if cls.__inlets__:
-            missing = [i for i in cls.__inlets__ if i not in cls.__handlers__]
+            missing = [
+                i for i in cls.__inlets__ if i not in cls.__handlers__ and i not in cls.__tables__
+            ]
             if missing and not overrides_process:
                 problems.append(
                     f"it has inlets ({', '.join(missing)}) but defines no process() "
@@ -189,7 +225,8 @@ class Streamlet:
         return ports[port].schema_for(self.config)
 
     def handler_for(self, inlet: str) -> Callable[[Any], Any]:
-        """The bound method that processes records arriving on ``inlet``."""
+        """The bound method that processes records arriving on ``inlet`` (not a table's:
+        the runner keeps a table up to date itself)."""
         attr = type(self).__handlers__.get(inlet)
         return getattr(self, attr) if attr else self.process
 
