@@ -286,6 +286,17 @@ class StateManager:
         for partition, writes in by_partition.items():
             self.store(partition).apply(writes)
 
+    def find(self, state: str, key: bytes) -> Any:
+        """The value of ``key`` in ``state`` in whichever partition holds it (of those with
+        an open store or pending changes), or ``None``: a lookup outside a record handler."""
+        with self._lock:
+            partitions = sorted(set(self._stores) | set(self._pending))
+        for partition in partitions:
+            found, value = self.read(state, RecordScope(key, partition))
+            if found:
+                return value
+        return None
+
     # -- partitions -----------------------------------------------------------------------
 
     def store(self, partition: int) -> PartitionStore:
