@@ -22,16 +22,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
-from runner.runtime.errors import StreamletFailed
+from runner.runtime.errors import StreamletFailed, UnexpectedTombstone
 from runner.runtime.limits import NO_LIMIT, RecordLimit, RecordTooLarge
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.state import MemoryStore, StateManager
 from runner.runtime.stats import StreamletStats
+from runner.runtime.tables import Table, bind_tables, spec_states
 from streamlets.codecs import SCHEMA_HEADER, Codec, codec_for, schema_fingerprint
 from streamlets.codecs.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
 from streamlets.errors import CodecError, RecordValidationError, StreamletsError
 from streamlets.meta import Meta, to_epoch_ms
-from streamlets.ports import KEEP, Outlet, Routed
+from streamlets.ports import KEEP, TOMBSTONE, Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
 from streamlets.state import RecordScope, StateError
@@ -54,9 +55,13 @@ class _SourceInputError(StreamletsError):
 
 
 class _Decoder:
-    """Decodes the messages of one inlet; picks the writer schema by the schema header."""
+    """Decodes the messages of one inlet (``where``: ``streamlet.inlet``); picks the writer
+    schema by the schema header."""
 
-    def __init__(self, codec_name: str, reader: Schema, writers: Sequence[Schema]) -> None:
+    def __init__(
+        self, codec_name: str, reader: Schema, writers: Sequence[Schema], where: str = ""
+    ) -> None:
+        self.where = where
         self.default = codec_for(codec_name, reader, reader)
         self.by_fingerprint: dict[bytes, Codec] = {}
         for writer in writers:
@@ -68,14 +73,17 @@ class _Decoder:
         self.only: Codec | None = self.default if codecs == {id(self.default)} else None
 
     def decode(self, message: Message) -> Any:
+        data = message.value
+        if data is None:
+            raise UnexpectedTombstone(self.where, message.key)
         only = self.only
         if only is not None:
-            return only.decode(message.value)
+            return only.decode(data)
         codec = self.default
         for key, value in message.headers:
             if key == SCHEMA_HEADER:
                 codec = self.by_fingerprint.get(value, self.default)
-        return codec.decode(message.value)
+        return codec.decode(data)
 
 
 class _Encoder:
@@ -264,7 +272,7 @@ class Executor:
         # Keyed state (DESIGN §8): kept in memory unless the runner gives a manager.
         if state is None and cls.states():
             state = StateManager(
-                spec.name, cls.states(), lambda _: MemoryStore(), source=not cls.inlets()
+                spec.name, spec_states(spec), lambda _: MemoryStore(), source=not cls.inlets()
             )
         self.state = state
         if state is not None:
@@ -295,8 +303,13 @@ class Executor:
                 for ref in topic.producers:
                     writers.append(blueprint.streamlets[ref.streamlet].schema(ref.port))
             self.decoders[inlet_name] = _Decoder(
-                topic.codec if topic else "avro", spec.schema(inlet_name), writers
+                topic.codec if topic else "avro",
+                spec.schema(inlet_name),
+                writers,
+                f"{spec.name}.{inlet_name}",
             )
+            if inlet_name in cls.tables():
+                continue  # the runner keeps a table up to date: it has no handler
             handler = self.instance.handler_for(inlet_name)
             self.handlers[inlet_name] = handler
             self.wants_meta[inlet_name] = _takes_meta(handler)
@@ -309,6 +322,8 @@ class Executor:
             many = getattr(self.instance, "process_many", None)
             if callable(many) and getattr(handler, "__func__", None) is getattr(cls, "process", 0):
                 self.many[inlet_name] = many
+        # Table inlets (DESIGN §9), bound to the instance for its lookups.
+        self.tables: dict[str, Table] = bind_tables(spec, blueprint, self.instance, state)
         self.encoders: dict[str, _Encoder] = {}
         for outlet_name in self.outlets:
             topics = blueprint.outlet_topics(spec.name, outlet_name)
@@ -433,6 +448,9 @@ class Executor:
             encoder = self.encoders.get(outlet_name)
             if encoder is None:
                 raise StreamletsError(f"streamlet '{self.name}' has no outlet '{outlet_name}'")
+            if record is TOMBSTONE:
+                self._tombstone(encoder, routed, out, origin)
+                continue
             key, timestamp, headers = origin
             if encoder.key_of is not None:
                 key = encoder.key_of(record)
@@ -467,6 +485,22 @@ class Executor:
                     out.append(
                         Emitted(topic, Message(value, key, all_headers, "", -1, -1, timestamp))
                     )
+
+    def _tombstone(
+        self, encoder: _Encoder, routed: Routed[Any] | None, out: list[Emitted], origin: _Origin
+    ) -> None:
+        """A tombstone (``outlet.tombstone(key)``) for each topic of ``encoder``: the key,
+        no value, the input's timestamp and user headers unless it gives its own."""
+        assert routed is not None  # tombstone() makes a Routed with its key
+        _, timestamp, headers = origin
+        key = _key_bytes(routed.key)  # type: ignore[arg-type]
+        if routed.timestamp is not KEEP:
+            timestamp = _timestamp_ms(routed.timestamp)  # type: ignore[arg-type]
+        if routed.headers:
+            headers = _merge_headers(headers, routed.headers)
+        self.stats.records_out += 1
+        for topic, _ in encoder.targets:
+            out.append(Emitted(topic, Message(None, key, headers, "", -1, -1, timestamp)))
 
     def _check_size(
         self,
@@ -589,7 +623,11 @@ class Executor:
         forwarded = 0
         for message in messages:
             try:
-                record = only.decode(message.value) if only is not None else decoder.decode(message)
+                record = (
+                    only.decode(message.value)
+                    if only is not None and message.value is not None
+                    else decoder.decode(message)
+                )
             except CodecError as exc:
                 self._reject(_decode_stage(exc), exc, message, inlet, dead)
                 continue
@@ -608,7 +646,8 @@ class Executor:
                 continue
             if isinstance(result, _SINGLE_RECORD):
                 if unchanged is not None and result is record and unchanged(result, snapshot):
-                    value = message.value  # passed on unchanged: its bytes are the output's
+                    # Passed on unchanged: its bytes (not a tombstone's) are the output's.
+                    value: bytes = message.value  # type: ignore[assignment]
                     forwarded += 1
                 else:
                     try:
@@ -701,6 +740,10 @@ class Executor:
     ) -> tuple[list[Emitted], list[DeadLetter]]:
         out: list[Emitted] = []
         dead: list[DeadLetter] = []
+        table = self.tables.get(inlet)
+        if table is not None:
+            self._update_table(inlet, table, messages, dead)
+            return out, dead
         if not self.is_async[inlet]:
             start = time.perf_counter()  # per batch: two clock reads a record cost too much
             try:
@@ -840,6 +883,36 @@ class Executor:
         )
         self._emit_outcomes(inlet, outcomes, out, dead)
         return out, dead
+
+    def _update_table(
+        self, inlet: str, table: Table, messages: Sequence[Message], dead: list[DeadLetter]
+    ) -> None:
+        """Keep a table inlet's latest record per key: a record sets its key, a tombstone
+        deletes it; a keyless record cannot be kept (the error policy, stage ``state``)."""
+        decoder = self.decoders[inlet]
+        for message in messages:
+            self.stats.records_in += 1
+            key = message.key
+            if key is None:
+                exc = StateError(
+                    f"table '{decoder.where}' got a record without a key, and a table keeps "
+                    "records by key; key the records of its topic (Outlet(Schema, "
+                    "key='field') on the producer, or emit(record, key=...))"
+                )
+                self._reject("state", exc, message, inlet, dead)
+                continue
+            if message.value is None:
+                table.delete(key, message.partition)
+                continue
+            try:
+                record = decoder.decode(message)
+            except CodecError as exc:
+                self._reject(_decode_stage(exc), exc, message, inlet, dead)
+                continue
+            try:
+                table.put(key, message.partition, record)
+            except (StateError, CodecError) as exc:
+                self._reject("state", exc, message, inlet, dead)
 
     def encode_generated(self, item: Any, out: list[Emitted], dead: list[DeadLetter]) -> None:
         """Encode one item a source generated (a record, Routed, or iterable of them).
