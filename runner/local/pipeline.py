@@ -28,6 +28,7 @@ from runner.runtime.partitioning import partition_for
 from runner.runtime.sources import SourcePump
 from runner.runtime.state import MemoryStore, PartitionStore, RocksStore, StateManager
 from runner.runtime.stats import StreamletStats
+from runner.runtime.tables import in_time_order, spec_states
 
 __all__ = ["LocalRunner", "RunResult"]
 
@@ -163,6 +164,26 @@ class RunResult:
     def ok(self) -> bool:
         """Whether the run ended without a failure."""
         return self.error is None
+
+
+_Inbox = asyncio.Queue[list[Message] | None]
+
+
+async def _take_any(queues: Mapping[str, _Inbox]) -> dict[str, list[Message] | None]:
+    """Wait for an item of any of ``queues``; the items taken, by queue (one, or a few
+    when several came at once). A wait that is cancelled takes nothing from its queue."""
+    waiters = {name: asyncio.ensure_future(queue.get()) for name, queue in queues.items()}
+    try:
+        await asyncio.wait(waiters.values(), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters.values():
+            waiter.cancel()
+        await asyncio.gather(*waiters.values(), return_exceptions=True)
+    return {
+        name: waiter.result()
+        for name, waiter in waiters.items()
+        if not waiter.cancelled() and waiter.exception() is None
+    }
 
 
 class LocalRunner:
@@ -311,7 +332,7 @@ class LocalRunner:
     def _state_manager(self, spec: StreamletSpec, replica: int) -> StateManager | None:
         """The state of one replica of ``spec`` (``None`` when it declares none), seeded
         with the keys of the partitions it owns."""
-        states = spec.cls.states()
+        states = spec_states(spec)
         if not states:
             return None
         is_source = not spec.cls.inlets()
@@ -402,6 +423,37 @@ class LocalRunner:
                 # streamlets downstream) have the loop between batches.
                 await asyncio.sleep(0)
 
+        async def consume_in_time_order(queues: Mapping[str, _Inbox]) -> None:
+            """All inlets of a streamlet with tables from one loop: what is ready of each, in
+            timestamp order (see runner.runtime.tables)."""
+            tables = frozenset(executor.spec.cls.tables())
+            open_queues = dict(queues)
+            while open_queues:
+                taken: dict[str, list[Message] | None] = {}
+                if all(queue.empty() for queue in open_queues.values()):
+                    taken = await _take_any(open_queues)
+                ready: dict[str, list[Message]] = {}
+                for inlet, queue in list(open_queues.items()):
+                    items = [taken[inlet]] if inlet in taken else []
+                    while not queue.empty():
+                        items.append(queue.get_nowait())
+                    for batch in items:
+                        if batch is _END:  # the last item of its queue
+                            del open_queues[inlet]
+                            break
+                        ready.setdefault(inlet, []).extend(batch)
+                if not ready:
+                    continue
+                self._handling += 1
+                try:
+                    for inlet, messages in in_time_order(ready, tables):
+                        emitted, dead = await executor.process_batch(inlet, messages)
+                        self._write_dead(dead)
+                        await publish(emitted)
+                finally:
+                    self._handling -= 1
+                await asyncio.sleep(0)
+
         async def publish_generated(emitted: list[Emitted], dead: list[DeadLetter]) -> None:
             self._write_dead(dead)
             await publish(emitted)
@@ -415,7 +467,9 @@ class LocalRunner:
                 self._feeding += 1  # from the start: its setup() may take a while
             try:
                 async with instance_lifecycle(executor):
-                    if inlets:
+                    if inlets and executor.spec.cls.tables():
+                        await consume_in_time_order(inlets)
+                    elif inlets:
                         await asyncio.gather(*(consume(i, g) for i, g in inlets.items()))
                     elif is_source:
                         assert self._stopping is not None
