@@ -44,6 +44,7 @@ from runner.runtime.heap import frozen_heap
 from runner.runtime.lifecycle import LifecycleError, instance_lifecycle
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.sources import SourcePump
+from runner.runtime.tables import in_time_order
 from streamlets.errors import StreamletsError
 
 __all__ = [
@@ -103,6 +104,8 @@ class StreamletProcess:
         # Replay inlets (control, state) are read in full by every replica, outside the group.
         replay = set(self.spec.cls.replay_inlets)
         self.replay_of = {t: i for t, i in self.inlet_of.items() if i in replay}
+        # A streamlet with tables sees its inlets' records in timestamp order (DESIGN §9).
+        self.tables = frozenset(self.spec.cls.tables())
         self._replay: ReplayReader | None = None
         self.health = Health()
         self.status = ProcessStatus(name, self.replica, pid=os.getpid())
@@ -190,7 +193,7 @@ class StreamletProcess:
             "client.id": client_id(self.blueprint, self.name, self.replica),
             "group.id": group_id(self.blueprint, self.name),
             "group.protocol": "classic",
-            "partition.assignment.strategy": "cooperative-sticky",
+            "partition.assignment.strategy": self._assignment_strategy(),
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -205,6 +208,16 @@ class StreamletProcess:
         config = self.settings.for_consumer(**defaults)
         log.debug("consumer config: %s", redact(config))
         return Consumer(config)
+
+    def _assignment_strategy(self) -> str:
+        """``range`` for a stateful streamlet that shares several topics out among its
+        replicas: it gives partition ``p`` of each of them to the same replica, which holds
+        the state of ``p`` (a co-partitioned table's and the others'); cooperative-sticky
+        does not promise that. Else cooperative-sticky (rebalances move fewer partitions)."""
+        shared = [i for i in self.inlet_of.values() if i not in self.replay_of.values()]
+        if self.spec.cls.states() and len(shared) > 1:
+            return "range"
+        return "cooperative-sticky"
 
     # -- rebalances ----------------------------------------------------------------------
 
@@ -340,7 +353,8 @@ class StreamletProcess:
                     batches = {}
                     for message in batch:
                         batches.setdefault(inlet_of[message.topic], []).append(message)
-                for inlet, messages in batches.items():
+                runs = in_time_order(batches, self.tables) if self.tables else list(batches.items())
+                for inlet, messages in runs:
                     if not messages:
                         continue
                     start = time.perf_counter()
@@ -372,7 +386,7 @@ class StreamletProcess:
                 run_topic, run_partition, run_start = topic, partition, len(batch)
             append(
                 make(
-                    m.value() or b"",
+                    m.value(),  # None: a tombstone
                     m.key(),
                     m.headers() or (),
                     topic,
