@@ -1,4 +1,5 @@
-"""Built-in streamlets: file source and sink, console sink, generator source, HTTP ingress.
+"""Built-in streamlets: file source and sink, console sink, generator source, HTTP ingress,
+stream-table joins.
 
 Use them from a blueprint by class path, e.g. ``class: streamlets.library:FileSource``, and
 name their record type with the ``schema`` config parameter (``module:Class`` or an Avro
@@ -11,5 +12,15 @@ from streamlets.library.console import ConsoleSink
 from streamlets.library.files import FileSink, FileSource
 from streamlets.library.generator import Counter, GeneratorSource
 from streamlets.library.http import HttpIngress
+from streamlets.library.join import GlobalJoin, Join
 
-__all__ = ["ConsoleSink", "Counter", "FileSink", "FileSource", "GeneratorSource", "HttpIngress"]
+__all__ = [
+    "ConsoleSink",
+    "Counter",
+    "FileSink",
+    "FileSource",
+    "GeneratorSource",
+    "GlobalJoin",
+    "HttpIngress",
+    "Join",
+]
