@@ -45,16 +45,16 @@ BOB_MOVED = Customer(name="Bob", city="Paris")
 
 #: (kind, key, record, timestamp ms): kind "order", "customer" or "tombstone".
 SCRIPT: list[tuple[str, str, Any, int]] = [
-    ("order", "c1", Order(order=1, amount=10.0), 1_000),  # before its customer arrives
-    ("customer", "c1", ALICE, 2_000),
-    ("customer", "c2", BOB, 2_000),
-    ("order", "c1", Order(order=2, amount=20.0), 3_000),
-    ("order", "c2", Order(order=3, amount=30.0), 3_000),
-    ("tombstone", "c1", None, 4_000),
-    ("order", "c1", Order(order=4, amount=40.0), 5_000),  # Alice was deleted
-    ("customer", "c2", BOB_MOVED, 6_000),
-    ("order", "c2", Order(order=5, amount=50.0), 6_000),  # same time: sees the update
-    ("order", "c3", Order(order=6, amount=60.0), 7_000),  # a customer never known
+    ("order", "alice", Order(order=1, amount=10.0), 1_000),  # before its customer arrives
+    ("customer", "alice", ALICE, 2_000),
+    ("customer", "bob", BOB, 2_000),
+    ("order", "alice", Order(order=2, amount=20.0), 3_000),
+    ("order", "bob", Order(order=3, amount=30.0), 3_000),
+    ("tombstone", "alice", None, 4_000),
+    ("order", "alice", Order(order=4, amount=40.0), 5_000),  # Alice was deleted
+    ("customer", "bob", BOB_MOVED, 6_000),
+    ("order", "bob", Order(order=5, amount=50.0), 6_000),  # same time: sees the update
+    ("order", "carol", Order(order=6, amount=60.0), 7_000),  # a customer never known
 ]
 
 #: order number -> the customer a join gives it (None: no match when it was handled).

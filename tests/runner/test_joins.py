@@ -96,7 +96,7 @@ def test_a_table_inlet_is_looked_up_with_tombstones_and_late_table_records(
     want = [(k, o, None if c is None else c.name) for k, o, c in expected_join("left")]
     assert got == want
     # The table is state of the inlet's name: c1 was deleted, c2 moved.
-    assert result.state == {"customers": {"c2": Customer(name="Bob", city="Paris")}}
+    assert result.state == {"customers": {"bob": Customer(name="Bob", city="Paris")}}
     # Outputs keep the stream record's key and timestamp.
     orders_at = {r.order: at for kind, _, r, at in SCRIPT if kind == "order"}
     for record in result.records["out"]:
@@ -484,3 +484,26 @@ def test_the_join_matches_a_brute_force_computation(
     assert result.error is None and result.dead_letters == []
     got = [(row["key"], row["stream"]["order"], row["table"]) for row in result.outputs["joined"]]
     assert got == oracle(events, how)
+
+
+def test_on_kafka_a_join_takes_the_range_assignor_and_a_global_join_need_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Range gives partition p of both topics to one replica, which holds p's table;
+    cooperative-sticky promises no such thing (the test on the broker sees it happen)."""
+    from runner.kafka import KafkaSettings
+    from runner.kafka.process import StreamletProcess
+
+    path = write_app(tmp_path, PIPELINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    verified = verify(path).unwrap()
+    settings = KafkaSettings.load(bootstrap="127.0.0.1:1")
+    strategy = StreamletProcess(verified, "left", settings)._assignment_strategy()
+    assert strategy == "range"
+    assert StreamletProcess(verified, "left-file", settings)._assignment_strategy() == (
+        "cooperative-sticky"
+    )
+    global_path = write_app(tmp_path / "global", GLOBAL)
+    monkeypatch.syspath_prepend(str(tmp_path / "global"))
+    lookup = StreamletProcess(verify(global_path).unwrap(), "join", settings)
+    assert lookup._assignment_strategy() == "cooperative-sticky"  # one shared topic
