@@ -159,6 +159,12 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "`resources` has a value that is not a Kubernetes quantity, or a request above its limit.",
     ),
+    "not-copartitioned": (
+        Severity.ERROR,
+        "A stateful streamlet, or one with a co-partitioned table, reads topics with "
+        "different partition counts: a key's records would arrive on differently numbered "
+        "partitions (its state split, its table looked up where it is not).",
+    ),
     "unknown-codec": (Severity.ERROR, "A topic's `codec` is not one of the known codecs."),
     "invalid-value": (
         Severity.ERROR,

@@ -96,6 +96,7 @@ class _Verifier:
         self.check_schemas(decl)
         self.check_metadata_fields()
         self.check_compacted_topics(decl)
+        self.check_copartitioned(decl)
         graph = build_graph(decl)
         for cycle in find_cycles(graph):
             first = decl.streamlets[cycle[0]]
@@ -453,6 +454,61 @@ class _Verifier:
                     f"self.{ref.port}.emit(record, key=...)",
                     Severity.WARNING,
                 )
+
+    def check_copartitioned(self, decl: BlueprintDecl) -> None:
+        """``not-copartitioned``: a streamlet that keeps state per input partition (a
+        co-partitioned table's included) reads topics with different partition counts.
+        Replayed inlets (global tables among them) are read whole by every replica: left out.
+        """
+        for name, item in self.loaded.items():
+            states = item.cls.states()
+            if not states:
+                continue
+            inputs: list[tuple[str, str, int]] = []  # (inlet, topic, partitions)
+            for inlet in item.cls.inlets():
+                if inlet in item.cls.replay_inlets:
+                    continue
+                ref = PortRef(name, inlet)
+                for topic in decl.topics.values():
+                    if any(r == ref for r, _ in topic.consumers):
+                        inputs.append((inlet, topic.key, topic.partitions or 1))
+                        break
+            counts = {count for _, _, count in inputs}
+            if len(counts) <= 1:
+                continue
+            listed = ", ".join(
+                f"'{topic}' ({count} partition{'' if count == 1 else 's'}, inlet '{inlet}')"
+                for inlet, topic, count in inputs
+            )
+            most = max(counts)
+            fewer = " and ".join(f"'{t}'" for _, t, c in inputs if c != most)
+            tables = [i for i, _, _ in inputs if i in item.cls.tables()]
+            if tables:
+                what = (
+                    f"it joins with table{'s' if len(tables) > 1 else ''} "
+                    f"{', '.join(repr(t) for t in tables)}, kept per input partition, but reads "
+                    f"topics with different partition counts: {listed}; a key then arrives on "
+                    "differently numbered partitions of the two topics, and a record would "
+                    "look its key up in a partition of the table that does not hold it"
+                )
+                also = (
+                    ", or make the table global (Inlet(..., table='global'), or "
+                    "streamlets.library:GlobalJoin): every replica then holds all of it"
+                )
+            else:
+                what = (
+                    f"it keeps state ({', '.join(states)}) per input partition, but reads "
+                    f"topics with different partition counts: {listed}; a key's records then "
+                    "arrive on differently numbered partitions, and its state would be split"
+                )
+                also = ""
+            self.add(
+                "not-copartitioned",
+                f"streamlet '{name}': {what}",
+                item.decl.loc,
+                f"give every topic it reads the same 'partitions:' (e.g. {most} for {fewer})"
+                + also,
+            )
 
     def build(self, decl: BlueprintDecl, graph: nx.DiGraph[Any], data: Any) -> VerifiedBlueprint:
         streamlets: dict[str, StreamletSpec] = {}
