@@ -192,13 +192,16 @@ streamlets:
     class: streamlets.library:GlobalJoin
     config: {stream: "joins_app:Order", table: "joins_app:Customer"}
     replicas: 2
+  forget: {class: "joins_app:Forget"}
 topics:
   orders: {name: "{app}-orders", consumers: [join.stream], partitions: 2}
   customers:
     name: "{app}-customers"
+    producers: [forget.customers]
     consumers: [join.table]
     partitions: 1
     config: {cleanup.policy: compact}
+  forget: {name: "{app}-forget", consumers: [forget.requests], partitions: 1}
   joined: {name: "{app}-joined", producers: [join.joined], partitions: 1}
 """
 
@@ -219,18 +222,24 @@ def test_a_global_table_with_two_replicas_on_kafka(
     )
     status = {r: tmp_path / f"join-{r}.json" for r in (0, 1)}
     procs = {r: app.streamlet("join", replica=r, status=status[r]) for r in (0, 1)}
+    forget = app.streamlet("forget", status=tmp_path / "forget.json")
     try:
         wait_for(lambda: all(_assignments(app.log("join", r)) for r in (0, 1)), timeout=120)
+        wait_for(lambda: bool(_assignments(app.log("forget"))), timeout=60)
         # Both replicas replayed the whole table before taking a stream record.
         wait_for(lambda: all(_records_in(status[r]) >= len(KEYS) for r in (0, 1)), timeout=60)
         orders = [(k, Order(order=i, amount=1.0), 2_000) for i, k in enumerate(KEYS)]
         _produce(kafka, f"{app.name}-orders", orders, _ORDER)
         first = _joined(kafka, f"{app.name}-joined", len(KEYS))
-        # While running: a delete and a new key reach every replica.
+        # While running: a delete (a tombstone the forget streamlet writes) and a new key
+        # reach every replica.
+        _produce(
+            kafka, f"{app.name}-forget", [("k1", Customer(name="k1", city="-"), 3_000)], _CUSTOMER
+        )
         _produce(
             kafka,
             f"{app.name}-customers",
-            [("k1", None, 3_000), ("k9", Customer(name="k9", city="y"), 3_000)],
+            [("k9", Customer(name="k9", city="y"), 3_000)],
             _CUSTOMER,
         )
         # Each replica read the whole table (8 + 2 records) and its share of the 8 orders.
@@ -247,13 +256,16 @@ def test_a_global_table_with_two_replicas_on_kafka(
         ]
         _produce(kafka, f"{app.name}-orders", more, _ORDER)
         rows = _joined(kafka, f"{app.name}-joined", len(KEYS) + len(more) - 1)
-        codes = [stop(p) for p in procs.values()]
+        table = kafka.read(f"{app.name}-customers", len(KEYS) + 2, timeout=30)
+        codes = [stop(p) for p in [*procs.values(), forget]]
     finally:
-        for p in procs.values():
+        for p in [*procs.values(), forget]:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    assert codes == [0, 0], [app.log("join", r) for r in (0, 1)]
+    assert codes == [0, 0, 0], [app.log("join", r) for r in (0, 1)] + [app.log("forget")]
+    (tombstone,) = [m for m in table if m.value() is None]
+    assert tombstone.key() == b"k1"  # outlet.tombstone(key): a null value on Kafka
     assert sorted(key for key, _, _ in first) == KEYS
     assert all(c is not None and c.name == key for key, _, c in first)
     later = [row for row in rows if row[1] >= 11]

@@ -115,3 +115,13 @@ def read_joined(path: Path) -> list[tuple[str, int, Customer | None]]:
         )
         for row in rows
     ]
+
+
+class Forget(Streamlet):
+    """Deletes the key of each request from the customers table: a tombstone per request."""
+
+    requests = Inlet(Customer)
+    customers = Outlet(Customer)
+
+    def process(self, request: Customer, meta: Meta) -> Routed[Customer]:
+        return self.customers.tombstone(str(meta.key))
