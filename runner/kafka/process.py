@@ -47,7 +47,7 @@ from runner.runtime.lifecycle import LifecycleError, instance_lifecycle
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.sources import SourcePump
 from runner.runtime.state import PartitionStore, StateManager
-from runner.runtime.tables import in_time_order
+from runner.runtime.tables import in_time_order, spec_states
 from runner.runtime.topic_codecs import TopicCodecs
 from streamlets.errors import StreamletsError
 
@@ -112,6 +112,7 @@ class StreamletProcess:
         self.tables = frozenset(self.spec.cls.tables())
         self._replay: ReplayReader | None = None
         self.stateful = bool(self.spec.cls.states())
+        self._eager = False
         self._state: KafkaState | None = None
         #: Assigned partitions whose records wait for their state stores, by number.
         self._paused: dict[int, list[Any]] = {}
@@ -217,6 +218,8 @@ class StreamletProcess:
             defaults["stats_cb"] = self._on_stats
         config = self.settings.for_consumer(**defaults)
         log.debug("consumer config: %s", redact(config))
+        # An eager protocol (range, roundrobin) assigns the whole set in the callback.
+        self._eager = "cooperative" not in str(config["partition.assignment.strategy"])
         return Consumer(config)
 
     def _assignment_strategy(self) -> str:
@@ -242,7 +245,10 @@ class StreamletProcess:
         state = self._state
         if state is not None and partitions:
             # Their records wait until the partitions' stores have caught up (_restore).
-            consumer.incremental_assign(partitions)
+            if self._eager:
+                consumer.assign(partitions)  # the range assignor's protocol: the whole set
+            else:
+                consumer.incremental_assign(partitions)
             consumer.pause(partitions)
             for p in partitions:
                 self._paused.setdefault(p.partition, []).append(p)
@@ -678,7 +684,7 @@ class StreamletProcess:
         is_source = not self.spec.cls.inlets()
         return StateManager(
             self.name,
-            self.spec.cls.states(),
+            spec_states(self.spec),
             opener,
             changelog=True,
             source=is_source,

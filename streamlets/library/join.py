@@ -118,7 +118,7 @@ class Join(Streamlet):
         self._stream_datum = self.port_schema("stream").to_datum
         self._table_datum = self.port_schema("table").to_datum
 
-    def process(self, record: Any, meta: Meta) -> dict[str, Any] | None:  # type: ignore[override]
+    def process(self, record: Any, meta: Meta) -> dict[str, Any] | None:
         """The join of one stream record (``None`` for an inner join without a match)."""
         key = meta.raw_key
         if key is None:

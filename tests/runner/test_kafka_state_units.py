@@ -141,7 +141,7 @@ def test_a_commit_writes_the_latest_value_of_each_changed_key_once() -> None:
     manager.checkpoint({("seen", 1): 42})
     assert manager.changelog_offset("seen", 1) == 42
     assert manager.changelog_offset("seen", 0) is None
-    assert manager.reset("seen", 1) == 1  # b"b" (b"c" was deleted)
+    assert manager.drop("seen", 1) == 1  # b"b" (b"c" was deleted)
     assert manager.changelog_offset("seen", 1) is None
 
 

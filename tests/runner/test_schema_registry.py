@@ -208,3 +208,23 @@ def test_the_in_process_runner_uses_a_registry_of_its_own_for_avro_confluent_top
     result = run_blueprint(path, collect=["out"])
     assert result.error is None and not result.dead_letters
     assert [r.id for r in result.topics["out"]] == list(range(20))
+
+
+def test_flow_verify_registry_out_of_reach_is_one_clear_problem() -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from runner.cli import cli
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    example = "examples/sensors/blueprint.yaml"
+    result = CliRunner().invoke(cli, ["verify", example, "--registry", url, "--format", "json"])
+    assert result.exit_code == 1, result.output
+    (problem,) = json.loads(result.output)
+    assert problem["code"] == "registry-unreachable"
+    assert url in problem["message"]
+    assert "schema_registry" in problem["hint"]
