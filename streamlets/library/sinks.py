@@ -94,7 +94,7 @@ class BatchSink(Streamlet):
     what happens when a write fails.
     """
 
-    records = Inlet(FromConfig("record_schema"), description="the records to write")
+    records: Inlet[Any] = Inlet(FromConfig("record_schema"), description="the records to write")
     Config: ClassVar[type[BaseModel]] = BatchSinkConfig
     config: BatchSinkConfig
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -103,6 +103,16 @@ class ScoredTransaction(BaseModel):
     fraud: bool
     model: str
     version: str | None = None
+
+
+class Payment(BaseModel):
+    customer: str
+    amount: float
+
+
+class Total(BaseModel):
+    customer: str | None
+    total: float
 """
 
 
