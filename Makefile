@@ -4,21 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports unit bench clean
+.PHONY: demo test lint typecheck imports unit bench dist clean protos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# setuptools announces every editable install with a warning block: not news here.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	@echo "== flow verify: the sensor pipeline is valid"
 	$(BIN)/flow verify examples/sensors/blueprint.yaml
 	@echo "== flow verify: what verify catches in broken.yaml (exit 1 expected)"
-	-$(BIN)/flow verify examples/sensors/broken.yaml
+	@echo "$(BIN)/flow verify examples/sensors/broken.yaml"
+	@$(BIN)/flow verify examples/sensors/broken.yaml; test $$? -eq 1
 	@echo "== flow graph"
 	$(BIN)/flow graph examples/sensors/blueprint.yaml --format mermaid
 	@echo "== flow run-local: 1,000 readings through source -> threshold (2 replicas) -> store"
@@ -37,14 +39,21 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-# Two workers: most integration tests wait on brokers and servers, not on the CPU
-# (each worker starts its own broker on free ports). PYTEST_WORKERS=0 runs serially.
-PYTEST_WORKERS ?= 2
+# Serial by default: a few tests time how fast a stop is, which two workers on two
+# cores can slow past their limits. PYTEST_WORKERS=2 runs two workers (most integration
+# tests wait on brokers and servers; each worker starts its own broker on free ports).
+PYTEST_WORKERS ?= 0
 
 unit: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 test: lint typecheck imports unit
+
+# The Open Inference Protocol's messages for V2 over gRPC, generated from the committed .proto
+# (tests/streamlets/test_serving_grpc.py checks that the generated files are current).
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. \
+		streamlets/serving/_oip/open_inference.proto
 
 # quixstreams pins an older confluent-kafka than ours: it gets a venv of its own.
 QUIX := .cache/bench-quix
@@ -62,5 +71,14 @@ bench: $(STAMP) $(QUIX)/bin/python
 	$(BIN)/python benchmarks/kafka_runner.py --quix-python $(QUIX)/bin/python
 	$(BIN)/python benchmarks/model_serving.py
 
+# The wheel to install the framework into another project's venv (DIST=DIR to build elsewhere):
+# pip install dist/streamlets-<version>-py3-none-any.whl
+DIST ?= dist
+
+dist: $(STAMP)
+	rm -rf $(DIST)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	@ls $(DIST)/*.whl
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -12,6 +12,8 @@ the same records against the same server process and model:
   records, as a runner calls it, with no runner and no codecs): the serving layer alone -
   batching, ordering, protocol, transport - which is what compares with a hand-written
   client; also with ``transport: httpx``;
+- **gRPC**: the streamlet and the pipeline with ``protocol: v2-grpc`` against the same
+  server's gRPC port, next to a hand-written ``grpc.aio`` client doing the same work;
 - **hand-written**: the best of a sweep of batched + concurrent asyncio clients on a
   pooled ``httpx.AsyncClient`` and on raw asyncio streams (no HTTP library), building the
   same result records as each answer arrives, with no runner around them.
@@ -164,6 +166,51 @@ async def hand_written(
     return [s.label for part in results for s in part]
 
 
+async def hand_written_grpc(
+    address: str, records: list[Flower], batch: int, concurrency: int
+) -> list[int]:
+    """The same work as :func:`hand_written` over gRPC: a bare ``grpc.aio`` channel and the
+    protocol's messages, ``concurrency`` requests in flight on one HTTP/2 connection."""
+    import grpc
+
+    from streamlets.serving._oip import open_inference_pb2 as pb
+
+    chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
+    results: list[list[ScoredFlower]] = [[] for _ in chunks]
+    pending = iter(range(len(chunks)))
+    async with grpc.aio.insecure_channel(address.removeprefix("grpc://")) as channel:
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+
+        async def worker() -> None:
+            for i in pending:
+                chunk = chunks[i]
+                request = pb.ModelInferRequest(model_name=MODEL)
+                tensor = request.inputs.add(name="input-0", datatype="FP64")
+                tensor.shape.extend([len(chunk), 4])
+                tensor.contents.fp64_contents.extend([v for r in chunk for v in r.features])
+                request.outputs.add(name="predict")
+                answer = await infer(request, timeout=60)
+                labels = [int(v) for v in answer.outputs[0].contents.int64_contents]
+                results[i] = [
+                    ScoredFlower(
+                        id=r.id,
+                        label=label,
+                        model=MODEL,
+                        version=None,
+                        protocol="v2-grpc",
+                        batch_size=len(chunk),
+                    )
+                    for r, label in zip(chunk, labels, strict=True)
+                ]
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return [s.label for part in results for s in part]
+
+
 def hand_run(url: str, records: list[Flower], batch: int, concurrency: int, raw: bool) -> list[int]:
     """:func:`hand_written` in its own event loop."""
     return asyncio.run(hand_written(url, records, batch, concurrency, raw))
@@ -219,6 +266,30 @@ def timed(run: Callable[[], list[int]], expected: list[int], name: str) -> float
     return elapsed
 
 
+async def unbatched_transport_rate(url: str, kind: str, in_flight: int, requests: int) -> float:
+    """Unbatched requests/s through one of the streamlet's own transports."""
+    from streamlets.serving.transport import AiohttpTransport, HttpxTransport, StreamsTransport
+
+    kinds = {"streams": StreamsTransport, "aiohttp": AiohttpTransport, "httpx": HttpxTransport}
+    transport = kinds[kind](in_flight)
+    body = v2_body([iris_rows()[0]])
+    target = f"{url}/v2/models/{MODEL}/infer"
+    pending = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in pending:
+            response = await transport.request("POST", target, body, timeout=60)
+            if response.status != 200:
+                raise RuntimeError(response.text())
+
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    finally:
+        await transport.aclose()
+    return requests / (time.perf_counter() - start)
+
+
 async def unbatched_rate(
     url: str, record: Flower, in_flight: int, raw: bool, requests: int
 ) -> float:
@@ -232,6 +303,8 @@ async def unbatched_rate(
 #: clients, and of the pipeline.
 SWEEP = [(256, 4), (512, 2), (512, 4), (1024, 2), (1024, 4), (2048, 2)]
 PIPELINE_SWEEP = [(256, 2), (1024, 2)]
+#: (batch size, requests in flight) of the hand-written gRPC client.
+GRPC_SWEEP = [(1024, 4), (2048, 2)]
 
 
 def main() -> None:
@@ -270,20 +343,34 @@ def main() -> None:
         expected = [int(p) for p in model.predict(rows)]
         with running("mlserver", (ServedModel(MODEL, path),), Path(tmp)) as server:
             url = server.url
-            print(f"MLServer at {url}; {n} records of 4 features, {args.rounds} rounds\n")
+            grpc_url = server.grpc_url
+            print(
+                f"MLServer at {url} (gRPC {grpc_url}); {n} records of 4 features, "
+                f"{args.rounds} rounds\n"
+            )
             # Warm up the server and the clients.
             streamlet(url, records[:2000])
             direct(url, records[:2000])
             asyncio.run(hand_written(url, records[:2000], 256, 2, raw=True))
+            direct(grpc_url, records[:2000], protocol="v2-grpc")
 
             if not args.no_pool_check:
                 print("unbatched requests/s by requests in flight (httpx issue 3215 check):")
-                print(f"{'in flight':>10} {'httpx':>10} {'raw streams':>12}")
+                print(
+                    f"{'in flight':>10} {'httpx':>10} {'raw streams':>12} "
+                    f"{'T streams':>10} {'T aiohttp':>10} {'T httpx':>10}"
+                )
                 for in_flight in (1, 2, 4, 8, 16, 32):
                     h = asyncio.run(unbatched_rate(url, records[0], in_flight, False, 1500))
                     r = asyncio.run(unbatched_rate(url, records[0], in_flight, True, 1500))
-                    print(f"{in_flight:>10} {h:>10.0f} {r:>12.0f}")
-                print()
+                    ts, ta, th = (
+                        asyncio.run(unbatched_transport_rate(url, kind, in_flight, 1500))
+                        for kind in ("streams", "aiohttp", "httpx")
+                    )
+                    print(
+                        f"{in_flight:>10} {h:>10.0f} {r:>12.0f} {ts:>10.0f} {ta:>10.0f} {th:>10.0f}"
+                    )
+                print("(T: the streamlet's transports, transport: streams | aiohttp | httpx)\n")
 
             n_seq: int = args.sequential_records or n
             run("sequential", lambda: sequential(url, rows[:n_seq]), n_seq)
@@ -310,6 +397,29 @@ def main() -> None:
                             partial(hand_run, url, records, b, c, raw),
                         )
                 run("streamlet default httpx", partial(direct, url, records, transport="httpx"))
+                for kind in ("streams", "aiohttp"):
+                    run(f"streamlet default {kind}", partial(direct, url, records, transport=kind))
+                run(
+                    "streamlet default grpc", partial(direct, grpc_url, records, protocol="v2-grpc")
+                )
+                for b, c in GRPC_SWEEP:
+                    run(
+                        f"grpc {b}x{c}",
+                        lambda b=b, c=c: asyncio.run(hand_written_grpc(grpc_url, records, b, c)),
+                    )
+                if round_ < args.pipeline_rounds:
+                    run(
+                        "pipeline default aiohttp",
+                        partial(streamlet, url, records, transport="aiohttp"),
+                    )
+                    run(
+                        "pipeline default streams",
+                        partial(streamlet, url, records, transport="streams"),
+                    )
+                    run(
+                        "pipeline default grpc",
+                        partial(streamlet, grpc_url, records, protocol="v2-grpc"),
+                    )
 
     def rate(name: str) -> float:  # the best round
         return (n if name != "sequential" else n_seq) / min(times[name])
@@ -331,6 +441,13 @@ def main() -> None:
         ("streamlet, default config", "streamlet default"),
         (f"streamlet, tuned: {best('streamlet ').split()[1]}", best("streamlet ")),
         ("streamlet, default config, httpx transport", "streamlet default httpx"),
+        ("streamlet, default config, streams transport", "streamlet default streams"),
+        ("streamlet, default config, aiohttp transport", "streamlet default aiohttp"),
+        ("pipeline, default config, streams transport", "pipeline default streams"),
+        ("pipeline, default config, aiohttp transport", "pipeline default aiohttp"),
+        ("pipeline, default config, v2-grpc", "pipeline default grpc"),
+        ("streamlet, default config, v2-grpc", "streamlet default grpc"),
+        (f"hand-written gRPC: {best('grpc ').split()[1]}", best("grpc ")),
         (f"best hand-written: {hand.removeprefix('hand ')}", hand),
     ]
     print(
@@ -342,7 +459,13 @@ def main() -> None:
             f"{label:<44} {rate(name):>10.0f} {median(name):>8.0f} "
             f"{rate(name) / rate_seq:>13.1f} {rate(name) / rate_hand:>15.2f}"
         )
-    for prefix in ("pipeline", "streamlet", "hand"):
+    for kind in ("streamlet", "pipeline"):
+        ratio = rate(f"{kind} default aiohttp") / rate(f"{kind} default streams")
+        medians = median(f"{kind} default aiohttp") / median(f"{kind} default streams")
+        print(f"{kind}: aiohttp / streams transport = {ratio:.2f} (best), {medians:.2f} (median)")
+    grpc_ratio = rate("streamlet default grpc") / rate(best("grpc "))
+    print(f"streamlet v2-grpc / hand-written gRPC = {grpc_ratio:.2f} (best)")
+    for prefix in ("pipeline", "streamlet", "hand", "grpc"):
         sweep = {
             k.removeprefix(prefix + " "): round(rate(k)) for k in times if k.startswith(prefix)
         }

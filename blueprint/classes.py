@@ -18,13 +18,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from blueprint.names import CLASS_PATH_HINT, class_path_problem, did_you_mean
+from blueprint.user_frames import user_frame_of
 from streamlets.streamlet import Streamlet
 
 __all__ = ["ClassLoadFailure", "ClassLoader", "load_streamlet_class", "user_code_path"]
@@ -89,12 +89,10 @@ def _forget_stale(module: str, directory: str) -> None:
 
 
 def _where(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename]
-    if not user:
-        return ""
-    last = user[-1]
-    return f" (at {last.filename}:{last.lineno})"
+    """`` (at app.py:3)``: the line of the user's module the import failed at, if any
+    (for a SyntaxError the line of the error, not a frame of the import machinery)."""
+    frame = user_frame_of(exc)
+    return f" (at {frame})" if frame is not None else ""
 
 
 def load_streamlet_class(path: str, directory: str) -> type[Streamlet] | ClassLoadFailure:

@@ -277,5 +277,7 @@ class _Resolver:
                 f"the writer's enum {_unqualified(str(w['name']))} has symbols {listed} "
                 f"that the reader's enum {_unqualified(str(r['name']))} lacks, and the "
                 "reader's enum has no default",
-                "add the symbols to the reader's enum, or give the reader's enum a default symbol",
+                "add the symbols to the reader's enum, or give it a default that unknown "
+                "symbols are read as: in a Python Enum, a line __avro_default__ = OTHER "
+                'after its member OTHER; in an Avro schema, "default": "OTHER"',
             )

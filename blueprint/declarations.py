@@ -22,9 +22,11 @@ from blueprint.problems import Location, Problem, Severity
 from blueprint.resources import (
     RESOURCE_KINDS,
     RESOURCE_NAMES,
+    STORAGE_HINT,
     ResourceSpec,
     exceeds,
     quantity_problem,
+    storage_problem,
 )
 from blueprint.yamlsource import LocatedDict, LocatedList
 
@@ -35,6 +37,7 @@ __all__ = [
     "PROCESSING_MODES",
     "REPLICAS",
     "REPLICATION_FACTOR",
+    "STATE_KEYS",
     "STREAMLET_KEYS",
     "TOPIC_KEYS",
     "BlueprintDecl",
@@ -54,7 +57,10 @@ STREAMLET_KEYS = (
     "processing",
     "description",
     "resources",
+    "state",
 )
+#: Keys of a streamlet's ``state:`` section.
+STATE_KEYS = ("storage",)
 TOPIC_KEYS = (
     "name",
     "producers",
@@ -65,7 +71,7 @@ TOPIC_KEYS = (
     "config",
     "description",
 )
-CODECS = ("avro", "json")
+CODECS = ("avro", "json", "avro-confluent")
 PROCESSING_MODES = ("at-least-once", "exactly-once")
 ON_ERROR = ("dead-letter", "skip", "fail")
 
@@ -97,6 +103,12 @@ class StreamletDecl:
     processing: str | None
     description: str
     resources: ResourceSpec | None = None
+    #: Where ``replicas:`` is written (the streamlet's own line when it is not).
+    replicas_loc: Location | None = None
+    #: ``state: {storage: ...}``: the volume size of the streamlet's state on Kubernetes.
+    state_storage: str | None = None
+    #: Where ``state:`` is written (``None`` when it is not).
+    state_loc: Location | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +125,9 @@ class TopicDecl:
     replication_factor: int | None
     config: dict[str, str]
     description: str
+    #: Whether ``partitions:`` is written (``partitions`` is ``None`` when it is not, and
+    #: also when its value is invalid).
+    partitions_written: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +485,7 @@ class _Parser:
                     config[ckey] = cvalue
                     config_locs[ckey] = cfg.value_loc(ckey)
         replicas = self.bounded_int(body, "replicas", what, REPLICAS)
+        state_loc = body.key_loc("state") if "state" in body else None
         return StreamletDecl(
             name=key,
             loc=loc,
@@ -483,7 +499,33 @@ class _Parser:
             processing=self.choice(body, "processing", what, PROCESSING_MODES, "invalid-value"),
             description=self.string(body, "description", what) or "",
             resources=self.resources(body, what),
+            replicas_loc=body.value_loc("replicas") if "replicas" in body else None,
+            state_storage=self.state_storage(body, what),
+            state_loc=state_loc,
         )
+
+    def state_storage(self, body: LocatedDict, what: str) -> str | None:
+        """``state: {storage: QUANTITY}`` of a streamlet: the quantity, checked."""
+        if body.get("state") is None:
+            return None
+        section = self.mapping(body["state"], f"{what}: 'state'", body.value_loc("state"))
+        if section is None:
+            return None
+        self.check_keys(section, STATE_KEYS, f"{what}: state")
+        if "storage" not in section:
+            return None
+        value = section["storage"]
+        loc = section.value_loc("storage")
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            text = str(value).strip()
+            problem = storage_problem(text)
+        else:
+            text = ""
+            problem = (f"must be a quantity, found {_type_name(value)}", STORAGE_HINT)
+        if problem is not None:
+            self.error("invalid-state", f"{what}: state.storage: {problem[0]}", loc, problem[1])
+            return None
+        return text
 
     def topic(self, section: LocatedDict, key: Any) -> TopicDecl | None:
         loc = section.key_loc(key)
@@ -542,6 +584,7 @@ class _Parser:
             ),
             config=config,
             description=self.string(body, "description", what) or "",
+            partitions_written="partitions" in body,
         )
 
     def port_refs(

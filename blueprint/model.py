@@ -24,7 +24,8 @@ class StreamletSpec:
     """One streamlet of a verified blueprint: its class, validated config and settings.
 
     ``resources`` is the streamlet's own ``resources:`` (``None`` when it has none); the
-    application's default is :attr:`VerifiedBlueprint.resources`. Only deployment uses them.
+    application's default is :attr:`VerifiedBlueprint.resources`. Only deployment uses them
+    and ``state_storage``.
     """
 
     name: str
@@ -38,6 +39,14 @@ class StreamletSpec:
     description: str = ""
     port_schemas: Mapping[str, Schema] = field(default_factory=dict)
     resources: ResourceSpec | None = None
+    #: ``state: {storage: ...}``: the size of the state volume on Kubernetes (``None``:
+    #: an ``emptyDir``). Only deployment uses it.
+    state_storage: str | None = None
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the streamlet keeps state (declares a :class:`~streamlets.State`)."""
+        return bool(self.cls.states())
 
     def schema(self, port: str) -> Schema:
         """The schema of one of the streamlet's ports (resolved against its config)."""

@@ -159,7 +159,30 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         Severity.ERROR,
         "`resources` has a value that is not a Kubernetes quantity, or a request above its limit.",
     ),
+    "invalid-state": (
+        Severity.ERROR,
+        "A streamlet's `State` cannot be kept: its schema has no Avro form, its default does "
+        "not fit the schema, or its changelog topic would have an invalid Kafka name; or the "
+        "blueprint's `state: {storage: ...}` is not a size of at least 1Mi.",
+    ),
+    "not-copartitioned": (
+        Severity.ERROR,
+        "A stateful streamlet, or one with a co-partitioned table, reads topics with "
+        "different partition counts: a key's records would arrive on differently numbered "
+        "partitions (its state split, its table looked up where it is not).",
+    ),
     "unknown-codec": (Severity.ERROR, "A topic's `codec` is not one of the known codecs."),
+    "registry-incompatible": (
+        Severity.ERROR,
+        "With `--registry`: a producer's schema is not compatible with the registered "
+        "versions of its topic's subject (`<topic>-value`) under the subject's "
+        "compatibility level.",
+    ),
+    "registry-unreachable": (
+        Severity.ERROR,
+        "With `--registry`: the schema registry could not be asked (out of reach, or it "
+        "refused the request).",
+    ),
     "invalid-value": (
         Severity.ERROR,
         "Another setting has a value outside its allowed set (e.g. `on_error`).",
@@ -169,6 +192,16 @@ PROBLEM_CODES: dict[str, tuple[Severity, str]] = {
         Severity.WARNING,
         "A producer of a compacted topic (`cleanup.policy: compact`) whose outlet declares no "
         "`key=`: Kafka refuses records without a key on a compacted topic.",
+    ),
+    "idle-replicas": (
+        Severity.WARNING,
+        "A streamlet has more replicas than its input partitions can keep busy (a stateful "
+        "one: more than its input topic's partitions): the extra replicas get no records.",
+    ),
+    "unused-state-storage": (
+        Severity.WARNING,
+        "`state: {storage: ...}` is given for a streamlet that declares no `State`: no state "
+        "volume is made.",
     ),
     "external-topic": (
         Severity.NOTE,

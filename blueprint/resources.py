@@ -17,11 +17,13 @@ from types import MappingProxyType
 __all__ = [
     "RESOURCE_KINDS",
     "RESOURCE_NAMES",
+    "STORAGE_HINT",
     "ResourceSpec",
     "exceeds",
     "layer_resources",
     "quantity_problem",
     "quantity_value",
+    "storage_problem",
 ]
 
 #: The sections of ``resources:``.
@@ -41,7 +43,12 @@ _FRACTIONS = {"n": "a billionth", "u": "a millionth", "m": "a thousandth"}
 # Kubernetes keeps quantities in a 64-bit integer (of units or of nano-units).
 _MAX_VALUE = Decimal(2**63 - 1)
 _MAX_EXPONENT = 30
-_EXAMPLES = {"cpu": "100m, 0.5 or 2", "memory": "128Mi, 512Mi or 1G"}
+_EXAMPLES = {"cpu": "100m, 0.5 or 2", "memory": "128Mi, 512Mi or 1G", "storage": "1Gi or 20Gi"}
+#: What ``state.storage`` takes.
+STORAGE_HINT = "write the size of the state volume, e.g. 'storage: 1Gi' or 'storage: 20Gi'"
+#: The smallest state volume worth asking for: a RocksDB store's own files (its log,
+#: manifest and options) take some hundred kilobytes before it holds a value.
+_MIN_STORAGE = Decimal(1024**2)
 
 
 def quantity_value(text: str) -> Decimal | None:
@@ -86,6 +93,33 @@ def quantity_problem(resource: str, text: str) -> tuple[str, str] | None:
     value = quantity_value(text)
     if value is None or value > _MAX_VALUE:
         return (f"{text!r} is out of the range Kubernetes can hold", f"write e.g. {example}")
+    return None
+
+
+def storage_problem(text: str) -> tuple[str, str] | None:
+    """What is wrong with ``text`` as the size of a state volume: ``(message, hint)``.
+
+    A quantity as for memory, and at least 1Mi: ``storage: 1`` is one byte, surely a
+    slip for 1Gi.
+    """
+    problem = quantity_problem("storage", text)
+    if problem is not None:
+        return problem
+    value = quantity_value(text)
+    assert value is not None  # a valid quantity has a value
+    if value == 0:
+        return (f"{text!r} is no space at all", STORAGE_HINT)
+    if value < _MIN_STORAGE:
+        found = _QUANTITY.fullmatch(text)
+        unitless = found is not None and not found["suffix"]
+        amount = f"{value:,.0f}" if value == value.to_integral_value() else f"{value:f}"
+        return (
+            f"{text!r} is {amount} byte{'' if value == 1 else 's'}, too small for a state "
+            "store (at least 1Mi)",
+            f"did you mean '{found['number']}Gi'? A number without a unit counts bytes"
+            if unitless and found is not None
+            else STORAGE_HINT,
+        )
     return None
 
 

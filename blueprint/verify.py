@@ -25,12 +25,19 @@ from blueprint.declarations import BlueprintDecl, PortRef, StreamletDecl, parse_
 from blueprint.graph import build_graph, find_cycles
 from blueprint.metadata import MetadataOption, field_finding, is_compacted
 from blueprint.model import StreamletSpec, TopicSpec, VerifiedBlueprint, freeze
-from blueprint.names import did_you_mean
+from blueprint.names import did_you_mean, dns_label_problem
 from blueprint.overrides import ConfigOverrides
 from blueprint.problems import Location, Problem, Severity
 from blueprint.result import Verification
 from blueprint.secrets import is_secret_path, mask_secrets, scalar_texts, secret_texts
 from blueprint.source import BlueprintSource, read_blueprint
+from blueprint.stateful import (
+    InputTopic,
+    copartition_finding,
+    idle_replicas_finding,
+    state_findings,
+)
+from blueprint.user_frames import user_frame_of
 from blueprint.yamlsource import LocatedDict, LocatedList, load_yaml_source
 from streamlets.errors import SchemaError
 from streamlets.ports import Outlet, Port
@@ -96,6 +103,9 @@ class _Verifier:
         self.check_schemas(decl)
         self.check_metadata_fields()
         self.check_compacted_topics(decl)
+        self.check_states(decl)
+        self.check_partitions(decl)
+        self.check_copartitioned_tables(decl)
         graph = build_graph(decl)
         for cycle in find_cycles(graph):
             first = decl.streamlets[cycle[0]]
@@ -183,16 +193,23 @@ class _Verifier:
             try:
                 config = model.model_validate(data)
             except ValidationError as exc:
+                # One problem per field: pydantic reports a value that fits no type of a
+                # union once per type, each under a tag such as 'dict[str,any]'.
+                by_field: dict[str, tuple[Any, list[str]]] = {}
                 for error in exc.errors():
                     if error["type"] == "extra_forbidden":
                         continue
-                    loc_parts = [str(p) for p in error["loc"]]
-                    key = loc_parts[0] if loc_parts else ""
+                    path = tuple(p for p in error["loc"] if not _is_union_tag(p))
+                    field_path = ".".join(str(p) for p in path) or "(config)"
+                    _, messages = by_field.setdefault(field_path, (error, []))
+                    messages.append(mask_secrets(error["msg"], secrets))
+                for field_path, (error, messages) in by_field.items():
+                    key = str(error["loc"][0]) if error["loc"] else ""
                     where = locs.get(key, sdecl.config_loc)
                     if key in sdecl.config and where == sdecl.config_locs.get(key):
                         # The line of the nested value that is wrong (window.size).
-                        where = _nested_loc(sdecl.config[key], error["loc"][1:], where)
-                    field_path = ".".join(loc_parts) or "(config)"
+                        nested = [p for p in error["loc"][1:] if not _is_union_tag(p)]
+                        where = _nested_loc(sdecl.config[key], nested, where)
                     got = error.get("input")
                     if error["type"] == "missing":
                         got_text = ""
@@ -202,20 +219,22 @@ class _Verifier:
                         where = _masked(where, secrets)
                     else:
                         got_text = f"; got {_short(got)}"
+                    said = messages[0] if len(messages) == 1 else "; or: ".join(messages)
                     self.add(
                         "invalid-config",
-                        f"streamlet '{name}': config '{field_path}': "
-                        f"{mask_secrets(error['msg'], secrets)}{got_text}",
+                        f"streamlet '{name}': config '{field_path}': {said}{got_text}",
                         where,
                         _config_hint(error["type"], field_path)
                         or (error.get("ctx") or {}).get("hint"),
                     )
                 continue
             except Exception as exc:  # a user validator may raise anything
+                frame = user_frame_of(exc)
+                at = f" (at {frame})" if frame is not None else ""
                 self.add(
                     "invalid-config",
                     f"streamlet '{name}': config validation raised {type(exc).__name__}: "
-                    f"{mask_secrets(str(exc), secrets)}",
+                    f"{mask_secrets(str(exc), secrets)}{at}",
                     sdecl.config_loc,
                 )
                 continue
@@ -458,6 +477,131 @@ class _Verifier:
                     Severity.WARNING,
                 )
 
+    def check_states(self, decl: BlueprintDecl) -> None:
+        """``invalid-state`` for a state that cannot be kept; ``unused-state-storage`` for
+        ``state: {storage: ...}`` on a streamlet that keeps none."""
+        app = decl.name if dns_label_problem(decl.name) is None else ""
+        for name, item in self.loaded.items():
+            states = item.cls.states()
+            for _state, found in state_findings(states, app, name):
+                self.add(
+                    "invalid-state",
+                    f"streamlet '{name}': {found.message}",
+                    item.decl.class_loc,
+                    found.hint,
+                )
+            if not states and item.decl.state_storage is not None:
+                self.add(
+                    "unused-state-storage",
+                    f"streamlet '{name}' gives 'state: {{storage: {item.decl.state_storage}}}', "
+                    f"but {item.cls.__name__} declares no State: it keeps nothing, and "
+                    "flow deploy makes no state volume for it",
+                    item.decl.state_loc or item.decl.loc,
+                    "remove 'state:', or declare a State on the class "
+                    "(e.g. total = State(float, default=0.0))",
+                    Severity.WARNING,
+                )
+
+    def input_topics(self, decl: BlueprintDecl, name: str) -> list[InputTopic] | None:
+        """The topics ``name`` reads through its shared (not replayed) inlets; ``None``
+        when one of their partition counts is invalid (reported already)."""
+        cls = self.loaded[name].cls
+        found: list[InputTopic] = []
+        for inlet in cls.inlets():
+            if inlet in cls.replay_inlets:
+                continue  # every replica reads all of it: not partitioned among them
+            ref = PortRef(name, inlet)
+            for topic in decl.topics.values():
+                if any(r == ref for r, _ in topic.consumers):
+                    if topic.partitions_written and topic.partitions is None:
+                        return None
+                    found.append(InputTopic(inlet, topic.key, topic.partitions))
+                    break
+        return found
+
+    def check_partitions(self, decl: BlueprintDecl) -> None:
+        """``not-copartitioned``: a stateful streamlet's topics have one partition count;
+        ``idle-replicas``: replicas beyond what its input partitions can keep busy."""
+        for name, item in self.loaded.items():
+            inputs = self.input_topics(decl, name)
+            if inputs is None:
+                continue
+            states = item.cls.states()
+            if states and not item.cls.tables():  # with tables: check_copartitioned_tables
+                found = copartition_finding(states, inputs)
+                if found is not None:
+                    self.add(
+                        "not-copartitioned",
+                        f"streamlet '{name}': {found.message}",
+                        item.decl.loc,
+                        found.hint,
+                    )
+            idle = idle_replicas_finding(item.decl.replicas, inputs, bool(states))
+            if idle is not None:
+                self.add(
+                    "idle-replicas",
+                    f"streamlet '{name}': {idle.message}",
+                    item.decl.replicas_loc or item.decl.loc,
+                    idle.hint,
+                    Severity.WARNING,
+                )
+
+    def check_copartitioned_tables(self, decl: BlueprintDecl) -> None:
+        """``not-copartitioned`` for a streamlet with a co-partitioned table (its message
+        names the table and the global table as the other fix); other stateful streamlets
+        are checked by :meth:`check_partitions`. Replayed inlets (global tables among them)
+        are read whole by every replica: left out.
+        """
+        for name, item in self.loaded.items():
+            states = item.cls.states()
+            if not states or not item.cls.tables():
+                continue
+            inputs: list[tuple[str, str, int]] = []  # (inlet, topic, partitions)
+            for inlet in item.cls.inlets():
+                if inlet in item.cls.replay_inlets:
+                    continue
+                ref = PortRef(name, inlet)
+                for topic in decl.topics.values():
+                    if any(r == ref for r, _ in topic.consumers):
+                        inputs.append((inlet, topic.key, topic.partitions or 1))
+                        break
+            counts = {count for _, _, count in inputs}
+            if len(counts) <= 1:
+                continue
+            listed = ", ".join(
+                f"'{topic}' ({count} partition{'' if count == 1 else 's'}, inlet '{inlet}')"
+                for inlet, topic, count in inputs
+            )
+            most = max(counts)
+            fewer = " and ".join(f"'{t}'" for _, t, c in inputs if c != most)
+            tables = [i for i, _, _ in inputs if i in item.cls.tables()]
+            if tables:
+                what = (
+                    f"it joins with table{'s' if len(tables) > 1 else ''} "
+                    f"{', '.join(repr(t) for t in tables)}, kept per input partition, but reads "
+                    f"topics with different partition counts: {listed}; a key then arrives on "
+                    "differently numbered partitions of the two topics, and a record would "
+                    "look its key up in a partition of the table that does not hold it"
+                )
+                also = (
+                    ", or make the table global (Inlet(..., table='global'), or "
+                    "streamlets.library:GlobalJoin): every replica then holds all of it"
+                )
+            else:
+                what = (
+                    f"it keeps state ({', '.join(states)}) per input partition, but reads "
+                    f"topics with different partition counts: {listed}; a key's records then "
+                    "arrive on differently numbered partitions, and its state would be split"
+                )
+                also = ""
+            self.add(
+                "not-copartitioned",
+                f"streamlet '{name}': {what}",
+                item.decl.loc,
+                f"give every topic it reads the same 'partitions:' (e.g. {most} for {fewer})"
+                + also,
+            )
+
     def build(self, decl: BlueprintDecl, graph: nx.DiGraph[Any], data: Any) -> VerifiedBlueprint:
         streamlets: dict[str, StreamletSpec] = {}
         for name, item in self.loaded.items():
@@ -476,6 +620,7 @@ class _Verifier:
                 description=item.decl.description,
                 port_schemas=freeze(port_schemas),
                 resources=item.decl.resources,
+                state_storage=item.decl.state_storage,
             )
         topics = {
             key: TopicSpec(
@@ -574,6 +719,12 @@ def _nested_loc(value: Any, path: Sequence[Any], loc: Location) -> Location:
         else:
             break
     return loc
+
+
+def _is_union_tag(part: object) -> bool:
+    """Whether a part of a pydantic error location names a type of a union (such as
+    ``dict[str,any]`` or ``function-before[import_string(), ...]``), not a field."""
+    return isinstance(part, str) and any(c in part for c in "[(")
 
 
 def _config_hint(error_type: str, field_path: str) -> str | None:

@@ -13,11 +13,17 @@ sees what production sees (including dead letters for records that fail)::
 
     result = run_blueprint("blueprint.yaml", inject={"readings": [...]}, collect=["alerts"])
     assert len(result.topics["alerts"]) == 3
+
+``run_blueprint`` runs the part of the blueprint between what is injected and what is
+collected (``result.ran`` names it): the injected records stand in for the streamlets
+that would write those topics, and a sink that reads a collected topic does not run (it
+would write its file, or wherever it writes, as a real run does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,7 +84,8 @@ class Record:
     milliseconds; ``None``: the time it is put on the topic) and ``headers`` (text values
     UTF-8 encoded). Out (``result.records``): ``key`` as text (bytes when it is not UTF-8),
     ``timestamp`` an aware UTC datetime, ``headers`` the record's own headers (without the
-    framework's).
+    framework's). A ``value`` of ``None`` is a tombstone, in and out: ``Record(None,
+    key="c1")`` deletes ``c1`` from a table.
     """
 
     value: Any
@@ -111,7 +118,8 @@ class StreamletResult:
 
 @dataclass
 class BlueprintResult:
-    """What a blueprint run produced: records per collected topic, dead letters, counters."""
+    """What a blueprint run produced: records per collected topic, dead letters, counters
+    (of the streamlets that ran, ``ran``)."""
 
     topics: dict[str, list[Any]]
     dead_letters: list[DeadLetter]
@@ -121,6 +129,7 @@ class BlueprintResult:
     records: dict[str, list[Record]] = field(default_factory=dict)
     #: streamlet -> state -> key -> value after the run (keys as in StreamletResult.state).
     state: dict[str, dict[str, dict[str | bytes, Any]]] = field(default_factory=dict)
+    ran: tuple[str, ...] = ()
 
 
 def _encode(records: Iterable[Any], schema: Schema, codec_name: str) -> list[Message]:
@@ -140,9 +149,14 @@ def _encode(records: Iterable[Any], schema: Schema, codec_name: str) -> list[Mes
             stamp = (
                 -1 if when is None else to_epoch_ms(when) if isinstance(when, datetime) else when
             )
+            if record.value is None:  # a tombstone: a key without a value
+                messages.append(Message(None, key, own, "", -1, -1, stamp))
+                continue
             messages.append(
                 Message(codec.encode(record.value), key, own + headers, "", -1, -1, stamp)
             )
+        elif record is None:
+            messages.append(Message(None))  # a tombstone without a key
         else:
             messages.append(Message(codec.encode(record), headers=headers))
     return messages
@@ -196,7 +210,12 @@ def _decode(
 ) -> list[Any]:
     codecs = {schema_fingerprint(w).encode(): codec_for(codec_name, w, schema) for w in writers}
     default = codec_for(codec_name, schema, schema)
-    return [codecs.get(m.header(SCHEMA_HEADER) or b"", default).decode(m.value) for m in messages]
+    return [
+        None
+        if m.value is None
+        else codecs.get(m.header(SCHEMA_HEADER) or b"", default).decode(m.value)
+        for m in messages
+    ]
 
 
 def _run(runner: LocalRunner) -> Any:
@@ -333,6 +352,92 @@ def _topic_schemas(bp: VerifiedBlueprint, key: str) -> tuple[Schema, list[Schema
     return reader, writers
 
 
+def _downstream(bp: VerifiedBlueprint, topics: Iterable[str]) -> set[str]:
+    """The streamlets that records on ``topics`` reach, directly or through other topics."""
+    found: set[str] = set()
+    todo = list(topics)
+    while todo:
+        for ref in bp.topics[todo.pop()].consumers:
+            if ref.streamlet not in found:
+                found.add(ref.streamlet)
+                cls = bp.streamlets[ref.streamlet].cls
+                todo += [t.key for o in cls.outlets() for t in bp.outlet_topics(ref.streamlet, o)]
+    return found
+
+
+def _upstream(bp: VerifiedBlueprint, topics: Iterable[str], stop: Iterable[str] = ()) -> set[str]:
+    """The streamlets whose records end up on ``topics``, directly or through other topics
+    (not through the topics ``stop``)."""
+    found: set[str] = set()
+    todo = list(topics)
+    stopped = set(stop)
+    while todo:
+        for ref in bp.topics[todo.pop()].producers:
+            if ref.streamlet not in found:
+                found.add(ref.streamlet)
+                for inlet in bp.streamlets[ref.streamlet].cls.inlets():
+                    topic = bp.inlet_topic(ref.streamlet, inlet)
+                    if topic is not None and topic.key not in stopped:
+                        todo.append(topic.key)
+    return found
+
+
+def _to_run(
+    bp: VerifiedBlueprint,
+    inject: Iterable[str],
+    collect: Iterable[str],
+    streamlets: Iterable[str] | None,
+) -> tuple[str, ...]:
+    """The streamlets :func:`run_blueprint` runs, in blueprint order."""
+    if streamlets is not None:
+        chosen = set(streamlets)
+        unknown = sorted(chosen - set(bp.streamlets))
+        if unknown:
+            raise TestkitError(
+                f"cannot run {', '.join(map(repr, unknown))}: the blueprint has no such "
+                f"streamlet; it has {', '.join(bp.streamlets)}"
+            )
+    else:
+        injected, collect = set(inject), list(collect)
+        chosen = set(bp.streamlets)
+        if injected:
+            chosen = _downstream(bp, injected)
+            # What feeds them besides the injected topics runs too (a control source).
+            feeding = {
+                topic.key
+                for name in chosen
+                for inlet in bp.streamlets[name].cls.inlets()
+                if (topic := bp.inlet_topic(name, inlet)) is not None and topic.key not in injected
+            }
+            chosen |= _upstream(bp, feeding, stop=injected)
+        if collect:
+            chosen &= _upstream(bp, collect)
+    return tuple(name for name in bp.streamlets if name in chosen)
+
+
+def _only(bp: VerifiedBlueprint, names: Sequence[str]) -> VerifiedBlueprint:
+    """``bp`` with only the streamlets ``names``: every topic stays, without the ports of
+    the streamlets left out (a topic none of them writes is empty)."""
+    keep = set(names)
+    topics = {
+        key: dataclasses.replace(
+            topic,
+            producers=tuple(r for r in topic.producers if r.streamlet in keep),
+            consumers=tuple(r for r in topic.consumers if r.streamlet in keep),
+        )
+        for key, topic in bp.topics.items()
+    }
+    graph = bp.graph.subgraph(
+        n for n in bp.graph.nodes if n[0] != "streamlet" or n[1] in keep
+    ).copy()
+    return dataclasses.replace(
+        bp,
+        streamlets={n: s for n, s in bp.streamlets.items() if n in keep},
+        topics=topics,
+        graph=graph,
+    )
+
+
 def run_blueprint(
     blueprint: str | os.PathLike[str] | VerifiedBlueprint,
     *,
@@ -341,8 +446,17 @@ def run_blueprint(
     config: Mapping[str, Mapping[str, Any]] | None = None,
     sets: Sequence[str] = (),
     state: Mapping[str, Mapping[str, Mapping[str | bytes, Any]]] | None = None,
+    streamlets: Iterable[str] | None = None,
 ) -> BlueprintResult:
-    """Run a whole blueprint in-process with records injected on topics; collect topics.
+    """Run a blueprint in-process with records injected on topics; collect topics.
+
+    What runs is the part of the graph between the two (``result.ran`` names it): with
+    ``inject``, the streamlets that records on the injected topics reach, and what feeds
+    their other inlets (a control source); the injected records stand in for the
+    injected topics' own producers, which do not run. With ``collect``, of those only the
+    ones whose records reach a collected topic (a sink reading it does not run, so it
+    writes no file). With neither, the whole blueprint runs, its sources included.
+    ``streamlets`` names the streamlets to run instead.
 
     ``config`` overrides streamlet config (``{"threshold": {"limit": 25}}``), as do ``sets``
     (``["threshold.limit=25"]``). Injected records are encoded with the schema of the
@@ -383,7 +497,10 @@ def run_blueprint(
         unknown = set(states) - set(verified.streamlets[name].cls.states())
         if unknown:
             raise TestkitError(f"streamlet '{name}' has no state(s) {', '.join(sorted(unknown))}")
-    runner = LocalRunner(verified, inject=encoded, collect=collect, state=_seed(state or {}))
+    ran = _to_run(verified, encoded, collect, streamlets)
+    runner = LocalRunner(
+        _only(verified, ran), inject=encoded, collect=collect, state=_seed(state or {})
+    )
     with user_code_path(verified.directory):
         result = _run(runner)
     topics: dict[str, list[Any]] = {}
@@ -400,4 +517,5 @@ def run_blueprint(
         result.collected,
         with_meta,
         {name: _state_out(states) for name, states in result.state.items()},
+        ran,
     )

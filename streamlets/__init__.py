@@ -21,6 +21,7 @@ from streamlets.errors import (
     StreamletsError,
 )
 from streamlets.meta import Meta
+from streamlets.paths import OutputPath
 from streamlets.ports import FromConfig, Inlet, Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.state import State, StateError
@@ -43,6 +44,7 @@ __all__ = [
     "Meta",
     "NoConfig",
     "Outlet",
+    "OutputPath",
     "RecordValidationError",
     "Rejected",
     "Routed",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, ClassVar, Generic, Self, TypeAlias, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, Self, TypeAlias, TypeVar, cast, overload
 
 from pydantic import BaseModel
 
@@ -18,8 +19,19 @@ from streamlets.errors import (
     StreamletDefinitionError,
 )
 from streamlets.schema import Schema
+from streamlets.state import StateError
 
-__all__ = ["KEEP", "FromConfig", "Inlet", "KeyFunction", "Outlet", "Port", "Routed"]
+__all__ = [
+    "KEEP",
+    "TOMBSTONE",
+    "FromConfig",
+    "Inlet",
+    "KeyFunction",
+    "Outlet",
+    "Port",
+    "Routed",
+    "TableKind",
+]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -60,6 +72,24 @@ class _Keep:
 
 #: "Keep the key (or timestamp) the record would get anyway" (the default of ``emit``).
 KEEP = _Keep()
+
+
+class _Tombstone:
+    """The record of :meth:`Outlet.tombstone`: no value, only a key (a delete)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TOMBSTONE"
+
+
+#: The record of a tombstone (a record with a null value): what ``outlet.tombstone(key)``
+#: routes. A table inlet deletes the key when one arrives.
+TOMBSTONE: Any = _Tombstone()
+
+#: What ``Inlet(..., table=...)`` takes: ``False`` (a stream), ``True`` (a table
+#: co-partitioned with the other inlets) or ``"global"`` (every replica holds all of it).
+TableKind: TypeAlias = bool | Literal["global"]
 
 
 class Port(Generic[T]):
@@ -170,9 +200,12 @@ class Port(Generic[T]):
         name = self.source.field
         value = getattr(config, name, None) if config is not None else None
         if value is None:
+            # Named as the blueprint names it: by the field's alias when it has one.
+            info = type(config).model_fields.get(name) if config is not None else None
+            key = (info.alias if info is not None else None) or name
             raise SchemaError(
-                f"port '{self.name}' takes its schema from config field '{name}', which is "
-                f"not set; set '{name}' to a pydantic model ('module:Class') or an Avro schema"
+                f"port '{self.name}' takes its schema from the config key '{key}', which is "
+                f"not set; set '{key}' to a pydantic model ('module:Class') or an Avro schema"
             )
         return Schema.of(value)
 
@@ -276,10 +309,19 @@ class Inlet(Port[T]):
 
             @payments.handler
             def on_payment(self, payment: Payment) -> Event | None: ...
+
+    ``Inlet(Customer, table=True)`` makes the inlet a **table**: the runner keeps the
+    latest record of each key (a tombstone, a record with a null value, deletes the key)
+    and the handlers of the other inlets look it up with :meth:`get`. A table inlet has no
+    handler of its own. ``table=True`` keeps the table per partition, like state:
+    co-partitioned with the other inlets (same partition count, records keyed alike);
+    ``table="global"``: every replica reads all of it, from the beginning of its topic.
     """
 
     direction = "inlet"
     _metadata_error = RecordValidationError
+    #: How a bound table inlet looks a key up (set by the runner, see :meth:`bind_table`).
+    _lookup: Callable[[bytes], Any] | None = None
 
     @overload
     def __init__(
@@ -289,6 +331,7 @@ class Inlet(Port[T]):
         description: str = "",
         timestamp: str | None = None,
         optional: bool = False,
+        table: TableKind = False,
     ) -> None: ...
     @overload
     def __init__(
@@ -298,6 +341,7 @@ class Inlet(Port[T]):
         description: str = "",
         timestamp: str | None = None,
         optional: bool = False,
+        table: TableKind = False,
     ) -> None: ...
     def __init__(
         self,
@@ -306,13 +350,20 @@ class Inlet(Port[T]):
         description: str = "",
         timestamp: str | None = None,
         optional: bool = False,
+        table: TableKind = False,
     ) -> None:
         super().__init__(schema, description=description, timestamp=timestamp)
         if not isinstance(optional, bool):
             raise StreamletDefinitionError(
                 f"Inlet(optional=...) is True or False; got {optional!r}"
             )
+        if table not in (False, True, "global") or type(table) not in (bool, str):
+            raise StreamletDefinitionError(
+                f"Inlet(table=...) is True (a table co-partitioned with the other inlets), "
+                f"'global' (every replica holds all of it) or False; got {table!r}"
+            )
         self._optional = optional
+        self._table: TableKind = table
 
     @property
     def optional(self) -> bool:
@@ -323,10 +374,48 @@ class Inlet(Port[T]):
         """
         return self._optional
 
+    @property
+    def table(self) -> TableKind:
+        """``False`` for a stream, ``True`` for a co-partitioned table, ``"global"`` for a
+        table every replica holds in full (``Inlet(..., table=...)``)."""
+        return self._table
+
     def handler(self, func: H) -> H:
         """Mark ``func`` as the method that processes records arriving on this inlet."""
         func.__streamlets_inlet__ = self  # type: ignore[attr-defined]
         return func
+
+    def get(self, key: str | bytes) -> T | None:
+        """The latest record of ``key`` in this table, or ``None`` when it has none (never
+        had one, or its last record was a tombstone).
+
+        Text keys are UTF-8 encoded, as record keys are. A co-partitioned table
+        (``table=True``) holds the keys of the partitions of the record being handled:
+        look up the key the streamlet's records are keyed by (outside a handler, every
+        partition this instance holds is looked in). Raises
+        :class:`~streamlets.state.StateError` outside a runner, and for a key that belongs
+        to another partition than the record being handled.
+        """
+        lookup = self._lookup
+        if lookup is None:
+            if not self._table:
+                raise StreamletDefinitionError(
+                    f"{self._where()} is not a table, so it has nothing to look up; declare "
+                    f"it Inlet(..., table=True) to keep the latest record of each key"
+                )
+            raise StateError(
+                f"table {self._where()} is looked up outside a runner; run the streamlet "
+                "with runner.testkit.run_streamlet(...) to test it"
+            )
+        return cast("T | None", lookup(key.encode() if isinstance(key, str) else bytes(key)))
+
+    def bind_table(self, instance: object, lookup: Callable[[bytes], Any]) -> Inlet[T]:
+        """A copy of this table inlet for ``instance`` whose :meth:`get` calls ``lookup``
+        (the runner calls this before ``setup()``)."""
+        bound = copy.copy(self)
+        bound._lookup = lookup
+        instance.__dict__[self.name] = bound
+        return bound
 
 
 class Outlet(Port[T]):
@@ -417,6 +506,26 @@ class Outlet(Port[T]):
         (added to the inherited ones, replacing those of the same name) say otherwise.
         """
         return Routed(self, record, key, timestamp, headers)
+
+    def tombstone(
+        self,
+        key: str | bytes,
+        *,
+        timestamp: datetime | int | _Keep | None = KEEP,
+        headers: Mapping[str, str | bytes] | None = None,
+    ) -> Routed[T]:
+        """A tombstone for this outlet: a record of ``key`` with a null value, which deletes
+        the key from a table that reads the topic (and from a compacted topic, in time).
+
+        It keeps the input's timestamp and headers unless told otherwise, as :meth:`emit`;
+        it has no value to validate or encode.
+        """
+        if key is None or not isinstance(key, str | bytes):
+            raise StreamletDefinitionError(
+                f"{self._where()}: tombstone(key) needs the key to delete, as str or bytes; "
+                f"got {key!r}"
+            )
+        return Routed(self, cast(T, TOMBSTONE), key, timestamp, headers)
 
 
 @dataclass(frozen=True, slots=True)

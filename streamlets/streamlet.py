@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from streamlets.errors import ConfigError
 from streamlets.ports import Inlet, Outlet
 from streamlets.state import State
+from streamlets.tables import TableState
 from streamlets.timers import TIMER_ATTRIBUTE
 from streamlets.windows.window import Window
 
@@ -33,16 +35,18 @@ class Streamlet:
     """Base class of every streamlet.
 
     Declare ports as class attributes (``readings = Inlet(Reading)``), keyed state likewise
-    (``spent = State(float, default=0.0)``, see :class:`~streamlets.state.State`) and
-    windowed aggregations (``per_minute = Window(Tumbling("1m"), Mean("temperature"))``,
-    see :mod:`streamlets.windows`), config parameters as a nested pydantic model named
-    ``Config``, and implement:
+    (``spent = State(float, default=0.0)``, see :class:`~streamlets.state.State`), tables
+    as inlets (``customers = Inlet(Customer, table=True)``, looked up with
+    ``self.customers.get(key)``), windowed aggregations (``per_minute =
+    Window(Tumbling("1m"), Mean("temperature"))``, see :mod:`streamlets.windows`), config
+    parameters as a nested pydantic model named ``Config``, and implement:
 
     - ``process(record)`` when the streamlet has inlets. It returns ``None`` (nothing), one
       record (sent to the only outlet), an :class:`~streamlets.ports.Routed` record
       (``self.alerts.emit(alert)``) or an iterable of those. ``async def`` is allowed.
-      With several inlets, mark one method per inlet with ``@inlet.handler``. An inlet
-      whose records only go to windows needs none.
+      With several inlets, mark one method per inlet with ``@inlet.handler``. Table inlets
+      have no handler: ``process`` handles the one other inlet. An inlet whose records
+      only go to windows needs none either.
     - ``generate()`` when it has no inlets (a source): an iterable or async iterable of
       records. The source is bounded when the iterable ends.
 
@@ -60,8 +64,12 @@ class Streamlet:
     #: Inlets that every replica reads in full, from the beginning of their topic, instead
     #: of sharing the records with the other replicas: control and state streams (the
     #: latest record on a compacted topic survives restarts). Offsets of these inlets are
-    #: never committed.
+    #: never committed. Global table inlets (``Inlet(..., table="global")``) are added to
+    #: them.
     replay_inlets: ClassVar[tuple[str, ...]] = ()
+    #: The replay inlets the class itself declares (``replay_inlets`` without its global
+    #: tables).
+    __declared_replay__: ClassVar[tuple[str, ...]] = ()
 
     __inlets__: ClassVar[Mapping[str, Inlet[Any]]] = MappingProxyType({})
     __outlets__: ClassVar[Mapping[str, Outlet[Any]]] = MappingProxyType({})
@@ -69,6 +77,7 @@ class Streamlet:
     __states__: ClassVar[Mapping[str, State[Any]]] = MappingProxyType({})
     __windows__: ClassVar[Mapping[str, Window[Any]]] = MappingProxyType({})
     __timers__: ClassVar[Mapping[str, float]] = MappingProxyType({})
+    __tables__: ClassVar[Mapping[str, Inlet[Any]]] = MappingProxyType({})
 
     config: Any
     name: str
@@ -115,12 +124,24 @@ class Streamlet:
                 target = getattr(value, "__streamlets_inlet__", None)
                 if isinstance(target, Inlet) and callable(value):
                     handlers[target.name] = attr
+        tables = {name: inlet for name, inlet in inlets.items() if inlet.table}
+        for name, inlet in tables.items():
+            if inlet.table is True:  # kept per partition, as state of the inlet's name
+                states[name] = TableState(inlet, cls)
+        declared = tuple(vars(cls).get("replay_inlets", cls.__declared_replay__))
+        cls.__declared_replay__ = declared
+        cls.replay_inlets = declared + tuple(
+            name
+            for name, inlet in tables.items()
+            if inlet.table == "global" and name not in declared
+        )
         cls.__inlets__ = MappingProxyType(inlets)
         cls.__outlets__ = MappingProxyType(outlets)
         cls.__handlers__ = MappingProxyType(handlers)
         cls.__states__ = MappingProxyType(states)
         cls.__windows__ = MappingProxyType(windows)
         cls.__timers__ = MappingProxyType(timers)
+        cls.__tables__ = MappingProxyType(tables)
 
     def __init__(
         self, config: BaseModel | Mapping[str, Any] | None = None, *, name: str = ""
@@ -146,7 +167,8 @@ class Streamlet:
 
     @classmethod
     def states(cls) -> Mapping[str, State[Any]]:
-        """The streamlet's keyed states (:class:`~streamlets.state.State`) by name."""
+        """The streamlet's keyed states (:class:`~streamlets.state.State`) by name, with a
+        :class:`~streamlets.tables.TableState` for each co-partitioned table inlet."""
         return cls.__states__
 
     @classmethod
@@ -161,6 +183,11 @@ class Streamlet:
         return cls.__timers__
 
     @classmethod
+    def tables(cls) -> Mapping[str, Inlet[Any]]:
+        """The streamlet's table inlets (``Inlet(..., table=...)``) by name."""
+        return cls.__tables__
+
+    @classmethod
     def kind(cls) -> str:
         """``"source"`` (no inlets), ``"sink"`` (no outlets) or ``"processor"``."""
         if not cls.__inlets__:
@@ -171,17 +198,45 @@ class Streamlet:
 
     @classmethod
     def validate_config(cls, config: BaseModel | Mapping[str, Any] | None) -> BaseModel:
-        """Validate ``config`` with the class's ``Config`` model and return the instance."""
+        """Validate ``config`` with the class's ``Config`` model and return the instance.
+
+        A mapping with a key the model does not have raises
+        :class:`~streamlets.errors.ConfigError`, as ``flow verify`` reports it (unless the
+        model takes extra keys, ``extra="allow"``).
+        """
         model = cls.Config
         if isinstance(config, model):
             return config
         data: Any = {} if config is None else config
         if isinstance(data, BaseModel):
             data = data.model_dump()
+        elif isinstance(data, Mapping):
+            cls._refuse_unknown_keys(data)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"invalid config for {cls.__name__}: {exc}") from exc
+
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` for a key ``Config`` does not have (as verify does):
+        pydantic would drop it silently, and the value meant for it would be lost."""
+        model = cls.Config
+        if model.model_config.get("extra") == "allow":
+            return
+        names = {info.alias or name for name, info in model.model_fields.items()}
+        names |= set(model.model_fields)
+        unknown = [key for key in data if key not in names]
+        if not unknown:
+            return
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), sorted(names), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "remove it"
+        known = ", ".join(model.model_fields) or "no keys"
+        raise ConfigError(
+            f"invalid config for {cls.__name__}: unknown config key '{key}' "
+            f"({cls.__name__}.Config has {known}); {hint}"
+        )
 
     @classmethod
     def definition_problems(cls) -> list[str]:
@@ -202,9 +257,20 @@ class Streamlet:
         windowed = {w.inlet_name(cls.__inlets__) for w in cls.__windows__.values()}
         for window in cls.__windows__.values():
             problems.extend(window.definition_problems(cls))
+        for table in cls.__tables__:
+            if table in cls.__handlers__:
+                problems.append(
+                    f"inlet '{table}' is a table, which the runner keeps up to date: it takes "
+                    f"no handler, but {cls.__handlers__[table]}() is marked @{table}.handler; "
+                    f"look the table up with self.{table}.get(key) from the other handlers"
+                )
         if cls.__inlets__:
-            # An inlet whose records only go to windows needs no handler.
-            missing = [i for i in cls.__inlets__ if i not in cls.__handlers__ and i not in windowed]
+            # An inlet whose records only go to windows, or a table inlet, needs no handler.
+            missing = [
+                i
+                for i in cls.__inlets__
+                if i not in cls.__handlers__ and i not in windowed and i not in cls.__tables__
+            ]
             if missing and not overrides_process:
                 problems.append(
                     f"it has inlets ({', '.join(missing)}) but defines no process() "
@@ -224,7 +290,8 @@ class Streamlet:
         return ports[port].schema_for(self.config)
 
     def handler_for(self, inlet: str) -> Callable[[Any], Any]:
-        """The bound method that processes records arriving on ``inlet``."""
+        """The bound method that processes records arriving on ``inlet`` (not a table's:
+        the runner keeps a table up to date itself)."""
         cls = type(self)
         attr = cls.__handlers__.get(inlet)
         if attr:
@@ -238,9 +305,17 @@ class Streamlet:
 
     # -- what subclasses implement -------------------------------------------------------
 
-    def process(self, record: Any) -> Any:
-        """Process one record; see the class docstring for what may be returned."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement process()")
+    if TYPE_CHECKING:
+        # To a type checker, process is any callable: a handler may take the record
+        # alone or the record and its Meta, with the record types of the streamlet's own
+        # ports (`def process(self, order: Order, meta: Meta) -> Invoice`), and mypy
+        # --strict accepts both as overrides. At run time it is the method below.
+        process: Callable[..., Any]
+    else:
+
+        def process(self, record: Any) -> Any:
+            """Process one record; see the class docstring for what may be returned."""
+            raise NotImplementedError(f"{type(self).__name__} does not implement process()")
 
     def generate(self) -> Iterable[Any] | AsyncIterable[Any]:
         """Produce the records of a source; see the class docstring."""
@@ -267,6 +342,13 @@ class Streamlet:
         ``flow deploy``, whose processes a platform restarts, refuse to run an instance that
         says why; ``flow run-local --kafka`` restarts its processes itself and tells them
         (:attr:`resuming`); the in-process runner does not restart."""
+        return None
+
+    def is_bounded(self) -> bool | None:
+        """Whether this source, as configured, ends by itself: ``True`` (it reads a file),
+        ``False`` (it serves requests until stopped), ``None`` when it cannot tell (the
+        default). ``flow deploy`` suggests ``--job`` for a source that may end: a Deployment
+        restarts a pod that exits, and the source would produce its records again."""
         return None
 
     def on_stop(self) -> Any:

@@ -19,11 +19,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(HERE))
+from mlserver_local import Model, running  # noqa: E402
 from prepare import prepare  # noqa: E402
 
 
@@ -34,7 +32,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from runner.testkit import run_blueprint
-    from tests.integration.model_servers import ServedModel, running
 
     model = prepare(args.records)
     data = HERE / "data" / "digits.jsonl"
@@ -52,10 +49,10 @@ def main() -> None:
     template = (HERE / "blueprint.yaml").read_text()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        served = (ServedModel("digits", model, "1"),)
+        served = [Model("digits", model, "1")]
         with (
-            running("mlserver", served, Path(tmp) / "a") as server,
-            running("mlserver", served, Path(tmp) / "b") as other,
+            running(served, Path(tmp) / "a") as server,
+            running(served, Path(tmp) / "b") as other,
         ):
             print(f"MLServer at {server.url} and {other.url}; {args.records} digits of 64 pixels\n")
             for name, batch, concurrency, replicas, path, count in settings:

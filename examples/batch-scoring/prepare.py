@@ -16,9 +16,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def prepare(records: int, folder: Path = HERE) -> Path:
@@ -40,23 +37,29 @@ def prepare(records: int, folder: Path = HERE) -> Path:
     return model
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--serve", action="store_true", help="serve the model with MLServer")
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from mlserver_local import MLServer, Model, port_taken, serve
+
+    if args.serve and port_taken(args.port):
+        print(
+            f"error: port {args.port} on 127.0.0.1 is taken (another model server still "
+            "running?); stop it, or pass another --port",
+            file=sys.stderr,
+        )
+        return 1
     model = prepare(args.records)
     print(f"wrote {args.records} records to data/digits.jsonl and the model to {model}")
     if not args.serve:
-        return
-    from tests.integration.model_servers import ModelServer, ServedModel
-
-    server = ModelServer(
-        "mlserver", (ServedModel("digits", model, "1"),), HERE / "models" / "server", port=args.port
-    )
-    server.serve_until_interrupted(f"MLServer serves 'digits' at {server.url}; Ctrl-C stops it")
+        return 0
+    server = MLServer([Model("digits", model, "1")], HERE / "models" / "server", port=args.port)
+    return serve(server, f"MLServer serves 'digits' at {server.url}; Ctrl-C stops it")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,9 +15,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def train(folder: Path) -> dict[str, Path]:
@@ -35,25 +32,32 @@ def train(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--embedded", action="store_true", help="only write the model files")
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from mlserver_local import MLServer, Model, port_taken, serve
+
+    if not args.embedded and port_taken(args.port):
+        print(
+            f"error: port {args.port} on 127.0.0.1 is taken (another serve.py still running?); "
+            "stop it, or pass another --port",
+            file=sys.stderr,
+        )
+        return 1
     paths = train(HERE / "models")
     print(f"models: {', '.join(str(p) for p in paths.values())}")
     if args.embedded:
-        return
-
-    from tests.integration.model_servers import ModelServer, ServedModel
-
-    served = tuple(ServedModel("iris", path, version) for version, path in paths.items())
-    server = ModelServer("mlserver", served, HERE / "models" / "server", port=args.port)
+        return 0
+    models = [Model("iris", path, version) for version, path in paths.items()]
+    server = MLServer(models, HERE / "models" / "server", port=args.port)
     print("starting MLServer (the first start installs it; about a minute)...")
-    server.serve_until_interrupted(
-        f"MLServer serves iris v1 and v2 at {server.url} (V2 protocol); Ctrl-C stops it"
+    return serve(
+        server, f"MLServer serves iris v1 and v2 at {server.url} (V2 protocol); Ctrl-C stops it"
     )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

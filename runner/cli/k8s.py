@@ -34,7 +34,15 @@ from runner.k8s import (
     render,
     write_manifests,
 )
-from runner.k8s.dockerfile import DEFAULT_BASE_IMAGE, DockerfileError, dockerfile, plan_image
+from runner.k8s.advice import deploy_warnings
+from runner.k8s.dockerfile import (
+    DEFAULT_BASE_IMAGE,
+    WHEELS_DIR,
+    DockerfileError,
+    dockerfile,
+    plan_image,
+)
+from runner.k8s.framework_wheel import FrameworkWheelError, write_framework_wheel
 from runner.k8s.kubectl import Kubectl, KubectlError
 from runner.k8s.operations import ConfigProblemsError
 from runner.k8s.options import DEFAULT_KAFKA_CLUSTER, Resources
@@ -311,6 +319,8 @@ def deploy_command(
     problems = option_problems(verified, options, app_config)
     if problems:
         raise click.UsageError("; ".join(problems))
+    for warning in deploy_warnings(verified, options, app_config):
+        click.echo(click.style(f"warning: {warning}", fg="yellow"), err=True)
     manifests = render(verified, options, app_config)
     kubectl = _kubectl(context) if apply_ else None
     if output_dir is None and not apply_:
@@ -355,7 +365,8 @@ def deploy_command(
 @click.option(
     "--delete-topics",
     is_flag=True,
-    help="Also delete the application's KafkaTopics, and with them their records.",
+    help="Also delete the application's KafkaTopics, and with them their records, and the "
+    "volumes of its streamlets' state (which the changelog topics back).",
 )
 @click.option(
     "--kafka-namespace", help="Namespace of the KafkaTopics (default: the application's)."
@@ -369,7 +380,8 @@ def undeploy_command(
 ) -> None:
     """Delete a deployed application: Deployments, Services, ConfigMap, Secret, ScaledObjects.
 
-    Its Kafka topics and their records stay unless --delete-topics is given.
+    Its Kafka topics with their records, and the state volumes of stateful streamlets,
+    stay unless --delete-topics is given.
     """
     kubectl = _kubectl(context)
     try:
@@ -483,12 +495,20 @@ def status_command(app: str, namespace: str | None, context: str | None) -> None
 def dockerfile_command(
     blueprint: str, build_context: str, base_image: str, output: str | None
 ) -> None:
-    """Write a Dockerfile for the application image that 'flow deploy --image' expects."""
+    """Write a Dockerfile for the application image that 'flow deploy --image' expects.
+
+    The image holds the framework and the blueprint's directory (your streamlets). Unless
+    the build context holds the framework's source tree, the framework goes in as a wheel,
+    which this command writes into the context (wheels/streamlets-VERSION-py3-none-any.whl):
+    build the image from that context.
+    """
     verified = _verified(blueprint, ConfigOverrides())
     try:
         plan = plan_image(verified.name, verified.directory, build_context, base_image)
     except DockerfileError as exc:
         raise click.ClickException(str(exc)) from None
+    if plan.framework_wheel is not None:
+        _write_wheel(build_context)
     text = dockerfile(plan)
     if output is None:
         click.echo(text, nl=False)
@@ -499,6 +519,19 @@ def dockerfile_command(
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
     click.echo(f"wrote {output}", err=True)
+
+
+def _write_wheel(build_context: str) -> None:
+    """Write the framework's wheel into the build context, as the Dockerfile expects."""
+    try:
+        path = write_framework_wheel(os.path.join(build_context, WHEELS_DIR))
+    except FrameworkWheelError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot write the framework's wheel to {exc.filename}: {exc.strerror}"
+        ) from None
+    click.echo(f"wrote {path} (the framework, which the Dockerfile installs)", err=True)
 
 
 COMMANDS = (

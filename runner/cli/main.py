@@ -7,8 +7,11 @@ from typing import Any
 
 import click
 
+from runner.cli.completion import completion_command
+from runner.cli.dead_letters import dead_letters_command
 from runner.cli.graph import graph_command
 from runner.cli.k8s import COMMANDS as KUBERNETES_COMMANDS
+from runner.cli.new import new_command
 from runner.cli.run_local import run_local_command
 from runner.cli.run_streamlet import run_streamlet_command
 from runner.cli.verify import verify_command
@@ -30,11 +33,14 @@ def cli() -> None:
 
 
 for _command in (
+    new_command,
     verify_command,
     graph_command,
     run_local_command,
     run_streamlet_command,
+    dead_letters_command,
     *KUBERNETES_COMMANDS,
+    completion_command,
 ):
     cli.add_command(_command)
 

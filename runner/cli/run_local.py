@@ -12,22 +12,53 @@ import click
 from rich.console import Console
 
 from blueprint import VerifiedBlueprint, user_code_path
-from runner.cli.common import BLUEPRINT, config_options, load_overrides_or_fail, verified_or_exit
+from runner.cli.common import (
+    BLUEPRINT,
+    config_options,
+    load_overrides_or_fail,
+    usage_error,
+    verified_or_exit,
+)
 from runner.cli.run_streamlet import kafka_sections_or_fail
+from runner.kafka.options import RunnerSettingsError, runner_section
 from runner.kafka.supervisor import run_supervised
 from runner.local import LocalRunner, RunResult
+from runner.runtime.dead_letter_summary import (
+    DEFAULT_MAX_DEAD_LETTER_RATIO,
+    RUNNING_MIN_RECORDS,
+    Excess,
+    excesses,
+    summary_lines,
+)
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.lifecycle import LifecycleError
 from runner.runtime.progress import Progress, summary_table
 from runner.runtime.run_dir import default_run_dir
 from runner.runtime.stop_signals import stop_signals
 
-__all__ = ["run_local", "run_local_command"]
+__all__ = ["log_level", "run_local", "run_local_command"]
 
 log = logging.getLogger("streamlets.runner")
 
 
-async def _run(runner: LocalRunner, quiet: bool) -> RunResult:
+async def _watch_dead_letters(
+    runner: LocalRunner, max_ratio: float | None, found: list[Excess]
+) -> None:
+    """Stop the run once a streamlet has dead-lettered more than ``max_ratio`` of at least
+    :data:`RUNNING_MIN_RECORDS` records (what it found goes into ``found``)."""
+    while not found:
+        await asyncio.sleep(0.25)
+        over = excesses(
+            runner.blueprint, runner.snapshot(), max_ratio, min_records=RUNNING_MIN_RECORDS
+        )
+        if over:
+            found.extend(over)
+            runner.stop()
+
+
+async def _run(
+    runner: LocalRunner, quiet: bool, max_ratio: float | None, found: list[Excess]
+) -> RunResult:
     main = asyncio.current_task()
 
     def drain(name: str) -> None:
@@ -43,12 +74,19 @@ async def _run(runner: LocalRunner, quiet: bool) -> RunResult:
 
     with stop_signals(drain, abort):
         progress = None if quiet else asyncio.create_task(Progress(runner.snapshot).run())
+        watch = asyncio.create_task(_watch_dead_letters(runner, max_ratio, found))
         try:
             return await runner.run()
         finally:
-            if progress is not None:
-                progress.cancel()
-                await asyncio.gather(progress, return_exceptions=True)
+            for task in (progress, watch):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+
+def log_level(verbose: int) -> int:
+    """The logging level of ``-v`` given ``verbose`` times: warnings, info, debug."""
+    return (logging.WARNING, logging.INFO)[verbose] if verbose < 2 else logging.DEBUG
 
 
 def run_local(
@@ -57,12 +95,17 @@ def run_local(
     quiet: bool = False,
     run_dir: str | None = None,
     state_dir: str | None = None,
+    max_dead_letter_ratio: float | None = DEFAULT_MAX_DEAD_LETTER_RATIO,
+    verbose: int = 0,
 ) -> int:
     """Run ``blueprint`` in-process; returns the exit status (0 ok, 1 failed, 130 aborted).
 
     With ``state_dir``, keyed state is kept there (RocksDB), so a later run continues it.
+    The run fails when a streamlet sends more than ``max_dead_letter_ratio`` of its records
+    to dead letters (``None``: never); it stops early when that happens on a streamlet's
+    first :data:`RUNNING_MIN_RECORDS` records or later.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level(verbose), format="%(levelname)s %(name)s: %(message)s")
     directory = Path(run_dir) if run_dir else default_run_dir(blueprint)
     runner = LocalRunner(
         blueprint,
@@ -70,9 +113,10 @@ def run_local(
         keep_dead_letters=False,
         state_dir=Path(state_dir) if state_dir else None,
     )
+    found: list[Excess] = []
     try:
         with user_code_path(blueprint.directory):
-            result = asyncio.run(_run(runner, quiet))
+            result = asyncio.run(_run(runner, quiet, max_dead_letter_ratio, found))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("aborted: stopped at once; records in flight were not drained", err=True)
         return 130
@@ -81,11 +125,14 @@ def run_local(
         state = "stopped" if result.stopped else "finished"
         title = f"{blueprint.name}: {state} in {result.duration:.1f} s"
         console.print(summary_table(result.stats, result.duration, title))
-    if result.dead_letter_file is not None:
-        click.echo(
-            f"{runner.dead_letter_count} record(s) went to dead letters: {result.dead_letter_file}",
-            err=True,
-        )
+    for line in summary_lines(
+        blueprint, result.stats, runner.first_dead_letters, result.dead_letter_file
+    ):
+        click.echo(line, err=True)
+    # Judged on the final counts (a run stopped early counted fewer when it stopped).
+    over = excesses(blueprint, result.stats, max_dead_letter_ratio) or found
+    for excess in over:
+        click.echo(click.style(f"error: {excess.message()}", fg="red"), err=True)
     if result.error is not None:
         error = result.error
         if isinstance(error, (LifecycleError, StreamletFailed)):
@@ -97,7 +144,7 @@ def run_local(
             )
             log.debug("run failed", exc_info=error)
         return 1
-    return 0
+    return 1 if over else 0
 
 
 @click.command("run-local")
@@ -126,6 +173,19 @@ def run_local(
     metavar="HOST:PORT",
     help="Kafka bootstrap servers for --kafka (default: start an embedded broker).",
 )
+@click.option(
+    "--max-dead-letter-ratio",
+    type=click.FloatRange(0, 1),
+    help="Fail the run when a streamlet sends more than this share of its records to dead "
+    "letters (1: never fail). Default: runner.max_dead_letter_ratio of --config, else "
+    f"{DEFAULT_MAX_DEAD_LETTER_RATIO:g}.",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more: -v the streamlets' and the runner's info lines, -vv debug lines.",
+)
 def run_local_command(
     blueprint: str,
     config_file: str | None,
@@ -135,6 +195,8 @@ def run_local_command(
     state_dir: str | None,
     kafka: bool,
     bootstrap: str | None,
+    max_dead_letter_ratio: float | None,
+    verbose: int,
 ) -> None:
     """Run a blueprint in this process (asyncio, no broker).
 
@@ -159,6 +221,15 @@ def run_local_command(
         )
     if kafka:
         section, settings = kafka_sections_or_fail(overrides, bootstrap=bootstrap)
+    else:
+        try:
+            section = runner_section(overrides.sections.get("runner"))
+        except RunnerSettingsError as exc:
+            raise usage_error(exc) from None
+    ratio = max_dead_letter_ratio
+    if ratio is None:
+        ratio = section.get("max_dead_letter_ratio", DEFAULT_MAX_DEAD_LETTER_RATIO)
+    if kafka:
         sys.exit(
             run_supervised(
                 result,
@@ -169,6 +240,17 @@ def run_local_command(
                 dead_letter_template=section.get("dead_letter_topic"),
                 quiet=quiet,
                 run_dir=run_dir,
+                max_dead_letter_ratio=ratio,
+                verbose=verbose,
             )
         )
-    sys.exit(run_local(result, quiet=quiet, run_dir=run_dir, state_dir=state_dir))
+    sys.exit(
+        run_local(
+            result,
+            quiet=quiet,
+            run_dir=run_dir,
+            state_dir=state_dir,
+            max_dead_letter_ratio=ratio,
+            verbose=verbose,
+        )
+    )

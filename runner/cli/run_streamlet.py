@@ -26,6 +26,7 @@ from runner.kafka.options import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_METRICS_HOST,
     DEFAULT_METRICS_PORT,
+    DEFAULT_STATE_DIR,
     SETS_ENV,
     ProcessOptions,
     RunnerSettingsError,
@@ -72,9 +73,14 @@ def _sets_from_environment() -> list[str]:
         os.environ.pop(SETS_ENV, None)
 
 
-def _install_signals(stop: Callable[[], None]) -> None:
+def _install_signals(stop: Callable[[], None], *, supervised: bool = False) -> None:
+    # Under `flow run-local --kafka` the supervisor stops its processes this way at every
+    # normal end, and says so itself: the process does not repeat it once per replica.
+    level = logging.DEBUG if supervised else logging.INFO
+
     def drain(name: str) -> None:
-        log.info(
+        log.log(
+            level,
             "%s: finishing in-flight records, flushing and committing "
             "(send it again to exit at once)",
             name,
@@ -140,6 +146,14 @@ def _install_signals(stop: Callable[[], None]) -> None:
     "Default: {app}.{streamlet}.dead-letters.",
 )
 @click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    envvar="STREAMLETS_STATE_DIR",
+    help="Directory for keyed state: a RocksDB store per input partition under "
+    "DIR/<app>/<streamlet>-<replica>, a cache of the changelog topics (an empty directory "
+    f"is rebuilt from them). Default: {DEFAULT_STATE_DIR}.",
+)
+@click.option(
     "--create-topics/--no-create-topics",
     default=True,
     show_default=True,
@@ -156,6 +170,7 @@ def _install_signals(stop: Callable[[], None]) -> None:
 @click.option("--status-file", type=click.Path(dir_okay=False), hidden=True)
 @click.option("--attempt", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--end-of-input-file", type=click.Path(dir_okay=False), hidden=True)
+@click.option("--supervised", is_flag=True, hidden=True)
 def run_streamlet_command(
     blueprint: str,
     name: str,
@@ -170,12 +185,14 @@ def run_streamlet_command(
     commit_interval: float | None,
     batch_size: int | None,
     dead_letter_topic: str | None,
+    state_dir: str | None,
     create_topics: bool,
     log_format: str,
     verbose: bool,
     status_file: str | None,
     attempt: int | None,
     end_of_input_file: str | None,
+    supervised: bool,
 ) -> None:
     """Run streamlet NAME of BLUEPRINT against Kafka until stopped.
 
@@ -222,9 +239,10 @@ def run_streamlet_command(
         status_file=Path(status_file) if status_file else None,
         attempt=attempt,
         end_of_input=Path(end_of_input_file) if end_of_input_file else None,
+        state_dir=Path(state_dir) if state_dir else None,
     )
     process = StreamletProcess(result, name, settings, options)
-    _install_signals(process.stop)
+    _install_signals(process.stop, supervised=supervised)
     try:
         with user_code_path(result.directory):
             code = process.run()

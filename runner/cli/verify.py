@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
 import click
 
+from blueprint import ConfigOverrides, Problem, VerifiedBlueprint
 from runner.cli.common import (
     BLUEPRINT,
     config_options,
@@ -15,8 +17,22 @@ from runner.cli.common import (
     verify_path,
 )
 from runner.cli.common import summary as problem_summary
+from runner.runtime.registry import RegistryError, registry_config
+from runner.runtime.registry_check import registry_problems
 
 __all__ = ["verify_command"]
+
+
+def _registry_problems(
+    blueprint: VerifiedBlueprint, url: str, overrides: ConfigOverrides
+) -> tuple[Problem, ...]:
+    section = dict(overrides.sections.get("schema_registry") or {})
+    try:
+        config = registry_config({**section, "url": url})
+    except RegistryError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--config'") from None
+    assert config is not None
+    return tuple(registry_problems(blueprint, config))
 
 
 @click.command("verify")
@@ -29,9 +45,22 @@ __all__ = ["verify_command"]
     show_default=True,
     help="Problems as compiler-style lines or as a JSON list.",
 )
+@click.option(
+    "--registry",
+    "registry_url",
+    metavar="URL",
+    default=None,
+    help="Also check each topic's producer schemas against this schema registry's versions "
+    "of the subject <topic>-value, under the subject's compatibility level (credentials "
+    "from the config file's schema_registry: section).",
+)
 @config_options()
 def verify_command(
-    blueprint: str, output_format: str, config_file: str | None, sets: tuple[str, ...]
+    blueprint: str,
+    output_format: str,
+    registry_url: str | None,
+    config_file: str | None,
+    sets: tuple[str, ...],
 ) -> None:
     """Check a blueprint and print every problem found.
 
@@ -43,8 +72,13 @@ def verify_command(
     Exit status: 0 when the blueprint is valid (warnings and notes allowed), 1 when it has
     errors, 2 for usage errors such as a missing file.
     """
-    verification = verify_path(blueprint, load_overrides_or_fail(config_file, sets))
+    overrides = load_overrides_or_fail(config_file, sets)
+    verification = verify_path(blueprint, overrides)
     problems = verification.problems
+    if registry_url is not None and verification.blueprint is not None:
+        problems = (*problems, *_registry_problems(verification.blueprint, registry_url, overrides))
+        if any(p.is_error for p in problems):
+            verification = dataclasses.replace(verification, blueprint=None, problems=problems)
     if output_format == "json":
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2, ensure_ascii=False))
         sys.exit(0 if verification.ok else 1)

@@ -154,9 +154,9 @@ def build_app_config(
     applied them. Relative values of ``Path`` fields are made absolute against ``app_dir``,
     the blueprint's directory inside the image.
 
-    ``resources:`` (the application's and each streamlet's) is left out: the pods do not
-    read it, it is in each pod's spec, and so a change to one streamlet's resources rolls
-    that streamlet only, not every pod through the config hash.
+    ``resources:`` (the application's and each streamlet's) and ``state:`` are left out:
+    the pods do not read them, they are in each workload's spec, and so a change to one
+    streamlet's resources rolls that streamlet only, not every pod through the config hash.
     """
     blueprint: dict[str, Any] = plain(document)
     blueprint.pop("resources", None)
@@ -167,6 +167,7 @@ def build_app_config(
         if not isinstance(body, dict):
             continue
         body.pop("resources", None)
+        body.pop("state", None)
         data: dict[str, Any] = dict(body.get("config") or {})
         for key, (value, _where) in overrides.for_streamlet(name).items():
             data[key] = plain(value)

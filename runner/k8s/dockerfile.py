@@ -4,6 +4,11 @@ The image has the streamlets framework and the application (the blueprint's dire
 copied to :data:`~runner.k8s.options.APP_DIR`) installed, runs as the non-root user
 :data:`~runner.k8s.options.RUN_AS_USER`, writes nothing outside ``/tmp`` and has ``flow``
 as its entrypoint; the Deployments pass ``run-streamlet BLUEPRINT NAME`` as arguments.
+
+The framework comes from its source tree when the build context holds it (a checkout of
+the framework, as for its examples), else from a wheel of the installed framework that
+``flow dockerfile`` writes into the context (:mod:`runner.k8s.framework_wheel`): the
+framework is on no package index.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import tomllib
 from dataclasses import dataclass
 
 import streamlets
+from runner.k8s.framework_wheel import FRAMEWORK_PACKAGES, wheel_name
 from runner.k8s.options import APP_DIR, METRICS_PORT, RUN_AS_USER
 
 __all__ = [
     "DEFAULT_BASE_IMAGE",
     "FRAMEWORK_PACKAGES",
+    "WHEELS_DIR",
     "DockerfileError",
     "ImagePlan",
     "dockerfile",
@@ -26,9 +33,9 @@ __all__ = [
 ]
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
-#: What the framework's source tree contributes to a source install.
-FRAMEWORK_PACKAGES = ("streamlets", "blueprint", "runner")
 _FRAMEWORK_FILES = ("pyproject.toml", "README.md")
+#: Where in the build context ``flow dockerfile`` puts the framework's wheel.
+WHEELS_DIR = "wheels"
 
 
 class DockerfileError(streamlets.StreamletsError):
@@ -40,14 +47,16 @@ class ImagePlan:
     """What goes into the image, with paths relative to the build context (POSIX style).
 
     ``framework_source`` is the framework's source tree when it is inside the build
-    context (a checkout of the framework); otherwise the image installs the released
-    ``streamlets`` distribution of ``framework_version``.
+    context (a checkout of the framework); otherwise the image installs the wheel
+    ``framework_wheel`` (of ``framework_version``), which must be written into the context
+    (:func:`~runner.k8s.framework_wheel.write_framework_wheel`) before the build.
     """
 
     app: str
     app_dir: str
     framework_source: str | None
     framework_version: str
+    framework_wheel: str | None = None
     requirements: bool = False
     installable: bool = False
     base_image: str = DEFAULT_BASE_IMAGE
@@ -71,6 +80,29 @@ def _framework_root() -> str | None:
     return root if project.get("name") == "streamlets" else None
 
 
+def _has_requirements(path: str) -> bool:
+    """Whether the requirements file at ``path`` names anything to install (pip refuses
+    one of comments only)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line.split("#", 1)[0].strip() for line in fh]
+    except OSError:
+        return False
+    return any(lines)
+
+
+def _installable(directory: str) -> bool:
+    """Whether ``directory`` is a Python project pip can install: a ``setup.py``, or a
+    ``pyproject.toml`` with a ``[project]`` table (one holding tool settings only is not)."""
+    if os.path.isfile(os.path.join(directory, "setup.py")):
+        return True
+    try:
+        with open(os.path.join(directory, "pyproject.toml"), "rb") as fh:
+            return "project" in tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
 def plan_image(
     app: str, blueprint_dir: str, context: str, base_image: str = DEFAULT_BASE_IMAGE
 ) -> ImagePlan:
@@ -87,17 +119,17 @@ def plan_image(
         )
     root = _framework_root()
     framework_source = _relative(root, context) if root is not None else None
+    version = streamlets.__version__
     return ImagePlan(
         app=app,
         app_dir=app_dir,
         framework_source=framework_source,
-        framework_version=streamlets.__version__,
-        requirements=os.path.isfile(os.path.join(blueprint_dir, "requirements.txt")),
-        installable=any(
-            os.path.isfile(os.path.join(blueprint_dir, name))
-            for name in ("pyproject.toml", "setup.py")
-        )
-        and os.path.abspath(blueprint_dir) != root,
+        framework_version=version,
+        framework_wheel=(
+            None if framework_source is not None else f"{WHEELS_DIR}/{wheel_name(version)}"
+        ),
+        requirements=_has_requirements(os.path.join(blueprint_dir, "requirements.txt")),
+        installable=_installable(blueprint_dir) and os.path.abspath(blueprint_dir) != root,
         base_image=base_image,
     )
 
@@ -133,8 +165,14 @@ def dockerfile(plan: ImagePlan) -> str:
         )
         lines.append("RUN pip install /opt/streamlets")
     else:
-        lines.append("# The streamlets framework, the version this Dockerfile was made with.")
-        lines.append(f'RUN pip install "streamlets=={plan.framework_version}"')
+        wheel = plan.framework_wheel or f"{WHEELS_DIR}/{wheel_name(plan.framework_version)}"
+        installed = f"/tmp/{WHEELS_DIR}/{posixpath.basename(wheel)}"
+        lines.append(
+            f"# The streamlets framework {plan.framework_version}: the wheel 'flow dockerfile' "
+            "wrote into the build context."
+        )
+        lines.append(f"COPY {wheel} /tmp/{WHEELS_DIR}/")
+        lines.append(f"RUN pip install {installed} && rm -rf /tmp/{WHEELS_DIR}")
     lines.append("")
     lines.append("# The application: the blueprint's directory and what it needs.")
     source = "." if plan.app_dir == "." else plan.app_dir.rstrip("/") + "/"

@@ -69,8 +69,11 @@ def undeploy(
     Calls ``kubectl delete deployments,statefulsets,jobs,services,
     ingresses.networking.k8s.io,configmaps,secrets -l SELECTOR --ignore-not-found``, then
     ``kubectl delete scaledobjects.keda.sh`` with the same selector (skipped when KEDA is
-    not installed) and, with
-    ``delete_topics``, ``kubectl delete kafkatopics.kafka.strimzi.io``.
+    not installed) and, with ``delete_topics``, ``kubectl delete
+    kafkatopics.kafka.strimzi.io`` and the state volumes' claims, ``kubectl delete
+    persistentvolumeclaims -l SELECTOR,app.kubernetes.io/component=state --wait=false``:
+    a store whose changelog is gone would bring back values the topics no longer hold.
+    Without it the claims stay, like the topics, and a later deploy picks them up.
     """
     selector = ["-l", app_selector(app), "--ignore-not-found"]
     kinds = "deployments,statefulsets,jobs,services,ingresses.networking.k8s.io,configmaps,secrets"
@@ -84,6 +87,11 @@ def undeploy(
         except KubectlError as exc:
             if "doesn't have a resource type" not in str(exc):
                 raise
+    if delete_topics:
+        claims = f"{app_selector(app)},app.kubernetes.io/component=state"
+        # --wait=false: a claim goes once the pods using it have stopped.
+        args = ["delete", "persistentvolumeclaims", "-l", claims, "--ignore-not-found"]
+        reports.append(kubectl.run([*args, "--wait=false", *_ns(namespace)]))
     return "".join(r for r in reports if r.strip())
 
 

@@ -18,6 +18,8 @@ __all__ = [
     "METRICS_PORT",
     "RUN_AS_USER",
     "SECRET_CONFIG_PATH",
+    "STATE_DIR",
+    "WRITABLE_DIRS",
     "DeployOptions",
     "Resources",
 ]
@@ -27,10 +29,15 @@ METRICS_PORT = DEFAULT_METRICS_PORT
 #: Where the image holds the application (the blueprint's directory); ``flow dockerfile``
 #: copies it here and relative file paths in config resolve against it in the pod.
 APP_DIR = "/app"
+#: What a pod may write to: the root filesystem is read-only, ``/tmp`` an ``emptyDir``.
+WRITABLE_DIRS = ("/tmp",)
 #: Where the pod mounts the blueprint (from the ConfigMap) and the secret config.
 CONFIG_DIR = "/etc/streamlets"
 BLUEPRINT_PATH = f"{CONFIG_DIR}/blueprint.yaml"
 SECRET_CONFIG_PATH = f"{CONFIG_DIR}/secret-config.yaml"
+#: Where a stateful streamlet's pod mounts its state volume: ``flow run-streamlet``'s
+#: ``--state-dir`` (a store per input partition under it, rebuilt from the changelogs).
+STATE_DIR = "/var/lib/streamlets/state"
 #: The non-root user and group the image creates and every pod runs as.
 RUN_AS_USER = 10001
 #: The Strimzi ``Kafka`` resource the topics belong to unless ``--kafka-cluster`` says.

@@ -12,6 +12,7 @@ from blueprint.names import did_you_mean
 from runner.k8s import naming
 from runner.k8s.autoscale import can_autoscale, scaled_object, trigger_authentication
 from runner.k8s.config import AppConfig
+from runner.k8s.image import image_reference_problem
 from runner.k8s.ingress import HTTP_INGRESS_MARKER, http_port
 from runner.k8s.keda_auth import kafka_auth, kafka_auth_problem
 from runner.k8s.options import DeployOptions
@@ -133,6 +134,9 @@ def option_problems(
 ) -> list[str]:
     """What is wrong with ``options`` for this blueprint, as messages (empty when fine)."""
     problems: list[str] = []
+    image = image_reference_problem(options.image)
+    if image is not None:
+        problems.append(f"--image: {image}")
     if options.autoscale and config is not None:
         problem = kafka_auth_problem(config.secret.get("kafka"))
         if problem:

@@ -1,4 +1,5 @@
-"""Strimzi ``KafkaTopic`` resources: one per blueprint topic and per dead-letter topic."""
+"""Strimzi ``KafkaTopic`` resources: one per blueprint topic, per dead-letter topic and per
+changelog topic of a state."""
 
 from __future__ import annotations
 
@@ -10,11 +11,23 @@ from runner.k8s import naming
 from runner.k8s.workloads import metadata
 from runner.kafka.naming import dead_letter_topic
 from runner.kafka.naming import kafka_topic as kafka_topic_name
+from runner.runtime.state import changelog_topic
 
-__all__ = ["STRIMZI_API_VERSION", "KafkaTopicSpec", "kafka_topic", "kafka_topics", "topics_of"]
+__all__ = [
+    "CHANGELOG_CONFIG",
+    "STRIMZI_API_VERSION",
+    "KafkaTopicSpec",
+    "changelogs_of",
+    "kafka_topic",
+    "kafka_topics",
+    "topics_of",
+]
 
 #: The Strimzi API the KafkaTopics use (the only version Strimzi 1.x serves).
 STRIMZI_API_VERSION = "kafka.strimzi.io/v1"
+#: The settings of every changelog topic: compacted, so that it keeps the latest value of
+#: each key (and a tombstone deletes one) however long the application runs.
+CHANGELOG_CONFIG = (("cleanup.policy", "compact"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,38 @@ def topics_of(
         if spec.on_error == "dead-letter" and topic not in names:
             names.add(topic)
             found.append(KafkaTopicSpec(name=topic, component="dead-letters"))
+    found += [t for t in changelogs_of(verified) if t.name not in names]
+    return found
+
+
+def changelogs_of(verified: VerifiedBlueprint) -> list[KafkaTopicSpec]:
+    """The changelog topic of each state of each stateful streamlet (DESIGN §8).
+
+    ``<app>.<streamlet>.<state>.changelog``, compacted, with as many partitions as the
+    streamlet's input topics (its state is partitioned like them: partition ``p`` of the
+    changelog holds the values of partition ``p``'s keys; a source's own state has one),
+    and the replication factor of the most replicated of them, when they set one.
+    """
+    found: list[KafkaTopicSpec] = []
+    for name, spec in verified.streamlets.items():
+        if not spec.stateful:
+            continue
+        factors = [
+            topic.replication_factor
+            for inlet in spec.cls.inlets()
+            if (topic := verified.inlet_topic(name, inlet)) is not None
+            and topic.replication_factor is not None
+        ]
+        for state in spec.cls.states():
+            found.append(
+                KafkaTopicSpec(
+                    name=changelog_topic(verified.name, name, state),
+                    partitions=verified.input_partitions(name),
+                    replicas=max(factors, default=None),
+                    config=CHANGELOG_CONFIG,
+                    component="changelog",
+                )
+            )
     return found
 
 

@@ -17,8 +17,10 @@ from runner.k8s.options import (
     CONFIG_DIR,
     RUN_AS_USER,
     SECRET_CONFIG_PATH,
+    STATE_DIR,
     DeployOptions,
 )
+from runner.k8s.state import state_claim_template, state_mount, state_volume
 
 __all__ = [
     "container_args",
@@ -50,9 +52,10 @@ def metadata(name: str, namespace: str | None, labels: dict[str, str]) -> dict[s
     return meta
 
 
-def container_args(streamlet: str, options: DeployOptions) -> list[str]:
-    """The arguments of ``flow`` in the container: run one streamlet against Kafka."""
-    return [
+def container_args(streamlet: str, options: DeployOptions, *, stateful: bool = False) -> list[str]:
+    """The arguments of ``flow`` in the container: run one streamlet against Kafka (a
+    stateful one with its state directory on the state volume)."""
+    args = [
         "run-streamlet",
         BLUEPRINT_PATH,
         streamlet,
@@ -67,6 +70,9 @@ def container_args(streamlet: str, options: DeployOptions) -> list[str]:
         "--metrics-host",
         POD_METRICS_HOST,
     ]
+    if stateful:
+        args += ["--state-dir", STATE_DIR]
+    return args
 
 
 def pod_security_context() -> dict[str, Any]:
@@ -106,7 +112,7 @@ def _container(
         "name": "streamlet",
         "image": options.image,
         "imagePullPolicy": options.image_pull_policy,
-        "args": container_args(spec.name, options),
+        "args": container_args(spec.name, options, stateful=spec.stateful),
         "env": [
             {"name": "HOME", "value": "/tmp"},
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
@@ -135,11 +141,13 @@ def _container(
         "volumeMounts": [
             {"name": _CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": _TMP_VOLUME, "mountPath": "/tmp"},
+            *([state_mount()] if spec.stateful else []),
         ],
     }
 
 
-def _volumes(app: str) -> list[dict[str, Any]]:
+def _volumes(app: str, spec: StreamletSpec, kind: str) -> list[dict[str, Any]]:
+    state = state_volume(spec, kind)
     return [
         {
             "name": _CONFIG_VOLUME,
@@ -162,12 +170,13 @@ def _volumes(app: str) -> list[dict[str, Any]]:
             },
         },
         {"name": _TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}},
+        *([state] if state is not None else []),
     ]
 
 
 def workload_kind(spec: StreamletSpec, options: DeployOptions) -> str:
     """``"Job"`` for a streamlet deployed with ``--job``, ``"StatefulSet"`` for an
-    exactly-once streamlet, else ``"Deployment"``.
+    exactly-once or a stateful streamlet, else ``"Deployment"``.
 
     A Job runs a bounded source to completion once (a Deployment would restart it when it
     ends, and it would produce its data again). An exactly-once streamlet's transactional
@@ -175,11 +184,15 @@ def workload_kind(spec: StreamletSpec, options: DeployOptions) -> str:
     and stable across restarts (a restarted replica then fences its predecessor). A
     StatefulSet gives each pod such an index (the ``apps.kubernetes.io/pod-index`` label,
     passed as ``STREAMLETS_REPLICA``) and never runs two pods with the same index; a
-    Deployment's pods are interchangeable.
+    Deployment's pods are interchangeable. A stateful streamlet's pods keep their state
+    volume: with ``state: {storage: ...}`` a claim per pod that the StatefulSet gives back
+    to the pod of the same index (see :mod:`runner.k8s.state`).
     """
     if spec.name in options.jobs:
         return "Job"
-    return "StatefulSet" if spec.processing == "exactly-once" else "Deployment"
+    if spec.processing == "exactly-once" or spec.stateful:
+        return "StatefulSet"
+    return "Deployment"
 
 
 def _replica_index(field_path: str) -> dict[str, Any]:
@@ -222,6 +235,9 @@ def deployment(
         body["podManagementPolicy"] = "Parallel"
         body["updateStrategy"] = {"type": "RollingUpdate"}
         container["env"].append(_replica_index(f"metadata.labels['{_POD_INDEX}']"))
+        claim = state_claim_template(spec, naming.streamlet_labels(app, spec.name, "state"))
+        if claim is not None:
+            body["volumeClaimTemplates"] = [claim]
     elif kind == "Deployment":
         body["strategy"] = {
             "type": "RollingUpdate",
@@ -244,7 +260,7 @@ def deployment(
             "securityContext": pod_security_context(),
             **({"restartPolicy": "OnFailure"} if kind == "Job" else {}),
             "containers": [container],
-            "volumes": _volumes(app),
+            "volumes": _volumes(app, spec, kind),
         },
     }
     return {

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from blueprint import TopicSpec, VerifiedBlueprint
 from runner.kafka.logs import client_log
 from runner.kafka.naming import dead_letter_topic, kafka_topic
+from runner.runtime.state import changelog_topic
 from streamlets.errors import StreamletsError
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "StartupStopped",
     "TopicError",
     "TopicPlan",
+    "changelog_plans",
     "ensure_topics",
     "plan_topics",
 ]
@@ -91,13 +93,42 @@ def _plan(topic: TopicSpec) -> TopicPlan:
     )
 
 
+#: The settings of every changelog topic: only the latest value of each key matters.
+CHANGELOG_CONFIG: Mapping[str, str] = {"cleanup.policy": "compact"}
+
+
+def changelog_plans(blueprint: VerifiedBlueprint, streamlet: str) -> list[TopicPlan]:
+    """The changelog topics of ``streamlet``'s states (DESIGN §8): one per state, compacted,
+    with as many partitions as its input topics (a source's: one), and the replication
+    factor of its input topics (the broker's default when they do not say)."""
+    spec = blueprint.streamlets[streamlet]
+    partitions = blueprint.input_partitions(streamlet)
+    factors = [
+        topic.replication_factor
+        for inlet in spec.cls.inlets()
+        if (topic := blueprint.inlet_topic(streamlet, inlet)) is not None
+        and topic.replication_factor is not None
+    ]
+    return [
+        TopicPlan(
+            changelog_topic(blueprint.name, streamlet, state),
+            partitions,
+            max(factors, default=None),
+            dict(CHANGELOG_CONFIG),
+            f"changelog of state '{streamlet}.{state}'",
+        )
+        for state in spec.cls.states()
+    ]
+
+
 def plan_topics(
     blueprint: VerifiedBlueprint,
     streamlets: Iterable[str] | None = None,
     *,
     dead_letter_template: str | None = None,
 ) -> list[TopicPlan]:
-    """The topics ``streamlets`` (default: all) read and write, plus their dead-letter topics."""
+    """The topics ``streamlets`` (default: all) read and write, plus their dead-letter
+    topics and the changelog topics of their states."""
     names = list(blueprint.streamlets) if streamlets is None else list(streamlets)
     wanted: dict[str, TopicPlan] = {}
     for topic in blueprint.topics.values():
@@ -110,6 +141,8 @@ def plan_topics(
         if spec.on_error == "dead-letter":
             dlq = dead_letter_topic(blueprint, name, dead_letter_template)
             wanted.setdefault(dlq, TopicPlan(dlq, None, None, {}, f"dead letters of '{name}'"))
+        for plan in changelog_plans(blueprint, name):
+            wanted.setdefault(plan.name, plan)
     return list(wanted.values())
 
 

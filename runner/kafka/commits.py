@@ -5,6 +5,11 @@
 * **exactly-once**: outputs and input offsets go into one Kafka transaction
   (``send_offsets_to_transaction``), committed together.
 
+A stateful streamlet's changes go to its changelog topics in the same step: produced with
+the outputs and acknowledged before the offsets are committed, or in the transaction; a
+source's position only once the outputs it follows are acknowledged. The state stores are
+checkpointed after that, before the offsets are committed (see :mod:`runner.kafka.changelogs`).
+
 After a failure (fenced, aborted, undelivered) nothing more is committed: the process
 stops and its uncommitted records are processed again after a restart.
 """
@@ -15,13 +20,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from runner.kafka.metrics import StreamletMetrics
 from runner.kafka.producing import FENCED_CODES, DeliveryError, OutputProducer, ProducerFenced
 from runner.kafka.status import ProcessStatus
+
+if TYPE_CHECKING:
+    from runner.kafka.changelogs import KafkaState
 
 __all__ = ["Checkpoint"]
 
@@ -71,6 +79,8 @@ class Checkpoint:
         self.label = label
         self.grace_period = grace_period
         self.consumer: Any = None
+        #: The process's keyed state, when its streamlet has any.
+        self.state: KafkaState | None = None
         self.broken = False  # after a failure nothing more may be committed
         self._partitions: dict[tuple[str, int], _Partition] = {}
 
@@ -105,8 +115,10 @@ class Checkpoint:
         if self.broken:
             return False
         producer = self.producer
+        state = self.state
         dirty = any(p.count for p in self._partitions.values())
-        if not dirty and not producer.pending and not producer.in_transaction:
+        changed = state is not None and state.dirty
+        if not dirty and not changed and not producer.pending and not producer.in_transaction:
             return False
         start = time.perf_counter()
         if self.before_commit is not None and dirty:
@@ -115,9 +127,21 @@ class Checkpoint:
         offsets = self._offsets()
         try:
             if self.exactly_once:
+                if state is not None:
+                    state.send()
                 self._commit_transaction(offsets, wait)
+                if state is not None:
+                    producer.flush(wait)  # serves the changelog entries' delivery reports
+                    state.checkpoint()
             else:
+                if state is not None and not state.source:
+                    state.send()
                 producer.flush(wait)
+                if state is not None:
+                    # A source's position follows the records it is the position after.
+                    if state.source and state.send():
+                        producer.flush(wait)
+                    state.checkpoint()
                 if offsets and self.consumer is not None:
                     self._commit_offsets(offsets)
         except ProducerFenced:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from runner.runtime.messages import DeadLetter
+from runner.runtime.messages import DeadLetter, Message
 
 __all__ = [
     "HEADERS_DROPPED_HEADER",
     "HEADER_PREFIX",
     "TRUNCATED_HEADER",
     "VALUE_SIZE_HEADER",
+    "dead_letter_from_record",
     "dead_letter_headers",
     "fit_dead_letter",
     "read_dead_letter_headers",
@@ -60,14 +61,14 @@ Headers = list[tuple[str, bytes]]
 
 
 def fit_dead_letter(
-    value: bytes,
+    value: bytes | None,
     key: bytes | None,
     headers: Headers,
     *,
     max_bytes: int,
     overhead: Callable[[bytes | None, Sequence[tuple[str, bytes]]], int],
     original_headers: int = 0,
-) -> tuple[bytes, Headers]:
+) -> tuple[bytes | None, Headers]:
     """The value and headers of a dead letter cut to fit ``max_bytes`` (as ``overhead``
     counts a record besides its value); as they are when they fit.
 
@@ -75,8 +76,13 @@ def fit_dead_letter(
     :data:`TRUNCATED_HEADER` (bytes kept) and :data:`VALUE_SIZE_HEADER` (the original
     size). When the headers alone do not fit, the first ``original_headers`` of them (the
     original record's) are left out (:data:`HEADERS_DROPPED_HEADER` says how many) and the
-    error message and stack trace are shortened.
+    error message and stack trace are shortened. A tombstone's (``None``) stays one
+    unless even its headers do not fit.
     """
+    if value is None:  # a tombstone's dead letter: nothing to cut but the headers
+        if overhead(key, headers) <= max_bytes:
+            return value, headers
+        value = b""
     if overhead(key, headers) + len(value) <= max_bytes:
         return value, headers
     size = str(len(value)).encode()
@@ -97,7 +103,7 @@ def fit_dead_letter(
 
 
 def read_dead_letter_headers(
-    headers: list[tuple[str, bytes]] | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
 ) -> Mapping[str, str]:
     """The error headers of a dead-letter record, decoded (for tools and tests)."""
     found: dict[str, str] = {}
@@ -105,3 +111,59 @@ def read_dead_letter_headers(
         if key.startswith((HEADER_PREFIX, "__streamlets.errors.")):
             found[key] = value.decode("utf-8", "replace") if value is not None else ""
     return found
+
+
+def _is_error_header(name: str) -> bool:
+    return name.startswith((HEADER_PREFIX, "__streamlets.errors."))
+
+
+def dead_letter_from_record(
+    value: bytes | None,
+    key: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    timestamp: int = -1,
+) -> DeadLetter | None:
+    """The :class:`DeadLetter` a dead-letter record on Kafka holds (``None`` when the
+    record has no dead-letter headers): the original record (its value, key, headers and
+    timestamp, and where it came from) and the error, as the in-process runner writes them
+    to a run directory.
+
+    A value cut to fit (:data:`TRUNCATED_HEADER`) stays cut; ``error_message`` says so.
+    """
+    errors = read_dead_letter_headers(headers)
+    if "__connect.errors.stage" not in errors:
+        return None
+    own = tuple((k, v or b"") for k, v in headers or () if not _is_error_header(k))
+
+    def number(name: str) -> int:
+        try:
+            return int(errors.get(name, "-1"))
+        except ValueError:
+            return -1
+
+    message = errors.get("__connect.errors.exception.message", "")
+    if TRUNCATED_HEADER in errors:
+        message += (
+            f" [dead letter cut to fit: {errors[TRUNCATED_HEADER]} of "
+            f"{errors.get(VALUE_SIZE_HEADER, '?')} bytes of the value kept]"
+        )
+    original = Message(
+        value or b"",
+        key,
+        own,
+        errors.get("__connect.errors.topic", ""),
+        number("__connect.errors.partition"),
+        number("__connect.errors.offset"),
+        timestamp,
+    )
+    return DeadLetter(
+        streamlet=errors.get("__streamlets.errors.streamlet")
+        or errors.get("__connect.errors.class.name", ""),
+        stage=errors["__connect.errors.stage"],
+        error_class=errors.get("__connect.errors.exception.class.name", ""),
+        error_message=message,
+        stack_trace=errors.get("__connect.errors.exception.stacktrace", ""),
+        original=original,
+        inlet=errors.get("__streamlets.errors.inlet") or None,
+        value_truncated=TRUNCATED_HEADER in errors,
+    )

@@ -2,7 +2,8 @@
 
 ``/healthz`` answers 200 while the processing loop is alive (it went round recently and
 has not failed); ``/readyz`` answers 200 once the process has joined its consumer group
-(or, for a source, connected its producer) and is not shutting down.
+(or, for a source, connected its producer), its state stores have caught up from their
+changelog topics, and it is not shutting down.
 """
 
 from __future__ import annotations
@@ -63,6 +64,30 @@ class StreamletMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         ).labels(**labels)
+        state_labels = [*names, "state"]
+        self.changelog_records = counter(
+            "streamlets_state_changelog_records",
+            "State changes written to the changelog topics (the latest per key and commit).",
+        ).labels(**labels)
+        self._restored = Counter(
+            "streamlets_state_restored_records",
+            "Changelog records written to the state stores while restoring them.",
+            state_labels,
+            registry=self.registry,
+        )
+        self._restore_seconds = Gauge(
+            "streamlets_state_restore_seconds",
+            "Seconds the last restore of a partition's state took (so far, while it runs).",
+            [*state_labels, "partition"],
+            registry=self.registry,
+        )
+        self.state_restoring = Gauge(
+            "streamlets_state_restoring_partitions",
+            "Partitions whose state stores are catching up from their changelogs (their "
+            "records wait; /readyz answers 503 meanwhile).",
+            names,
+            registry=self.registry,
+        ).labels(**labels)
         self._lag = Gauge(
             "streamlets_consumer_lag",
             "Records behind the end of each assigned partition (as the broker reports it).",
@@ -71,6 +96,16 @@ class StreamletMetrics:
         )
         self._labels = labels
         self.registry.register(StatsCollector(read_stats, labels))
+
+    def restored(self, state: str, records: int) -> None:
+        """Count ``records`` changelog records restored into ``state``'s stores."""
+        self._restored.labels(**self._labels, state=state).inc(records)
+
+    def restore_seconds(self, state: str, partition: int, seconds: float) -> None:
+        """Set how long the restore of ``state`` in ``partition`` took (so far)."""
+        self._restore_seconds.labels(**self._labels, state=state, partition=str(partition)).set(
+            seconds
+        )
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         """Set the consumer lag of one partition."""
@@ -88,6 +123,8 @@ class Health:
     def __init__(self, stall_seconds: float = 60.0) -> None:
         self.stall_seconds = stall_seconds
         self.ready = False
+        #: Partitions whose state stores catch up from their changelogs.
+        self.restoring = 0
         self.failed: str | None = None
         self.stopping = False
         self._beat = time.monotonic()
@@ -114,6 +151,11 @@ class Health:
             return False, "shutting down"
         if not self.ready:
             return False, "starting: not yet joined the consumer group"
+        if self.restoring:
+            return False, (
+                f"restoring state: {self.restoring} partition(s) catching up from their "
+                "changelog topics"
+            )
         return True, "ok"
 
 

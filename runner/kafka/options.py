@@ -10,13 +10,14 @@ error.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.kafka.settings import KafkaSettings
-from streamlets.codecs import SCHEMA_HEADER
+from runner.runtime.registry import RegistryConfig, RegistryError, registry_config
 from streamlets.errors import StreamletsError
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_METRICS_HOST",
     "DEFAULT_METRICS_PORT",
+    "DEFAULT_STATE_DIR",
     "RUNNER_KEYS",
     "SETS_ENV",
     "ProcessOptions",
@@ -46,19 +48,28 @@ DEFAULT_METRICS_PORT = 9090
 #: is given ``--metrics-host 0.0.0.0`` by ``flow deploy`` (its probes come from outside).
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
+#: Where a process keeps its keyed state unless told (``<dir>/<app>/<streamlet>-<replica>``):
+#: a local disk that outlives the process on the same host, as Kafka Streams' default
+#: does. The stores are a cache of the changelog topics: a fresh directory is rebuilt.
+DEFAULT_STATE_DIR = Path(tempfile.gettempdir()) / "streamlets-state"
+
 #: Environment variable with ``--set`` values as a JSON list of ``"NAME.KEY=VALUE"``
 #: strings: how ``flow run-local --kafka`` hands them to its processes, since a command
 #: line is readable by every user of the host (``ps``) and the values may be secrets.
 SETS_ENV = "STREAMLETS_SETS"
 
-#: Keys of the ``runner:`` section of a config file that the Kafka runner reads.
+#: Keys of the ``runner:`` section of a config file that the runners read.
 RUNNER_KEYS: Mapping[str, type] = {
     "dead_letter_topic": str,
     "grace_period": float,
     "commit_interval": float,
     "batch_size": int,
     "metrics_port": int,
+    # flow run-local's (both modes): see runner/runtime/dead_letter_summary.py
+    "max_dead_letter_ratio": float,
 }
+#: Of those, the ones that are not options of one streamlet process.
+_RUN_KEYS = frozenset({"max_dead_letter_ratio"})
 
 
 class RunnerSettingsError(StreamletsError):
@@ -81,6 +92,8 @@ class ProcessOptions:
     metrics_host: str = DEFAULT_METRICS_HOST
     status_file: Path | None = None
     status_interval: float = 0.5
+    #: The root of this process's state directory (see :data:`DEFAULT_STATE_DIR`).
+    state_dir: Path = DEFAULT_STATE_DIR
     #: Set by ``flow run-local --kafka``, which restarts its processes itself: 1 for the
     #: first process of a replica, then counting up. ``None``: not supervised (a platform
     #: may restart the process without saying so).
@@ -88,6 +101,8 @@ class ProcessOptions:
     #: The end-of-input file of ``flow run-local --kafka`` (see
     #: :mod:`runner.kafka.end_of_input`): when it appears, the windows close and emit.
     end_of_input: Path | None = None
+    #: The ``schema_registry:`` section: every Avro topic in the Confluent wire format.
+    registry: RegistryConfig | None = None
 
     @classmethod
     def layered(cls, section: Mapping[str, Any], **given: Any) -> ProcessOptions:
@@ -96,7 +111,11 @@ class ProcessOptions:
         the port to serve on (``given`` as ``None`` means "not set"); pass
         ``metrics=False`` to serve no metrics at all."""
         metrics = given.pop("metrics", True)
-        values: dict[str, Any] = {k: v for k, v in section.items() if k in RUNNER_KEYS}
+        values: dict[str, Any] = {
+            k: v for k, v in section.items() if k in RUNNER_KEYS and k not in _RUN_KEYS
+        }
+        if section.get("registry") is not None:
+            values["registry"] = section["registry"]
         if "dead_letter_topic" in values:
             values["dead_letter_template"] = values.pop("dead_letter_topic")
         values.update({k: v for k, v in given.items() if v is not None})
@@ -127,6 +146,12 @@ def runner_section(section: Any) -> dict[str, Any]:
             raise RunnerSettingsError(
                 f"runner.{key} must be a {kind.__name__}, got {value!r}"
             ) from None
+    ratio = found.get("max_dead_letter_ratio")
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise RunnerSettingsError(
+            f"runner.max_dead_letter_ratio is the share of a streamlet's records that may go "
+            f"to dead letters, from 0 to 1 (1: any number); got {ratio!r}"
+        )
     return found
 
 
@@ -147,19 +172,6 @@ def sets_from_environ(environ: Mapping[str, str]) -> list[str]:
     return values
 
 
-def _refuse_schema_registry(section: Any) -> None:
-    """The Confluent wire format is not written or read yet; running anyway would put plain
-    schemaless Avro on topics whose other clients expect registry-framed records."""
-    if section is None:
-        return
-    raise RunnerSettingsError(
-        "the 'schema_registry:' section of the config file is not supported yet: "
-        "streamlets write schemaless Avro with the writer schema's fingerprint in the "
-        f"'{SCHEMA_HEADER}' header, not the Confluent wire format; remove the section "
-        "(clients outside streamlets can read topics with 'codec: json')"
-    )
-
-
 def load_runner_sections(
     sections: Mapping[str, Any],
     *,
@@ -169,8 +181,14 @@ def load_runner_sections(
     """The ``runner:`` section and the Kafka settings of a config file's runner sections,
     checked as every Kafka command checks them. Raises :class:`RunnerSettingsError` or
     :class:`~runner.kafka.settings.KafkaSettingsError` saying what is wrong; a
-    ``schema_registry:`` section is refused."""
+    ``schema_registry:`` section, validated, is the ``registry`` of the returned runner
+    section (:attr:`ProcessOptions.registry`)."""
     section = runner_section(sections.get("runner"))
-    _refuse_schema_registry(sections.get("schema_registry"))
+    try:
+        registry = registry_config(sections.get("schema_registry"))
+    except RegistryError as exc:
+        raise RunnerSettingsError(str(exc)) from None
+    if registry is not None:
+        section["registry"] = registry
     settings = KafkaSettings.load(sections.get("kafka"), bootstrap=bootstrap, environ=environ)
     return section, settings

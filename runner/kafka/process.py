@@ -4,7 +4,8 @@ The transport around :class:`runner.runtime.executor.Executor` (the same core, l
 and source pump the in-process runner uses). Producing is :mod:`runner.kafka.producing`'s
 job and committing :mod:`runner.kafka.commits`'; this module holds the loops. Partitions
 revoked in a rebalance have their finished work committed first; lost ones are dropped
-(another member re-reads them).
+(another member re-reads them). A stateful streamlet's partitions wait, paused, while
+their state stores catch up from the changelog topics (:mod:`runner.kafka.changelogs`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from confluent_kafka import Consumer, KafkaException
 
 from blueprint import VerifiedBlueprint
 from runner.kafka.admin import BrokerUnreachable, StartupStopped, ensure_topics, plan_topics
+from runner.kafka.changelogs import KafkaState, open_store, process_state_dir, source_key
 from runner.kafka.commits import Checkpoint
 from runner.kafka.consumed import skip_consumer_error
 from runner.kafka.end_of_input import EndOfInput
@@ -45,7 +47,10 @@ from runner.runtime.heap import frozen_heap
 from runner.runtime.lifecycle import LifecycleError, instance_lifecycle
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.sources import SourcePump
+from runner.runtime.state import PartitionStore, StateManager
+from runner.runtime.tables import in_time_order, spec_states
 from runner.runtime.timers import Timers
+from runner.runtime.topic_codecs import TopicCodecs
 from streamlets.errors import StreamletsError
 
 __all__ = [
@@ -105,7 +110,14 @@ class StreamletProcess:
         # Replay inlets (control, state) are read in full by every replica, outside the group.
         replay = set(self.spec.cls.replay_inlets)
         self.replay_of = {t: i for t, i in self.inlet_of.items() if i in replay}
+        # A streamlet with tables sees its inlets' records in timestamp order (DESIGN §9).
+        self.tables = frozenset(self.spec.cls.tables())
         self._replay: ReplayReader | None = None
+        self.stateful = bool(self.spec.cls.states())
+        self._eager = False
+        self._state: KafkaState | None = None
+        #: Assigned partitions whose records wait for their state stores, by number.
+        self._paused: dict[int, list[Any]] = {}
         self.health = Health()
         self.status = ProcessStatus(name, self.replica, pid=os.getpid())
         self.metrics = StreamletMetrics(self.app, name, self.replica, lambda: self.status.stats)
@@ -171,7 +183,9 @@ class StreamletProcess:
                 "linger.ms": 5,
                 # The Java client's partitioner: a key goes where any Kafka producer puts it.
                 "partitioner": "murmur2_random",
-                "delivery.report.only.error": True,
+                # A stateful streamlet keeps the changelog offsets its stores caught up to,
+                # which only the reports of successful deliveries say.
+                "delivery.report.only.error": not self.stateful,
                 "logger": client_log,
             }
         )
@@ -195,7 +209,7 @@ class StreamletProcess:
             "client.id": client_id(self.blueprint, self.name, self.replica),
             "group.id": group_id(self.blueprint, self.name),
             "group.protocol": "classic",
-            "partition.assignment.strategy": "cooperative-sticky",
+            "partition.assignment.strategy": self._assignment_strategy(),
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -209,7 +223,19 @@ class StreamletProcess:
             defaults["stats_cb"] = self._on_stats
         config = self.settings.for_consumer(**defaults)
         log.debug("consumer config: %s", redact(config))
+        # An eager protocol (range, roundrobin) assigns the whole set in the callback.
+        self._eager = "cooperative" not in str(config["partition.assignment.strategy"])
         return Consumer(config)
+
+    def _assignment_strategy(self) -> str:
+        """``range`` for a stateful streamlet that shares several topics out among its
+        replicas: it gives partition ``p`` of each of them to the same replica, which holds
+        the state of ``p`` (a co-partitioned table's and the others'); cooperative-sticky
+        does not promise that. Else cooperative-sticky (rebalances move fewer partitions)."""
+        shared = [i for i in self.inlet_of.values() if i not in self.replay_of.values()]
+        if self.spec.cls.states() and len(shared) > 1:
+            return "range"
+        return "cooperative-sticky"
 
     # -- rebalances ----------------------------------------------------------------------
 
@@ -222,6 +248,18 @@ class StreamletProcess:
                 self.label,
                 ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
             )
+        state = self._state
+        if state is not None and partitions:
+            # Their records wait until the partitions' stores have caught up (_restore).
+            if self._eager:
+                consumer.assign(partitions)  # the range assignor's protocol: the whole set
+            else:
+                consumer.incremental_assign(partitions)
+            consumer.pause(partitions)
+            for p in partitions:
+                self._paused.setdefault(p.partition, []).append(p)
+            state.assign(p.partition for p in partitions)
+            self.health.restoring = state.restoring
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         if not partitions:
@@ -236,6 +274,8 @@ class StreamletProcess:
         except (KafkaException, StreamletsError) as exc:  # a new owner reads them again
             log.warning("%s: commit before revocation failed: %s", self.label, exc)
         self._forget(partitions)
+        if self._state is not None:
+            self._state.revoke(self._released(partitions))
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         log.warning(
@@ -244,6 +284,22 @@ class StreamletProcess:
             len(partitions),
         )
         self._forget(partitions)
+        if self._state is not None:
+            self._state.lose(self._released(partitions))
+
+    def _released(self, partitions: list[Any]) -> list[int]:
+        """The partition numbers of ``partitions`` none of whose inlet topics' partitions
+        stay assigned: their state stores close."""
+        gone = {(p.topic, p.partition) for p in partitions}
+        kept = {
+            tp.partition
+            for tp in self._consumer.assignment()
+            if (tp.topic, tp.partition) not in gone
+        }
+        released = sorted({p for _, p in gone} - kept)
+        for partition in released:
+            self._paused.pop(partition, None)
+        return released
 
     def _forget(self, partitions: list[Any]) -> None:
         assert self._checkpoint is not None
@@ -335,10 +391,15 @@ class StreamletProcess:
         batch_size, poll_timeout = options.batch_size, options.poll_timeout
         single_inlet = next(iter(self.inlet_of.values())) if len(self.inlet_of) == 1 else None
         inlet_of = self.inlet_of
+        state = self._state
         while not self._stop:
             if replay is not None:
                 await self._process_replayed(replay.poll(0 if topics else poll_timeout))
-            raw = consumer.consume(batch_size, poll_timeout) if topics else []
+            if state is not None and self.health.restoring:
+                self._restore_step(state)
+                raw = consumer.consume(batch_size, 0) if topics else []
+            else:
+                raw = consumer.consume(batch_size, poll_timeout) if topics else []
             if raw:
                 batch = self._messages(raw)
                 if single_inlet is not None:
@@ -347,7 +408,8 @@ class StreamletProcess:
                     batches = {}
                     for message in batch:
                         batches.setdefault(inlet_of[message.topic], []).append(message)
-                for inlet, messages in batches.items():
+                runs = in_time_order(batches, self.tables) if self.tables else list(batches.items())
+                for inlet, messages in runs:
                     if not messages:
                         continue
                     start = time.perf_counter()
@@ -377,6 +439,30 @@ class StreamletProcess:
             self._write_status(force=True)
             log.info("%s: the input has ended: closed the open windows", self.label)
 
+    def _restore_step(self, state: KafkaState) -> None:
+        """Move the restores of assigned partitions on; resume the partitions whose stores
+        have caught up."""
+        if state.begin_restores():
+            self._commit()  # the markers' transaction: a read_committed reader sees them
+        for partition in state.step():
+            waiting = self._paused.pop(partition, [])
+            if waiting:
+                self._consumer.resume(waiting)
+        self.health.restoring = state.restoring
+
+    def _restore_source(self, state: KafkaState) -> None:
+        """Catch a source's own state up from its changelog before ``setup()``."""
+        state.assign([0])
+        self.health.restoring = 1
+        while state.restoring and not self._stop:
+            self.health.beat()
+            if state.begin_restores():
+                self._commit()
+            state.step(0.5)
+            assert self._producer is not None
+            self._producer.poll()
+        self.health.restoring = 0
+
     def _messages(self, raw: list[Any]) -> list[Message]:
         """The records of a consumed batch as core messages; notes each partition's progress.
 
@@ -399,7 +485,7 @@ class StreamletProcess:
                 run_topic, run_partition, run_start = topic, partition, len(batch)
             append(
                 make(
-                    m.value() or b"",
+                    m.value(),  # None: a tombstone
                     m.key(),
                     m.headers() or (),
                     topic,
@@ -561,7 +647,15 @@ class StreamletProcess:
                 )
             # Outputs too large for the producer fail to encode (the error policy applies).
             limit = record_limit(self._producer_config())
-            self._executor = Executor(self.spec, self.blueprint, record_limit=limit)
+            manager = self._state_manager()
+            self._executor = Executor(
+                self.spec,
+                self.blueprint,
+                record_limit=limit,
+                state=manager,
+                checkpoint_each_batch=False,  # the stores are checkpointed at commits
+                codecs=TopicCodecs(self.options.registry),
+            )
             self.status.stats = self._executor.stats
             self._check_restarts(self._executor.instance)
             self._register_streamlet_metrics()
@@ -576,8 +670,16 @@ class StreamletProcess:
             )
             if self.exactly_once:
                 self._producer.init_transactions(self.options.grace_period)
+            if manager is not None:
+                self._state = self._checkpoint.state = self._kafka_state(manager)
             self._last_commit = time.monotonic()
-            loop.run_until_complete(self._run_instance())
+            if self._state is not None and self._state.source:
+                self._restore_source(self._state)
+            if self._state is not None and self._state.restoring:
+                # A source that has not caught up would generate from an old position.
+                log.info("%s: stopped while restoring its state, before generating", self.label)
+            else:
+                loop.run_until_complete(self._run_instance())
             state, code = "done", 0
         except StartupStopped:
             log.info("%s: stopped during start-up, before taking any input", self.label)
@@ -596,6 +698,55 @@ class StreamletProcess:
             self._stop_event = None
             loop.close()
         return code
+
+    def _state_manager(self) -> StateManager | None:
+        """The streamlet's keyed state, in RocksDB stores under this process's state
+        directory (``None`` when it declares none)."""
+        if not self.stateful:
+            return None
+        directory = process_state_dir(
+            self.options.state_dir, self.blueprint, self.name, self.replica
+        )
+        log.info("%s: state stores in %s", self.label, directory)
+
+        def opener(partition: int) -> PartitionStore:
+            return open_store(directory, partition)
+
+        is_source = not self.spec.cls.inlets()
+        return StateManager(
+            self.name,
+            spec_states(self.spec),
+            opener,
+            changelog=True,
+            source=is_source,
+            own_key=source_key(self.replica),
+        )
+
+    def _kafka_state(self, manager: StateManager) -> KafkaState:
+        """The changelog side of ``manager``: its producer is the outputs'."""
+        assert self._producer is not None
+        defaults: dict[str, Any] = {
+            "client.id": client_id(self.blueprint, self.name, self.replica) + ".restore",
+            # A group of its own that never joins or commits: partitions are assigned.
+            "group.id": f"{group_id(self.blueprint, self.name)}.restore.{os.getpid()}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            # The end of a restore is a fetch that waits for the marker: not for long.
+            "fetch.wait.max.ms": 100,
+            "logger": client_log,
+        }
+        return KafkaState(
+            manager,
+            self._producer,
+            app=self.app,
+            streamlet=self.name,
+            consumer_config=self.settings.for_consumer(**defaults),
+            metrics=self.metrics,
+            label=self.label,
+            source=manager.own is not None,
+        )
 
     def _register_streamlet_metrics(self) -> None:
         """Export a streamlet's own metrics: its ``metrics`` attribute, when that is a
@@ -629,8 +780,14 @@ class StreamletProcess:
             self._replay = None
         if self._consumer is not None:
             with contextlib.suppress(Exception):
-                self._consumer.close()
+                self._consumer.close()  # its revocation may still commit (and checkpoint)
             self._consumer = None
+        if self._state is not None:
+            with contextlib.suppress(Exception):
+                self._state.close()
+            self._state = None
+        elif self._executor is not None and self._executor.state is not None:
+            self._executor.state.close()
         if self._producer is not None:
             self._producer.close()
             self._producer = None

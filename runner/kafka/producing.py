@@ -79,7 +79,13 @@ class OutputProducer:
         self.producer: Any = Producer(full)
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
-        # Only called for failures (delivery.report.only.error).
+        # Only called for failures (delivery.report.only.error), except in a stateful
+        # streamlet's process, which needs the changelog entries' offsets.
+        if err is not None:
+            self.delivery_failed(err, msg)
+
+    def delivery_failed(self, err: Any, msg: Any) -> None:
+        """Note a record the broker did not take (a delivery report's error)."""
         if err is not None:
             self.delivery_errors.append(f"{msg.topic()}: {err}")
             if err.code() in FENCED_CODES:
@@ -109,7 +115,7 @@ class OutputProducer:
     def _produce(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None,
         headers: Sequence[tuple[str, bytes]],
         timestamp: int = 0,
@@ -134,7 +140,7 @@ class OutputProducer:
         self,
         exc: KafkaException,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None,
         headers: Sequence[tuple[str, bytes]],
     ) -> Exception:
@@ -144,12 +150,34 @@ class OutputProducer:
         error = exc.args[0] if exc.args else None
         if not (isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE):
             return exc
-        size = len(value) + record_overhead(key, headers)
+        size = len(value or b"") + record_overhead(key, headers)
         return RecordTooLarge(
             f"a record of {size:,} bytes for topic '{topic}' is larger than "
             f"{MESSAGE_MAX_BYTES_SETTING}, {self.max_bytes:,}; make it smaller or raise the "
             "setting (and the topic's max.message.bytes on the broker with it)"
         )
+
+    def produce_to(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        on_delivery: Any,
+    ) -> None:
+        """Produce one record to ``topic[partition]`` (a changelog entry, ``None`` a
+        tombstone); ``on_delivery`` (or, when ``None``, the producer's own) gets its
+        delivery report. Inside the open transaction, when there is one."""
+        producer = self.producer
+        extra = {} if on_delivery is None else {"on_delivery": on_delivery}
+        while True:
+            try:
+                producer.produce(topic, value, key, partition=partition, **extra)
+                return
+            except BufferError:
+                producer.poll(0.05)  # the local queue is full: wait for acknowledgements
+            except KafkaException as exc:
+                raise self._refused(exc, topic, value or b"", key, ()) from None
 
     def send(self, emitted: list[Emitted], dead: list[DeadLetter]) -> None:
         """Produce ``emitted`` to their topics and ``dead`` to the dead-letter topic."""
@@ -216,8 +244,8 @@ class OutputProducer:
                     original.topic or "(source)",
                     original.partition,
                     original.offset,
-                    len(original.value),
-                    len(value),
+                    len(original.value or b""),
+                    len(value or b""),
                     MESSAGE_MAX_BYTES_SETTING,
                     self.max_bytes,
                 )

@@ -91,7 +91,7 @@ class ReplayReader:
             topic = m.topic()
             batches.setdefault(self.topics[topic], []).append(
                 Message(
-                    m.value() or b"",
+                    m.value(),  # None: a tombstone
                     m.key(),
                     tuple(headers) if headers else (),
                     topic,

@@ -8,7 +8,10 @@ record of the topics it reads (as the broker says: see :mod:`runner.kafka.comple
 the windowed streamlets are told that their input has ended, in the order the graph runs,
 so that they close and emit their open windows (:mod:`runner.kafka.end_of_input`), and
 once those results have been read too the processes are stopped and the run ends. An
-embedded broker that dies ends the run at once, with an error.
+embedded broker that dies ends the run at once, with an error. Each process keeps its
+keyed state in a directory of its own under the run directory
+(``state/<app>/<streamlet>-<replica>``), so a restarted process finds its stores and
+catches up from the changelog topics only from where they stopped.
 """
 
 from __future__ import annotations
@@ -37,13 +40,21 @@ from blueprint import VerifiedBlueprint
 from runner.kafka.admin import TopicError, ensure_topics, plan_topics
 from runner.kafka.broker import EmbeddedBroker, die_with_parent
 from runner.kafka.completion import BrokerProgress
+from runner.kafka.dead_letter_reader import DeadLetterReader
 from runner.kafka.end_of_input import cue_file
 from runner.kafka.naming import dead_letter_topic
 from runner.kafka.options import SETS_ENV
 from runner.kafka.process import EXIT_FAILED
 from runner.kafka.settings import ENV_PREFIX, KafkaSettings
 from runner.kafka.status import ProcessStatus, merge_status, read_status
-from runner.runtime.progress import Progress, summary_table
+from runner.runtime.dead_letter_file import DeadLetterFile
+from runner.runtime.dead_letter_summary import (
+    RUNNING_MIN_RECORDS,
+    Excess,
+    excesses,
+    summary_lines,
+)
+from runner.runtime.progress import ActivityClock, Progress, summary_table
 from runner.runtime.run_dir import default_run_dir
 from runner.runtime.stats import StreamletStats
 from runner.runtime.stop_signals import stop_signals
@@ -154,9 +165,16 @@ class Supervisor:
     grace_period: float = 30.0
     metrics: bool = True
     dead_letter_template: str | None = None
+    verbose: int = 0  # 1: the processes log their info lines; 2: debug lines too
+    max_dead_letter_ratio: float | None = None
     children: list[_Child] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
     _progress: BrokerProgress | None = None
+    state_dir: Path = Path("state")  # set to <run dir>/state by run()
+    _dead: DeadLetterReader | None = None
+    _dead_file: DeadLetterFile = field(default_factory=lambda: DeadLetterFile(None))
+    _excesses: list[Excess] = field(default_factory=list)
+    _activity: ActivityClock = field(default_factory=ActivityClock)
     started: float = 0.0
     error: str | None = None
     stopped: bool = False
@@ -199,7 +217,13 @@ class Supervisor:
             "--grace-period",
             str(self.grace_period),
             "--no-create-topics",
+            # Each process keeps its state under its own <app>/<streamlet>-<replica>.
+            "--state-dir",
+            str(self.state_dir),
+            "--supervised",
         ]
+        if self.verbose >= 2:
+            command.append("--verbose")
         if self.metrics:
             command += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"]
         else:
@@ -329,6 +353,19 @@ class Supervisor:
             progress = self._progress
             if progress is not None:
                 await loop.run_in_executor(None, progress.refresh)
+            await loop.run_in_executor(None, self._collect_dead_letters)
+            snapshot = self.snapshot()
+            self._activity.observe(snapshot, now)
+            over = excesses(
+                self.blueprint,
+                snapshot,
+                self.max_dead_letter_ratio,
+                min_records=RUNNING_MIN_RECORDS,
+            )
+            if over:
+                self._excesses = over
+                self.error = over[0].message()
+                return
             if not self._sources_done():
                 continue
             lag = self.lag()
@@ -384,6 +421,31 @@ class Supervisor:
             path.touch()
             self.cued.add(name)
         return "cued"
+
+    # -- dead letters --------------------------------------------------------------------
+
+    def _dead_letter_topics(self) -> list[str]:
+        return [
+            dead_letter_topic(self.blueprint, name, self.dead_letter_template)
+            for name, spec in self.blueprint.streamlets.items()
+            if spec.on_error == "dead-letter"
+        ]
+
+    def _collect_dead_letters(self, final: bool = False) -> None:
+        """Copy what is new on the dead-letter topics into the run directory (at the end,
+        ``final``: until every dead letter the processes counted is there, or nothing
+        more comes)."""
+        reader = self._dead
+        if reader is None:
+            return
+        try:
+            if final:
+                expected = sum(s.dead_lettered for s in self.snapshot().values())
+                self._dead_file.write(reader.read_until(expected, idle=2.0, timeout=15.0))
+            else:
+                self._dead_file.write(reader.poll(0))
+        except Exception as exc:  # the broker is busy: the next look catches up
+            log.debug("reading the dead-letter topics failed: %s", exc)
 
     def _exited(self, child: _Child, code: int) -> None:
         child.retire()
@@ -447,6 +509,7 @@ class Supervisor:
         """Run the application; returns the exit status (0 done or stopped, 1 failed)."""
         self.started = time.monotonic()
         run_dir = self.run_dir = self.run_dir or default_run_dir(self.blueprint)
+        self.state_dir = run_dir / "state"
         status_dir = run_dir / "status"
         status_dir.mkdir(parents=True, exist_ok=True)
         broker_log: IO[bytes] | None = None
@@ -471,6 +534,14 @@ class Supervisor:
             if created and not self.quiet:
                 click.echo(f"created topics: {', '.join(created)}", err=True)
             self._progress = BrokerProgress(self.blueprint, settings)
+            # The dead letters go to the run directory too: an embedded broker's topics
+            # are gone with it. Another broker may hold older ones: only this run's.
+            self._dead_file = DeadLetterFile(run_dir)
+            self._dead = DeadLetterReader(
+                settings, self._dead_letter_topics(), from_beginning=self.broker is not None
+            )
+            with contextlib.suppress(Exception):  # the watch loop tries again
+                self._dead.start()
             for name, spec in self.blueprint.streamlets.items():
                 for replica in range(spec.replicas):
                     child = _Child(name, replica, not spec.cls.inlets(), status_dir)
@@ -490,8 +561,13 @@ class Supervisor:
                     "aborted: streamlet processes killed; uncommitted work is redone", err=True
                 )
                 return 130
+            if not self._broker_died():
+                self._collect_dead_letters(final=True)
             return self._report()
         finally:
+            if self._dead is not None:
+                self._dead.close()
+            self._dead_file.close()
             if self._progress is not None:
                 self._progress.close()
             if self.broker is not None:
@@ -502,18 +578,34 @@ class Supervisor:
     def _report(self) -> int:
         duration = time.monotonic() - self.started
         stats = self.snapshot()
+        self._activity.observe(stats, time.monotonic())
         if not self.quiet:
             state = "stopped" if self.stopped else ("failed" if self.error else "finished")
             title = f"{self.blueprint.name} on Kafka: {state} in {duration:.1f} s"
-            Console(file=sys.stderr).print(summary_table(stats, duration, title))
-        dead = sum(s.dead_lettered for s in stats.values())
-        if dead:
-            names = ", ".join(
-                dead_letter_topic(self.blueprint, n, self.dead_letter_template)
-                for n, s in stats.items()
-                if s.dead_lettered
+            Console(file=sys.stderr).print(
+                summary_table(stats, duration, title, active=self._activity.seconds())
             )
-            click.echo(f"{dead} record(s) went to dead-letter topics: {names}", err=True)
+        names = ", ".join(
+            dead_letter_topic(self.blueprint, n, self.dead_letter_template)
+            for n, s in stats.items()
+            if s.dead_lettered
+        )
+        lines = summary_lines(
+            self.blueprint,
+            stats,
+            self._dead_file.first,
+            self._dead_file.path,
+            where=f"dead-letter topics ({names})",
+        )
+        for line in lines:
+            click.echo(line, err=True)
+        # Judged on the final counts (a run stopped early counted fewer when it stopped).
+        final = excesses(self.blueprint, stats, self.max_dead_letter_ratio)
+        if final and (self.error is None or self._excesses):
+            self._excesses = final
+            self.error = final[0].message()
+        for excess in self._excesses[1:]:
+            click.echo(click.style(f"error: {excess.message()}", fg="red"), err=True)
         if self.error is not None:
             click.echo(click.style(f"error: {self.error}", fg="red"), err=True)
             return 1
@@ -530,9 +622,15 @@ def run_supervised(
     dead_letter_template: str | None = None,
     quiet: bool = False,
     run_dir: str | None = None,
+    max_dead_letter_ratio: float | None = None,
+    verbose: int = 0,
 ) -> int:
-    """`flow run-local --kafka`: run ``blueprint`` as processes; returns the exit status."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """`flow run-local --kafka`: run ``blueprint`` as processes; returns the exit status.
+
+    The run fails when a streamlet sends more than ``max_dead_letter_ratio`` of its records
+    to dead letters (``None``: never)."""
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     supervisor = Supervisor(
         blueprint,
         blueprint_path,
@@ -542,5 +640,7 @@ def run_supervised(
         dead_letter_template=dead_letter_template,
         run_dir=Path(run_dir) if run_dir else None,
         quiet=quiet,
+        verbose=verbose,
+        max_dead_letter_ratio=max_dead_letter_ratio,
     )
     return supervisor.run()

@@ -10,7 +10,6 @@ memory stays flat however long the stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from blueprint import StreamletSpec, VerifiedBlueprint
+from runner.runtime.dead_letter_file import DeadLetterFile
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.executor import Executor
 from runner.runtime.heap import frozen_heap
@@ -28,7 +28,9 @@ from runner.runtime.partitioning import partition_for
 from runner.runtime.sources import SourcePump
 from runner.runtime.state import MemoryStore, PartitionStore, RocksStore, StateManager
 from runner.runtime.stats import StreamletStats
+from runner.runtime.tables import in_time_order, spec_states
 from runner.runtime.timers import Timers
+from runner.runtime.topic_codecs import TopicCodecs
 
 __all__ = ["LocalRunner", "RunResult"]
 
@@ -200,6 +202,26 @@ class RunResult:
         return self.error is None
 
 
+_Inbox = asyncio.Queue[list[Message] | None]
+
+
+async def _take_any(queues: Mapping[str, _Inbox]) -> dict[str, list[Message] | None]:
+    """Wait for an item of any of ``queues``; the items taken, by queue (one, or a few
+    when several came at once). A wait that is cancelled takes nothing from its queue."""
+    waiters = {name: asyncio.ensure_future(queue.get()) for name, queue in queues.items()}
+    try:
+        await asyncio.wait(waiters.values(), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters.values():
+            waiter.cancel()
+        await asyncio.gather(*waiters.values(), return_exceptions=True)
+    return {
+        name: waiter.result()
+        for name, waiter in waiters.items()
+        if not waiter.cancelled() and waiter.exception() is None
+    }
+
+
 class LocalRunner:
     """Runs a :class:`VerifiedBlueprint` in this process.
 
@@ -242,10 +264,10 @@ class LocalRunner:
         self.queue_batches = queue_batches
         self.source_batch = source_batch
         self.keep_dead_letters = keep_dead_letters
+        #: Topic codecs: ``avro-confluent`` topics share an in-process registry per run.
+        self.codecs = TopicCodecs(None, local=True)
         self.dead_letters: list[DeadLetter] = []
-        self.dead_letter_count = 0
-        self._dead_file: Any = None
-        self.dead_letter_path: Path | None = None
+        self._dead_file = DeadLetterFile(run_dir)
         self._stopping: asyncio.Event | None = None  # created in run(), on its loop
         self._executors: list[Executor] = []
         self._feeding = 0  # sources and injections still running
@@ -273,21 +295,27 @@ class LocalRunner:
 
     # -- dead letters --------------------------------------------------------------------
 
+    @property
+    def dead_letter_count(self) -> int:
+        """Dead letters so far."""
+        return self._dead_file.count
+
+    @property
+    def dead_letter_path(self) -> Path | None:
+        """The run directory's ``dead-letters.jsonl``, once it has one."""
+        return self._dead_file.path
+
+    @property
+    def first_dead_letters(self) -> Mapping[str, DeadLetter]:
+        """The first dead letter of each streamlet that had one."""
+        return self._dead_file.first
+
     def _write_dead(self, dead: list[DeadLetter]) -> None:
         if not dead:
             return
-        self.dead_letter_count += len(dead)
         if self.keep_dead_letters:
             self.dead_letters.extend(dead)
-        if self.run_dir is None:
-            return
-        if self._dead_file is None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.dead_letter_path = self.run_dir / "dead-letters.jsonl"
-            self._dead_file = self.dead_letter_path.open("a", encoding="utf-8")
-        for item in dead:
-            self._dead_file.write(json.dumps(item.as_json(), ensure_ascii=False) + "\n")
-        self._dead_file.flush()
+        self._dead_file.write(dead)
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -330,7 +358,12 @@ class LocalRunner:
         jobs: list[Callable[[], Any]] = []
         for name, streamlet in bp.streamlets.items():
             for replica in range(streamlet.replicas):
-                executor = Executor(streamlet, bp, state=self._state_manager(streamlet, replica))
+                executor = Executor(
+                    streamlet,
+                    bp,
+                    state=self._state_manager(streamlet, replica),
+                    codecs=self.codecs,
+                )
                 self._executors.append(executor)
                 outlet_topics = sorted(
                     {t.key for o in streamlet.cls.outlets() for t in bp.outlet_topics(name, o)}
@@ -355,7 +388,7 @@ class LocalRunner:
     def _state_manager(self, spec: StreamletSpec, replica: int) -> StateManager | None:
         """The state of one replica of ``spec`` (``None`` when it declares none), seeded
         with the keys of the partitions it owns."""
-        states = spec.cls.states()
+        states = spec_states(spec)
         if not states:
             return None
         is_source = not spec.cls.inlets()
@@ -449,6 +482,37 @@ class LocalRunner:
                 # streamlets downstream) have the loop between batches.
                 await asyncio.sleep(0)
 
+        async def consume_in_time_order(queues: Mapping[str, _Inbox]) -> None:
+            """All inlets of a streamlet with tables from one loop: what is ready of each, in
+            timestamp order (see runner.runtime.tables)."""
+            tables = frozenset(executor.spec.cls.tables())
+            open_queues = dict(queues)
+            while open_queues:
+                taken: dict[str, list[Message] | None] = {}
+                if all(queue.empty() for queue in open_queues.values()):
+                    taken = await _take_any(open_queues)
+                ready: dict[str, list[Message]] = {}
+                for inlet, queue in list(open_queues.items()):
+                    items = [taken[inlet]] if inlet in taken else []
+                    while not queue.empty():
+                        items.append(queue.get_nowait())
+                    for batch in items:
+                        if batch is _END:  # the last item of its queue
+                            del open_queues[inlet]
+                            break
+                        ready.setdefault(inlet, []).extend(batch)
+                if not ready:
+                    continue
+                self._handling += 1
+                try:
+                    for inlet, messages in in_time_order(ready, tables):
+                        emitted, dead = await executor.process_batch(inlet, messages)
+                        self._write_dead(dead)
+                        await publish(emitted)
+                finally:
+                    self._handling -= 1
+                await asyncio.sleep(0)
+
         async def publish_generated(emitted: list[Emitted], dead: list[DeadLetter]) -> None:
             self._write_dead(dead)
             await publish(emitted)
@@ -463,11 +527,12 @@ class LocalRunner:
             try:
                 async with instance_lifecycle(executor):
                     if inlets:
-                        await _with_timers(
-                            executor,
-                            asyncio.gather(*(consume(i, g) for i, g in inlets.items())),
-                            publish_generated,
+                        consuming: Awaitable[Any] = (
+                            consume_in_time_order(inlets)
+                            if executor.spec.cls.tables()
+                            else asyncio.gather(*(consume(i, g) for i, g in inlets.items()))
                         )
+                        await _with_timers(executor, consuming, publish_generated)
                         if executor.windows is not None and not self.stopping:
                             # Every input has ended: the open windows close and emit.
                             emitted, dead = executor.close_windows(partitions)
@@ -544,8 +609,7 @@ class LocalRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            if self._dead_file is not None:
-                self._dead_file.close()
+            self._dead_file.close()
         if error is not None and not isinstance(error, StreamletFailed):
             log.debug("local run failed", exc_info=error)
         return RunResult(

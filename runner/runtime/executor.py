@@ -23,17 +23,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
-from runner.runtime.errors import StreamletFailed
+from runner.runtime.errors import StreamletFailed, UnexpectedTombstone
 from runner.runtime.limits import NO_LIMIT, RecordLimit, RecordTooLarge
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.state import MemoryStore, StateManager
 from runner.runtime.stats import StreamletStats
+from runner.runtime.tables import Table, bind_tables, spec_states
 from runner.runtime.windowing import LateRecord, WindowResult, WindowRuntime
 from streamlets.codecs import SCHEMA_HEADER, Codec, codec_for, schema_fingerprint
 from streamlets.codecs.passthrough import PassthroughGate, UnchangedCheck, unchanged_check
 from streamlets.errors import CodecError, RecordValidationError, StreamletsError
 from streamlets.meta import Meta, to_epoch_ms
-from streamlets.ports import KEEP, Outlet, Routed
+from streamlets.ports import KEEP, TOMBSTONE, Outlet, Routed
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
 from streamlets.state import RecordScope, StateError
@@ -56,28 +57,41 @@ class _SourceInputError(StreamletsError):
 
 
 class _Decoder:
-    """Decodes the messages of one inlet; picks the writer schema by the schema header."""
+    """Decodes the messages of one inlet (``where``: ``streamlet.inlet``); picks the writer
+    schema by the schema header (``avro-confluent`` records name theirs by registry id:
+    ``codec`` builds their codec)."""
 
-    def __init__(self, codec_name: str, reader: Schema, writers: Sequence[Schema]) -> None:
-        self.default = codec_for(codec_name, reader, reader)
+    def __init__(
+        self,
+        codec_name: str,
+        reader: Schema,
+        writers: Sequence[Schema],
+        where: str = "",
+        codec: Callable[..., Codec] = codec_for,
+    ) -> None:
+        self.where = where
+        self.default = codec(codec_name, reader, reader)
         self.by_fingerprint: dict[bytes, Codec] = {}
         for writer in writers:
             fp = schema_fingerprint(writer).encode()
-            self.by_fingerprint[fp] = codec_for(codec_name, writer, reader)
+            self.by_fingerprint[fp] = codec(codec_name, writer, reader)
         self.by_fingerprint[schema_fingerprint(reader).encode()] = self.default
         # One writer schema (the usual case): no need to look at the headers.
         codecs = set(map(id, self.by_fingerprint.values()))
         self.only: Codec | None = self.default if codecs == {id(self.default)} else None
 
     def decode(self, message: Message) -> Any:
+        data = message.value
+        if data is None:
+            raise UnexpectedTombstone(self.where, message.key)
         only = self.only
         if only is not None:
-            return only.decode(message.value)
+            return only.decode(data)
         codec = self.default
         for key, value in message.headers:
             if key == SCHEMA_HEADER:
                 codec = self.by_fingerprint.get(value, self.default)
-        return codec.decode(message.value)
+        return codec.decode(data)
 
 
 class _Encoder:
@@ -85,14 +99,22 @@ class _Encoder:
     bytes of value a record of this outlet may have (the transport's limit)."""
 
     def __init__(
-        self, schema: Schema, topics: Sequence[TopicSpec], limit: RecordLimit | None
+        self,
+        schema: Schema,
+        topics: Sequence[TopicSpec],
+        limit: RecordLimit | None,
+        codecs: Callable[[TopicSpec], Callable[..., Codec]] = lambda _: codec_for,
     ) -> None:
         self.schema = schema
         self.headers = ((SCHEMA_HEADER, schema_fingerprint(schema).encode()),)
         self.room = NO_LIMIT if limit is None else limit.room(None, self.headers)
         self.targets: list[tuple[str, Codec]] = [
-            (t.key, codec_for(t.codec, schema, schema)) for t in topics
+            (t.key, codecs(t)(t.codec, schema, schema)) for t in topics
         ]
+        for _, codec in self.targets:
+            prepare = getattr(codec, "prepare", None)
+            if prepare is not None:
+                prepare()  # avro-confluent: the schema is registered at start, not per record
         # Topics sharing a codec share the encoded bytes.
         self.same_codec = len({t.codec for t in topics}) <= 1
         self.single: tuple[str, Codec] | None = self.targets[0] if len(topics) == 1 else None
@@ -262,6 +284,8 @@ class Executor:
     counted but not encoded. ``concurrency`` bounds concurrent ``async def process`` calls.
     ``record_limit`` is the transport's limit on a record's size: an output larger than it
     fails to encode (:class:`~runner.runtime.limits.RecordTooLarge`, stage ``encode``).
+    ``codecs`` gives the codec factory of a topic (default: :func:`codec_for`; the runners
+    pass one that knows the schema registry, see :mod:`runner.runtime.topic_codecs`).
     """
 
     def __init__(
@@ -274,7 +298,9 @@ class Executor:
         record_limit: RecordLimit | None = None,
         state: StateManager | None = None,
         checkpoint_each_batch: bool = True,
+        codecs: Callable[[TopicSpec], Callable[..., Codec]] | None = None,
     ) -> None:
+        codecs = codecs or (lambda _: codec_for)
         self.spec = spec
         self.record_limit = record_limit
         self.name = spec.name
@@ -286,7 +312,7 @@ class Executor:
         # Keyed state (DESIGN §8): kept in memory unless the runner gives a manager.
         if state is None and cls.states():
             state = StateManager(
-                spec.name, cls.states(), lambda _: MemoryStore(), source=not cls.inlets()
+                spec.name, spec_states(spec), lambda _: MemoryStore(), source=not cls.inlets()
             )
         self.state = state
         if state is not None:
@@ -322,8 +348,14 @@ class Executor:
                 for ref in topic.producers:
                     writers.append(blueprint.streamlets[ref.streamlet].schema(ref.port))
             self.decoders[inlet_name] = _Decoder(
-                topic.codec if topic else "avro", spec.schema(inlet_name), writers
+                topic.codec if topic else "avro",
+                spec.schema(inlet_name),
+                writers,
+                f"{spec.name}.{inlet_name}",
+                codecs(topic) if topic is not None else codec_for,
             )
+            if inlet_name in cls.tables():
+                continue  # the runner keeps a table up to date: it has no handler
             handler = self.instance.handler_for(inlet_name)
             self.handlers[inlet_name] = handler
             self.wants_meta[inlet_name] = _takes_meta(handler)
@@ -336,10 +368,12 @@ class Executor:
             many = getattr(self.instance, "process_many", None)
             if callable(many) and getattr(handler, "__func__", None) is getattr(cls, "process", 0):
                 self.many[inlet_name] = many
+        # Table inlets (DESIGN §9), bound to the instance for its lookups.
+        self.tables: dict[str, Table] = bind_tables(spec, blueprint, self.instance, state)
         self.encoders: dict[str, _Encoder] = {}
         for outlet_name in self.outlets:
             topics = blueprint.outlet_topics(spec.name, outlet_name)
-            encoder = _Encoder(spec.schema(outlet_name), topics, record_limit)
+            encoder = _Encoder(spec.schema(outlet_name), topics, record_limit, codecs)
             encoder.declare(self.outlets[outlet_name])
             self.encoders[outlet_name] = encoder
         # One outlet on one topic: results go straight to that topic's codec.
@@ -426,15 +460,7 @@ class Executor:
             return ((result.outlet.name, result.record, None if result.plain else result),)
         if _is_record(result):
             if self.single_outlet is None:
-                raise StreamletsError(
-                    f"streamlet '{self.name}' returned a {type(result).__name__} but has "
-                    f"{len(self.outlets)} outlets; "
-                    + (
-                        "a sink must return None"
-                        if not self.outlets
-                        else "return outlet.emit(record)"
-                    )
-                )
+                raise StreamletsError(self._unrouted(result))
             return ((self.single_outlet, result, None),)
         if isinstance(result, Iterable):
             routed: list[_Routing] = []
@@ -446,6 +472,22 @@ class Executor:
                 f"streamlet '{self.name}' returned {result!r}; use outlet.emit(record)"
             )
         return ((self.single_outlet, result, None),)
+
+    def _unrouted(self, result: Any) -> str:
+        """Why a plain record cannot go anywhere: several outlets, or none (a sink)."""
+        name = type(result).__name__
+        kind = f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+        if not self.outlets:
+            return (
+                f"streamlet '{self.name}' returned {kind} record, but it is a sink (no "
+                "outlets): its process() must return None"
+            )
+        names = list(self.outlets)
+        return (
+            f"streamlet '{self.name}' returned {kind} record, but it has {len(names)} "
+            f"outlets ({', '.join(names)}): say which one, e.g. "
+            f"return self.{names[0]}.emit(record)"
+        )
 
     def encode_outputs(
         self, results: Iterable[_Routing], out: list[Emitted], origin: _Origin = _NO_ORIGIN
@@ -460,6 +502,9 @@ class Executor:
             encoder = self.encoders.get(outlet_name)
             if encoder is None:
                 raise StreamletsError(f"streamlet '{self.name}' has no outlet '{outlet_name}'")
+            if record is TOMBSTONE:
+                self._tombstone(encoder, routed, out, origin)
+                continue
             key, timestamp, headers = origin
             if encoder.key_of is not None:
                 key = encoder.key_of(record)
@@ -494,6 +539,22 @@ class Executor:
                     out.append(
                         Emitted(topic, Message(value, key, all_headers, "", -1, -1, timestamp))
                     )
+
+    def _tombstone(
+        self, encoder: _Encoder, routed: Routed[Any] | None, out: list[Emitted], origin: _Origin
+    ) -> None:
+        """A tombstone (``outlet.tombstone(key)``) for each topic of ``encoder``: the key,
+        no value, the input's timestamp and user headers unless it gives its own."""
+        assert routed is not None  # tombstone() makes a Routed with its key
+        _, timestamp, headers = origin
+        key = _key_bytes(routed.key)  # type: ignore[arg-type]
+        if routed.timestamp is not KEEP:
+            timestamp = _timestamp_ms(routed.timestamp)  # type: ignore[arg-type]
+        if routed.headers:
+            headers = _merge_headers(headers, routed.headers)
+        self.stats.records_out += 1
+        for topic, _ in encoder.targets:
+            out.append(Emitted(topic, Message(None, key, headers, "", -1, -1, timestamp)))
 
     def _check_size(
         self,
@@ -616,7 +677,11 @@ class Executor:
         forwarded = 0
         for message in messages:
             try:
-                record = only.decode(message.value) if only is not None else decoder.decode(message)
+                record = (
+                    only.decode(message.value)
+                    if only is not None and message.value is not None
+                    else decoder.decode(message)
+                )
             except CodecError as exc:
                 self._reject(_decode_stage(exc), exc, message, inlet, dead)
                 continue
@@ -635,7 +700,8 @@ class Executor:
                 continue
             if isinstance(result, _SINGLE_RECORD):
                 if unchanged is not None and result is record and unchanged(result, snapshot):
-                    value = message.value  # passed on unchanged: its bytes are the output's
+                    # Passed on unchanged: its bytes (not a tombstone's) are the output's.
+                    value: bytes = message.value  # type: ignore[assignment]
                     forwarded += 1
                 else:
                     try:
@@ -733,6 +799,10 @@ class Executor:
     ) -> tuple[list[Emitted], list[DeadLetter]]:
         out: list[Emitted] = []
         dead: list[DeadLetter] = []
+        table = self.tables.get(inlet)
+        if table is not None:
+            self._update_table(inlet, table, messages, dead)
+            return out, dead
         if not self.is_async[inlet]:
             start = time.perf_counter()  # per batch: two clock reads a record cost too much
             try:
@@ -1035,6 +1105,36 @@ class Executor:
         if self.checkpoint_each_batch and self.state is not None:
             self.state.checkpoint()
         return out, dead
+
+    def _update_table(
+        self, inlet: str, table: Table, messages: Sequence[Message], dead: list[DeadLetter]
+    ) -> None:
+        """Keep a table inlet's latest record per key: a record sets its key, a tombstone
+        deletes it; a keyless record cannot be kept (the error policy, stage ``state``)."""
+        decoder = self.decoders[inlet]
+        for message in messages:
+            self.stats.records_in += 1
+            key = message.key
+            if key is None:
+                exc = StateError(
+                    f"table '{decoder.where}' got a record without a key, and a table keeps "
+                    "records by key; key the records of its topic (Outlet(Schema, "
+                    "key='field') on the producer, or emit(record, key=...))"
+                )
+                self._reject("state", exc, message, inlet, dead)
+                continue
+            if message.value is None:
+                table.delete(key, message.partition)
+                continue
+            try:
+                record = decoder.decode(message)
+            except CodecError as exc:
+                self._reject(_decode_stage(exc), exc, message, inlet, dead)
+                continue
+            try:
+                table.put(key, message.partition, record)
+            except (StateError, CodecError) as exc:
+                self._reject("state", exc, message, inlet, dead)
 
     def encode_generated(self, item: Any, out: list[Emitted], dead: list[DeadLetter]) -> None:
         """Encode one item a source generated (a record, Routed, or iterable of them).

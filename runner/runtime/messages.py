@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +14,13 @@ __all__ = ["DeadLetter", "Emitted", "Message"]
 @dataclass(slots=True)
 class Message:
     """An encoded record on a topic: value, key, headers, where it came from (when known)
-    and its timestamp in epoch milliseconds (-1: none yet; the transport stamps it)."""
+    and its timestamp in epoch milliseconds (-1: none yet; the transport stamps it).
 
-    value: bytes
+    A ``value`` of ``None`` is a tombstone: it deletes its key from a table (and, in
+    time, from a compacted topic).
+    """
+
+    value: bytes | None
     key: bytes | None = None
     # A tuple, or the list the Kafka consumer gave (kept as it is: it goes out again as is).
     headers: Sequence[tuple[str, bytes]] = ()
@@ -53,12 +57,17 @@ class DeadLetter:
     stack_trace: str
     original: Message
     inlet: str | None = None
+    #: The original value was cut to fit the dead-letter topic (``original.value`` is its
+    #: start only); the whole record is where ``original``'s topic and offset say.
+    value_truncated: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-able description: the original value, key and header values as text when
         they are UTF-8, else hex (``value_encoding``/``key_encoding`` say which; a header
-        that is not UTF-8 is written as ``hex:...``)."""
-        value, encoding = _text(self.original.value)
+        that is not UTF-8 is written as ``hex:...``); a tombstone's value is ``null``."""
+        value, encoding = (
+            _text(self.original.value) if self.original.value is not None else (None, None)
+        )
         key, key_encoding = (
             _text(self.original.key) if self.original.key is not None else (None, None)
         )
@@ -82,7 +91,46 @@ class DeadLetter:
             "value": value,
             "value_encoding": encoding,
             "stack_trace": self.stack_trace,
+            **({"value_truncated": True} if self.value_truncated else {}),
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DeadLetter:
+        """The dead letter :meth:`as_json` described (a line of a run's
+        ``dead-letters.jsonl``). Raises ``ValueError`` (or ``KeyError``) for data that is not
+        one."""
+        headers = tuple(
+            (str(name), _header_bytes(str(text)))
+            for name, text in dict(data.get("headers") or {}).items()
+        )
+        key = data.get("key")
+        original = Message(
+            _bytes(str(data["value"]), str(data.get("value_encoding") or "utf-8")),
+            None if key is None else _bytes(str(key), str(data.get("key_encoding") or "utf-8")),
+            headers,
+            str(data.get("topic") or ""),
+            int(data.get("partition", -1)),
+            int(data.get("offset", -1)),
+            int(data.get("timestamp", -1)),
+        )
+        return cls(
+            streamlet=str(data["streamlet"]),
+            stage=str(data["stage"]),
+            error_class=str(data.get("error_class") or ""),
+            error_message=str(data.get("error_message") or ""),
+            stack_trace=str(data.get("stack_trace") or ""),
+            original=original,
+            inlet=data.get("inlet"),
+            value_truncated=bool(data.get("value_truncated", False)),
+        )
+
+
+def _bytes(text: str, encoding: str) -> bytes:
+    return bytes.fromhex(text) if encoding == "hex" else text.encode("utf-8")
+
+
+def _header_bytes(text: str) -> bytes:
+    return bytes.fromhex(text[4:]) if text.startswith("hex:") else text.encode("utf-8")
 
 
 def _text(data: bytes) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from runner.runtime.stats import StreamletStats
 
-__all__ = ["Progress", "summary_table"]
+__all__ = ["ActivityClock", "Progress", "summary_table"]
 
 Snapshot = Callable[[], Mapping[str, StreamletStats]]
 
@@ -27,10 +27,45 @@ def _rate(now: int, before: int, seconds: float) -> float:
     return (now - before) / seconds if seconds > 0 else 0.0
 
 
+class ActivityClock:
+    """How long each streamlet was moving records, from the counters as they are sampled
+    (``observe``): from the last look before its first record to the look at which its
+    counters last changed. A run on Kafka spends seconds joining consumer groups before
+    the first record moves; a rate over the whole run would count them.
+    """
+
+    def __init__(self) -> None:
+        self._moved: dict[str, int] = {}
+        self._first: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._previous: float | None = None
+
+    def observe(self, stats: Mapping[str, StreamletStats], now: float) -> None:
+        """Take a sample of the counters, taken at ``now`` (monotonic seconds)."""
+        before = self._previous if self._previous is not None else now
+        for name, s in stats.items():
+            moved = max(s.records_in, s.records_out + s.errors)
+            if moved > self._moved.get(name, 0):
+                self._first.setdefault(name, before)
+                self._last[name] = now
+                self._moved[name] = moved
+        self._previous = now
+
+    def seconds(self) -> dict[str, float]:
+        """Per streamlet that moved records: the seconds it did."""
+        return {name: self._last[name] - first for name, first in self._first.items()}
+
+
 def summary_table(
-    stats: Mapping[str, StreamletStats], duration: float, title: str = "summary"
+    stats: Mapping[str, StreamletStats],
+    duration: float,
+    title: str = "summary",
+    *,
+    active: Mapping[str, float] | None = None,
 ) -> Table:
-    """A table of records in/out, errors and average rate per streamlet."""
+    """A table of records in/out, errors and average rate per streamlet: over ``duration``,
+    or over the seconds each streamlet was moving records (``active``, see
+    :class:`ActivityClock`)."""
     table = Table(title=title, title_justify="left")
     table.add_column("streamlet")
     table.add_column("in", justify="right")
@@ -40,14 +75,18 @@ def summary_table(
     table.add_column("records/s", justify="right")
     for name, s in stats.items():
         moved = max(s.records_in, s.records_out)
+        seconds = duration if active is None else active.get(name, 0.0)
         table.add_row(
             name,
             f"{s.records_in:,}",
             f"{s.records_out:,}",
             f"{s.errors:,}",
             f"{s.dead_lettered:,}",
-            f"{moved / duration:,.0f}" if duration > 0 else "-",
+            f"{moved / seconds:,.0f}" if seconds > 0 else "-",
         )
+    if active is not None:
+        table.caption = "records/s: while each streamlet was moving records"
+        table.caption_justify = "left"
     return table
 
 

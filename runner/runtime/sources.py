@@ -13,6 +13,10 @@ is requested, and hands what it yields, encoded, to the runner in batches.
   stop instead, and the pump goes on taking its records until ``generate()`` ends (at most
   ``drain_seconds``): what an HTTP ingress accepted before the stop still gets delivered.
 * A failing ``generate()`` is a :class:`~runner.runtime.lifecycle.LifecycleError`.
+* A source's own state (its position) travels with its records: the changes made up to a
+  record are applied when the batch holding that record is handed to the runner, not
+  earlier (a sync source runs ahead of the runner), so a position is never kept before the
+  records it is the position after.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class SourcePump:
             return
         iterator: AsyncIterator[Any] = produced.__aiter__()
         executor = self.executor
+        state = executor.state
         stop = asyncio.ensure_future(self.stop.wait())
         deadline: float | None = None  # set once a draining source was told to stop
         try:
@@ -138,12 +143,16 @@ class SourcePump:
                 try:
                     item = step.result()
                 except StopAsyncIteration:
+                    if state is not None:  # the changes after its last record
+                        state.apply_own(state.own_snapshot())
                     break
                 except Exception as exc:
                     raise LifecycleError(executor.name, "generate", exc) from exc
                 out: list[Emitted] = []
                 dead: list[DeadLetter] = []
                 executor.encode_generated(item, out, dead)
+                if state is not None:
+                    state.apply_own(state.own_snapshot())
                 # An async source may be slow: each record goes on as it comes.
                 await self.publish(out, dead)
         finally:
@@ -176,6 +185,7 @@ class SourcePump:
         thread.start()
         stop = asyncio.ensure_future(self.stop.wait())
         deadline: float | None = None
+        state = self.executor.state
         try:
             while True:
                 woken = asyncio.ensure_future(worker.woken.wait())
@@ -200,7 +210,9 @@ class SourcePump:
                     if not worker.full() and worker.end is None:
                         # The first record of a batch: let the source add to it a moment.
                         await asyncio.sleep(_LINGER_SECONDS)
-                    out, dead, end = worker.take()
+                    out, dead, end, own = worker.take()
+                    if own is not None and state is not None:
+                        state.apply_own(own)
                     if out or dead:
                         await self.publish(out, dead)
                     if end is not None:
@@ -241,6 +253,7 @@ class _SyncSource:
         self.end: Any = None  # _END, _Failed or an async iterable, once the thread is done
         self._out: list[Emitted] = []
         self._dead: list[DeadLetter] = []
+        self._own: Any = None  # the source's state changes as of the last record encoded
         self._lock = threading.Condition()
         self._signalled = False
         self._abandoned = False
@@ -253,15 +266,16 @@ class _SyncSource:
         """Whether a whole batch is waiting."""
         return len(self._out) + len(self._dead) >= self._batch
 
-    def take(self) -> tuple[list[Emitted], list[DeadLetter], Any]:
-        """Everything the thread encoded so far, and how it ended (``None``: not yet)."""
+    def take(self) -> tuple[list[Emitted], list[DeadLetter], Any, Any]:
+        """Everything the thread encoded so far, how it ended (``None``: not yet), and the
+        source's state changes as of the last of those records (``None``: none)."""
         with self._lock:
-            out, dead = self._out, self._dead
-            self._out, self._dead = [], []
+            out, dead, own = self._out, self._dead, self._own
+            self._out, self._dead, self._own = [], [], None
             self._signalled = False
             self.woken.clear()
             self._lock.notify_all()
-            return out, dead, self.end
+            return out, dead, self.end, own
 
     def abandon(self) -> None:
         """The loop takes nothing more: the thread closes the generator and ends."""
@@ -300,6 +314,8 @@ class _SyncSource:
         encode = self.pump.executor.encode_generated
         lock, batch, limit = self._lock, self._batch, self._limit
         stopping = self.stopping
+        state = self.pump.executor.state
+        snapshot = state.own_snapshot if state is not None and state.own is not None else None
         try:
             for item in iterator:
                 with lock:
@@ -310,10 +326,16 @@ class _SyncSource:
                     out, dead = self._out, self._dead
                     had = len(out) + len(dead)
                     encode(item, out, dead)
+                    if snapshot is not None:
+                        self._own = snapshot()
                     if had == 0 or had < batch <= len(out) + len(dead):
                         self._wake()
                 if stopping.is_set():
                     break
+            else:
+                if snapshot is not None:  # the changes after its last record
+                    with lock:
+                        self._own = snapshot()
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:

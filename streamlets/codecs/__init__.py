@@ -1,9 +1,11 @@
 """Topic codecs: how records cross a topic as bytes.
 
-A topic's codec is ``avro`` (the default) or ``json``. :func:`codec_for` builds one for a
-writer schema (what producers write) and, when decoding, a reader schema (what the
-consumer's inlet expects); the Avro codec resolves writer -> reader by Avro's schema
-resolution rules, the JSON codec validates against the reader.
+A topic's codec is ``avro`` (the default), ``json``, or ``avro-confluent`` (the Confluent
+Schema Registry wire format, module ``confluent``: it needs a registry, which the runner
+gives). :func:`codec_for` builds one for a writer schema (what producers write) and, when
+decoding, a reader schema (what the consumer's inlet expects); the Avro codec resolves
+writer -> reader by Avro's schema resolution rules, the JSON codec validates against the
+reader.
 
 ``avro``
     Avro binary, schemaless (no header, no fingerprint: the runner carries the writer's
@@ -43,13 +45,14 @@ from __future__ import annotations
 
 from streamlets.codecs.avro import AvroCodec
 from streamlets.codecs.base import Codec
-from streamlets.codecs.by_name import CODEC_NAMES, codec_for
+from streamlets.codecs.by_name import CODEC_NAMES, REGISTRY_CODEC_NAMES, codec_for
 from streamlets.codecs.json import JsonCodec
 from streamlets.codecs.wire import SCHEMA_HEADER, schema_fingerprint
 from streamlets.schema.avro import named_types
 
 __all__ = [
     "CODEC_NAMES",
+    "REGISTRY_CODEC_NAMES",
     "SCHEMA_HEADER",
     "AvroCodec",
     "Codec",

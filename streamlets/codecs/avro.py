@@ -12,6 +12,7 @@ from fastavro.read import SchemaResolutionError
 from pydantic import BaseModel
 
 from streamlets.codecs.base import error_reason
+from streamlets.codecs.naive import naive_check
 from streamlets.errors import CodecError, DecodeError, EncodeError, RecordValidationError
 from streamlets.schema import Schema
 
@@ -27,7 +28,16 @@ class AvroCodec:
     """
 
     name = "avro"
-    __slots__ = ("_from", "_read", "_read_schema", "_to", "_write_schema", "reader", "writer")
+    __slots__ = (
+        "_from",
+        "_naive",
+        "_read",
+        "_read_schema",
+        "_to",
+        "_write_schema",
+        "reader",
+        "writer",
+    )
 
     def __init__(self, writer: Schema, reader: Schema | None = None) -> None:
         self.writer = writer
@@ -42,9 +52,14 @@ class AvroCodec:
         if self.reader.named_unions:
             read = partial(schemaless_reader, return_named_type=True)
         self._read = read
+        self._naive = naive_check(
+            writer.avro, writer.model.__name__ if writer.model else writer.name
+        )
 
     def encode(self, record: Any) -> bytes:
         """Avro binary of ``record`` (a model instance, a dict of its fields, or a datum)."""
+        if self._naive is not None:  # the first records only (streamlets/codecs/naive.py)
+            self._naive = self._naive.check(record)
         to = self._to
         fo = BytesIO()
         try:

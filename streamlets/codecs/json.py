@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from streamlets.codecs.base import error_reason
+from streamlets.codecs.naive import naive_check
 from streamlets.errors import (
     CodecError,
     DecodeError,
@@ -38,7 +39,7 @@ class JsonCodec:
     """
 
     name = "json"
-    __slots__ = ("_decode", "_dump", "_json_in", "reader", "writer")
+    __slots__ = ("_decode", "_dump", "_json_in", "_naive", "reader", "writer")
 
     def __init__(self, writer: Schema, reader: Schema | None = None) -> None:
         self.writer = writer
@@ -49,9 +50,13 @@ class JsonCodec:
         self._json_in: Conv | None = None
         if self.reader.model is None:
             self._json_in = _JsonReader(self.reader.parsed).conv(self.reader.parsed)
+        # A model's naive datetime is dumped naive (pydantic's JSON); a dict's as UTC.
+        self._naive = None if writer.model is not None else naive_check(writer.avro, writer.name)
 
     def encode(self, record: Any) -> bytes:
         """The JSON bytes of ``record``; a model is dumped by alias, a dict checked first."""
+        if self._naive is not None:  # the first records only (streamlets/codecs/naive.py)
+            self._naive = self._naive.check(record)
         writer = self.writer
         try:
             model = writer.model

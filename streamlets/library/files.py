@@ -18,9 +18,11 @@ from pydantic import BaseModel, Field
 
 from streamlets.errors import ConfigError, SchemaError
 from streamlets.library._schema_config import RecordSchemaConfig
+from streamlets.paths import OutputPath
 from streamlets.ports import FromConfig, Inlet, Outlet
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
+from streamlets.state import State
 from streamlets.streamlet import Streamlet
 
 __all__ = ["FileFormat", "FileSink", "FileSource", "file_format"]
@@ -69,53 +71,82 @@ class FileSource(Streamlet):
     the file is read on. Config: ``path``, ``format`` (default: from the suffix) and
     ``schema`` (the record type ``module:Class`` or an Avro schema), unless a subclass
     declares ``out = Outlet(MyRecord)``.
+
+    Its position (how many lines, rows or records of the file it has read) is kept as
+    state: a restarted source (on Kafka, or under ``flow run-local --state-dir``) goes on
+    after the last record that was delivered instead of reading the file again. A position
+    kept for another file (``path`` changed) is not used.
     """
 
     out = Outlet(FromConfig("record_schema"), description="the records of the file")
     Config = FileSourceConfig
     config: FileSourceConfig
+    file = State(str, default="", description="the file the position is of")
+    position = State(int, default=0, description="lines (rows, records) of the file read")
+
+    def is_bounded(self) -> bool:
+        """A file ends: yes."""
+        return True
 
     def generate(self) -> Iterator[Any]:
-        """Yield the file's records (and :class:`Rejected` for lines that do not fit)."""
+        """Yield the file's records (and :class:`Rejected` for lines that do not fit),
+        from the kept position on."""
         schema = self.port_schema("out")
         path = self.config.path
         fmt = file_format(path, self.config.format)
+        start = 0
+        if self.file.get() == str(path):
+            start = self.position.get()
+            if start:
+                log.info(
+                    "%s: going on after the %d line(s) (rows, records) read before", path, start
+                )
+        else:
+            self.file.set(str(path))
+            self.position.set(0)
         if fmt == "avro":
-            yield from self._avro(path, schema)
+            yield from self._avro(path, schema, start)
             return
         with path.open(encoding="utf-8", newline="") as fh:
             if fmt == "jsonl":
-                yield from self._jsonl(fh, path, schema)
+                yield from self._jsonl(fh, path, schema, start)
             else:
-                yield from self._csv(fh, path, schema)
+                yield from self._csv(fh, path, schema, start)
 
-    @staticmethod
-    def _jsonl(fh: IO[str], path: Path, schema: Schema) -> Iterator[Any]:
+    def _jsonl(self, fh: IO[str], path: Path, schema: Schema, start: int) -> Iterator[Any]:
+        position = self.position
         for number, line in enumerate(fh, start=1):
-            if not line.strip():
+            if number <= start or not line.strip():
                 continue
+            position.set(number)  # where this record leaves the file: kept with it
             where = f"{path}:{number}"
             try:
                 yield schema.validate(json.loads(line))
             except (ValueError, SchemaError) as exc:
                 yield Rejected(line.rstrip("\n").encode(), exc, where)
 
-    @staticmethod
-    def _csv(fh: IO[str], path: Path, schema: Schema) -> Iterator[Any]:
+    def _csv(self, fh: IO[str], path: Path, schema: Schema, start: int) -> Iterator[Any]:
         reader = csv.DictReader(fh)
         convert = _csv_converter(schema)
-        for row in reader:
+        position = self.position
+        for number, row in enumerate(reader, start=1):
+            if number <= start:
+                continue
+            position.set(number)
             where = f"{path}:{reader.line_num}"
             try:
                 yield schema.validate(convert(row))
             except (ValueError, SchemaError) as exc:
                 yield Rejected(",".join(row.values() if row else ()).encode(), exc, where)
 
-    @staticmethod
-    def _avro(path: Path, schema: Schema) -> Iterator[Any]:
+    def _avro(self, path: Path, schema: Schema, start: int) -> Iterator[Any]:
+        position = self.position
         with path.open("rb") as fh:
             reader = fastavro.reader(fh, reader_schema=schema.parsed)
             for number, datum in enumerate(reader, start=1):
+                if number <= start:
+                    continue
+                position.set(number)
                 try:
                     yield schema.from_datum(datum)
                 except (ValueError, SchemaError) as exc:
@@ -161,7 +192,9 @@ def _csv_converter(schema: Schema) -> Any:
 class FileSinkConfig(RecordSchemaConfig):
     """Config of :class:`FileSink`."""
 
-    path: Path = Field(description="file to write; relative paths are relative to the blueprint")
+    path: OutputPath = Field(
+        description="file to write; relative paths are relative to the blueprint"
+    )
     format: FileFormat | None = Field(
         None, description="jsonl, csv or avro; default: from the file name's suffix"
     )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ImportString
 
 from streamlets.library._schema_config import RecordSchemaConfig, SchemaValue
 from streamlets.ports import FromConfig, Outlet
+from streamlets.state import State
 from streamlets.streamlet import Streamlet
 
 __all__ = ["Counter", "GeneratorSource"]
@@ -56,11 +57,19 @@ class GeneratorSource(Streamlet):
     By default the records are :class:`Counter` values (``index``, ``at``); set ``factory``
     to a function ``index -> record`` and ``schema`` to its type for other records. ``rate``
     limits the records per second; without it the pipeline's backpressure sets the pace.
+
+    The index of the next record is kept as state: a restarted generator (on Kafka, or
+    ``flow run-local --state-dir``) goes on after the last record that was delivered.
     """
 
     out = Outlet(FromConfig("record_schema"), description="the generated records")
     Config = GeneratorSourceConfig
     config: GeneratorSourceConfig
+    next_index = State(int, default=0, description="the index of the next record")
+
+    def is_bounded(self) -> bool:
+        """Bounded unless ``count`` is ``null``."""
+        return self.config.count is not None
 
     def generate(self) -> Iterator[Any] | AsyncIterator[Any]:
         """The records: a plain iterator at full speed, an async one when paced by ``rate``."""
@@ -68,20 +77,27 @@ class GeneratorSource(Streamlet):
             return self._unpaced()
         return self._paced(self.config.rate)
 
-    def _indexes(self) -> Iterator[int]:
+    def _indexes(self, start: int) -> Iterator[int]:
         count = self.config.count
-        return iter(range(count)) if count is not None else itertools.count()
+        return iter(range(start, count)) if count is not None else itertools.count(start)
 
     def _unpaced(self) -> Iterator[Any]:
         make = self.config.factory or _counter
-        for index in self._indexes():
-            yield make(index)
+        position = self.next_index
+        for index in self._indexes(position.get()):
+            record = make(index)
+            position.set(index + 1)  # where this record leaves the stream: kept with it
+            yield record
 
     async def _paced(self, rate: float) -> AsyncIterator[Any]:
         make = self.config.factory or _counter
+        position = self.next_index
+        first = position.get()
         started = time.monotonic()
-        for index in self._indexes():
-            delay = started + index / rate - time.monotonic()
+        for index in self._indexes(first):
+            delay = started + (index - first) / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            yield make(index)
+            record = make(index)
+            position.set(index + 1)
+            yield record

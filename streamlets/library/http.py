@@ -17,6 +17,9 @@ record or a JSON array of records to any path:
   than ``body_timeout`` in all;
 - ``503 Service Unavailable`` with ``Retry-After`` when the pipeline pushes back (the
   queue is full) or the ingress is stopping: nothing of that request is taken, retry;
+- ``401 Unauthorized`` with ``WWW-Authenticate: Bearer`` when ``auth_token`` is set and
+  the request does not carry ``Authorization: Bearer <token>`` (the health paths stay
+  open, for probes);
 - ``GET /healthz`` answers ``200``; ``GET /readyz`` ``200``, or ``503`` once stopping.
 
 Requests that are not HTTP enough to reach the handler (a negative or garbled
@@ -28,15 +31,19 @@ request head for ``idle_timeout`` seconds (slowloris, or an idle keep-alive) is 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
+from streamlets.errors import ConfigError
 from streamlets.library._json_records import JsonBodyError, JsonRecords
 from streamlets.library._schema_config import RecordSchemaConfig
 from streamlets.ports import FromConfig, Outlet
@@ -81,6 +88,20 @@ class HttpIngressConfig(RecordSchemaConfig):
     body_timeout: float = Field(
         15.0, gt=0, description="seconds to receive a whole body before the request gets 408"
     )
+    auth_token: SecretStr | None = Field(
+        None,
+        description="when set, POSTs must carry 'Authorization: Bearer <token>' (else 401)",
+    )
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) file: serve HTTPS instead of HTTP"
+    )
+    tls_key: Path | None = Field(None, description="PEM private key file of tls_cert")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> HttpIngressConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both tls_cert and tls_key (PEM files)")
+        return self
 
 
 class _Refused(Exception):
@@ -120,9 +141,14 @@ class HttpIngress(Streamlet):
     bound_port: int | None = None
 
     _records: JsonRecords
+    _token: bytes | None = None
     _queue: asyncio.Queue[Any] | None = None
     _accepting: bool = False  # takes requests: from listening until on_stop()
     _stopping: bool = False  # on_stop() was called
+
+    def is_bounded(self) -> bool:
+        """It serves requests until it is stopped: never ends by itself."""
+        return False
 
     async def generate(self) -> AsyncIterator[Any]:
         """Serve HTTP and yield each accepted record; after :meth:`on_stop`, the queued
@@ -148,13 +174,18 @@ class HttpIngress(Streamlet):
             auto_decompress=False,
             shutdown_timeout=_SHUTDOWN_SECONDS,
         )
+        context = self._tls_context()
+        self._token = (
+            None if config.auth_token is None else config.auth_token.get_secret_value().encode()
+        )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.host, config.port)
+            site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
             await site.start()
             self.bound_port = int(runner.addresses[0][1])
             self._accepting = not self._stopping  # a stop during start-up ends it at once
-            log.info("%s: listening on http://%s:%s", self.name, config.host, self.bound_port)
+            scheme = "https" if context is not None else "http"
+            log.info("%s: listening on %s://%s:%s", self.name, scheme, config.host, self.bound_port)
             while True:
                 item = await queue.get()
                 if item is _END:
@@ -171,6 +202,31 @@ class HttpIngress(Streamlet):
                     left,
                 )
             await runner.cleanup()
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context from ``tls_cert`` and ``tls_key`` (``None``: plain HTTP)."""
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if cert is None or key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{self.name}: cannot load the TLS certificate {cert} with the key {key}: "
+                f"{exc}; give PEM files of a certificate and its private key"
+            ) from exc
+        return context
+
+    def _authorized(self, request: web.Request) -> bool:
+        token = self._token
+        if token is None:
+            return True
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode("utf-8", "replace"), token
+        )
 
     async def on_stop(self) -> None:
         """Stop taking requests (new ones get ``503`` with ``Retry-After``) and let
@@ -192,17 +248,26 @@ class HttpIngress(Streamlet):
                 raise _Refused(
                     405, {"error": f"{request.method} is not supported here; POST JSON records"}
                 )
+            if not self._authorized(request):
+                raise _Refused(
+                    401,
+                    {"error": "missing or wrong token; send 'Authorization: Bearer <token>'"},
+                    close=True,
+                )
             _check_content_type(request)
             body = await self._read_body(request)
             records = self._records.read(body)
             self._admit(records)
         except _Refused as refused:
-            return _answer(
+            answer = _answer(
                 refused.status,
                 refused.body,
                 close=refused.close,
                 retry_after=refused.status == 503,
             )
+            if refused.status == 401:
+                answer.headers["WWW-Authenticate"] = 'Bearer realm="streamlets"'
+            return answer
         except JsonBodyError as exc:
             return _answer(400, exc.to_json())
         return _answer(202, {"accepted": len(records)})

@@ -283,6 +283,11 @@ def validator(model: type[BaseModel]) -> Conv:
     return validate_overridden
 
 
+def _a(name: str) -> str:
+    """``name`` with its indefinite article: ``a Reading``, ``an Order``."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def top_to(model: type[BaseModel], to: Conv, validate: Conv) -> Conv:
     """A port's record -> datum: ``to`` for an instance of ``model``, validated dicts too."""
 
@@ -295,7 +300,7 @@ def top_to(model: type[BaseModel], to: Conv, validate: Conv) -> Conv:
             # The same model imported from another module (a test's copy, say): by fields.
             return to(validate(r.model_dump(by_alias=True)))
         raise TypeError(
-            f"expected a {model.__name__} (or a dict of its fields), got {type(r).__name__}"
+            f"expected {_a(model.__name__)} (or a dict of its fields), got {_a(type(r).__name__)}"
         )
 
     def to_datum(r: Any) -> Any:

@@ -601,6 +601,9 @@ class _Deriver:
             # Models with use_enum_values hold the values, not the members.
             with contextlib.suppress(TypeError):
                 to_symbol.setdefault(member.value, symbol)
+        default = getattr(cls, "__avro_default__", None)
+        if default is not None:
+            named.body["default"] = _enum_default(cls, default, to_symbol, symbols, where)
         to_member = dict(zip(symbols, members, strict=True))
         # A str-valued enum whose symbols are its values is written by fastavro as is.
         to: Conv | None = None if by_value and issubclass(cls, str) else to_symbol.__getitem__
@@ -826,6 +829,27 @@ def _decimal_form(meta: list[Any], where: str) -> _Form:
         9,
         _decimal_encoder(scale),
         str,
+    )
+
+
+def _enum_default(
+    cls: type[enum.Enum], default: Any, to_symbol: dict[Any, str], symbols: list[str], where: str
+) -> str:
+    """The Avro enum default of ``cls``'s ``__avro_default__``: a member, its name or value."""
+    if isinstance(default, cls):
+        return to_symbol[default]
+    if isinstance(default, str):
+        if default in symbols:
+            return default
+        member = cls.__members__.get(default)
+        if member is not None:
+            return to_symbol[member]
+    with contextlib.suppress(TypeError):
+        if default in to_symbol:
+            return to_symbol[default]
+    raise SchemaError(
+        f"{where}: enum {cls.__name__} has __avro_default__ = {default!r}, which is none of its "
+        f"members; name one of {', '.join(m.name for m in cls)}"
     )
 
 

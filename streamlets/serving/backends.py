@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from streamlets.serving.errors import ServingError, TransportError
+from streamlets.serving.errors import ResponseTooLarge, ServingError, TransportError
 from streamlets.serving.model_info import ModelInfo
 from streamlets.serving.protocols import (
     BatchShapeError,
@@ -29,6 +29,7 @@ __all__ = [
     "TRANSIENT_STATUSES",
     "Backend",
     "BatchRejected",
+    "PoolMember",
     "PooledBackend",
     "RemoteBackend",
     "TransientStatus",
@@ -147,7 +148,7 @@ class RemoteBackend:
                     return False
                 try:
                     response = await self.transport.request("GET", url, timeout=timeout)
-                except TransportError as exc:
+                except (TransportError, ResponseTooLarge) as exc:
                     reason = str(exc)
                 else:
                     if self.protocol.is_ready(response):
@@ -180,6 +181,8 @@ class RemoteBackend:
         self.in_flight += 1
         try:
             response = await self.transport.request("POST", url, body, timeout=timeout)
+        except ResponseTooLarge as exc:
+            raise BatchRejected(str(exc)) from exc  # halves of the batch answer less
         finally:
             self.in_flight -= 1
         elapsed = time.perf_counter() - start
@@ -214,16 +217,28 @@ class RemoteBackend:
         self._retired.set()
 
 
+class PoolMember(Backend, Protocol):
+    """A backend that can be one of the servers of a :class:`PooledBackend`."""
+
+    target: Target
+    in_flight: int
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model was found serving at the last probe or request."""
+        ...
+
+
 class PooledBackend:
     """The same model on several servers: each batch goes to the ready server with the
     fewest requests in flight. A server that goes away is skipped (and probed until it is
     back) while the others carry on; with none ready, batches wait for the first back.
     """
 
-    def __init__(self, members: list[RemoteBackend], retired: asyncio.Event) -> None:
+    def __init__(self, members: Sequence[PoolMember], retired: asyncio.Event) -> None:
         if not members:
             raise ServingError("a pool of model servers needs at least one URL")
-        self.members = members
+        self.members = list(members)
         self._retired = retired
         self._probes: dict[int, asyncio.Task[bool]] = {}
         self._next = 0
@@ -262,7 +277,7 @@ class PooledBackend:
             finally:
                 retired.cancel()
 
-    def _pick(self) -> RemoteBackend:
+    def _pick(self) -> PoolMember:
         ready = [m for m in self.members if m.ready] or self.members
         start = self._next = (self._next + 1) % len(ready)
         order = ready[start:] + ready[:start]

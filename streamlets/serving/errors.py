@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from streamlets.errors import StreamletsError
 
-__all__ = ["ModelRejected", "ModelUnavailable", "ServingError", "TransportError"]
+__all__ = [
+    "ModelRejected",
+    "ModelUnavailable",
+    "ResponseTooLarge",
+    "ServingError",
+    "TransportError",
+]
 
 
 class ServingError(StreamletsError):
@@ -37,3 +43,11 @@ class ModelRejected(ServingError):
 
 class ModelUnavailable(ServingError):
     """A request kept failing with transient errors (timeouts, 429, 502-504) past ``retries``."""
+
+
+class ResponseTooLarge(ServingError):
+    """An answer was larger than the transport's ``max_response_bytes``; it was not read.
+
+    Not a transport fault: the model serving streamlet splits the batch, so that smaller
+    answers come back, down to a single record, which goes to the dead letters.
+    """

@@ -30,6 +30,8 @@ __all__ = [
     "V2Protocol",
     "protocol_for",
     "server_message",
+    "v2_output_rows",
+    "v2_tensors",
 ]
 
 
@@ -290,6 +292,30 @@ def _rows(output: Mapping[str, Any], count: int, where: str) -> list[Any]:
     return [_unflatten(flat[i * size : (i + 1) * size], inner) for i in range(count)]
 
 
+def v2_tensors(inputs: Sequence[Any], input_name: str) -> list[dict[str, Any]]:
+    """The V2 input tensors (``name``, ``shape``, ``datatype``, flat ``data``) stacking the
+    records' inputs: rows make one tensor named ``input_name``, dicts one per name.
+    Raises :class:`BatchShapeError` when they do not stack."""
+    if not inputs:
+        raise BatchShapeError("an inference request needs at least one record")
+    first = inputs[0]
+    if isinstance(first, Mapping):
+        names = list(first)
+        for value in inputs:
+            if not isinstance(value, Mapping) or list(value) != names:
+                raise BatchShapeError(
+                    f"records of one request name different inputs: {names} and "
+                    f"{list(value) if isinstance(value, Mapping) else type(value).__name__}"
+                )
+        return [_tensor(n, [v[n] for v in inputs]) for n in names]
+    return [_tensor(input_name, list(inputs))]
+
+
+def v2_output_rows(output: Mapping[str, Any], count: int, where: str) -> list[Any]:
+    """One V2 output tensor (``name``, ``shape``, ``data``) split into ``count`` values."""
+    return _rows(output, count, where)
+
+
 @functools.lru_cache(maxsize=256)
 def _tensor_head(name: str, datatype: str, comma: bool) -> bytes:
     """``{"name":...,"datatype":...,"shape":`` of a V2 input tensor (``,`` first if asked)."""
@@ -343,21 +369,7 @@ class V2Protocol:
 
     def infer(self, target: Target, inputs: Sequence[Any]) -> tuple[str, bytes]:
         """Tensors stacking the records' inputs; ``BatchShapeError`` when they do not stack."""
-        if not inputs:
-            raise BatchShapeError("an inference request needs at least one record")
-        first = inputs[0]
-        tensors: list[dict[str, Any]]
-        if isinstance(first, Mapping):
-            names = list(first)
-            for value in inputs:
-                if not isinstance(value, Mapping) or list(value) != names:
-                    raise BatchShapeError(
-                        f"records of one request name different inputs: {names} and "
-                        f"{list(value) if isinstance(value, Mapping) else type(value).__name__}"
-                    )
-            tensors = [_tensor(n, [v[n] for v in inputs]) for n in names]
-        else:
-            tensors = [_tensor(self.input_name, list(inputs))]
+        tensors = v2_tensors(inputs, self.input_name)
         # The body is built from cached fragments around the encoded data (the one part that
         # changes, and the one the JSON encoder has real work with): no dict per request.
         parts = [b'{"inputs":[']
@@ -396,7 +408,8 @@ class V2Protocol:
         return [{n: columns[n][i] for n in names} for i in range(count)], version
 
 
-PROTOCOLS: tuple[str, ...] = ("v1", "v2")
+#: Every protocol a model server may be spoken to with (``v2-grpc``: see ``grpc_v2.py``).
+PROTOCOLS: tuple[str, ...] = ("v1", "v2", "v2-grpc")
 
 
 def protocol_for(name: str, *, input_name: str = "input-0") -> InferenceProtocol:

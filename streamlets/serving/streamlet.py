@@ -16,19 +16,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from streamlets.errors import StreamletDefinitionError
 from streamlets.ports import Inlet
-from streamlets.serving.backends import Backend, PooledBackend, RemoteBackend
+from streamlets.serving.backends import Backend, PooledBackend, PoolMember, RemoteBackend
 from streamlets.serving.embedded import load_embedded
 from streamlets.serving.errors import ServingError
+from streamlets.serving.grpc_v2 import GrpcBackend
 from streamlets.serving.metrics import ServingMetrics
 from streamlets.serving.model_info import ModelInfo
 from streamlets.serving.protocols import PROTOCOLS, Target, protocol_for
 from streamlets.serving.retry import Backoff
 from streamlets.serving.scorer import Scored, Scorer, ScorerSettings
-from streamlets.serving.transport import HttpxTransport, StreamsTransport, Transport
+from streamlets.serving.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    AiohttpTransport,
+    HttpxTransport,
+    StreamsTransport,
+    Transport,
+)
 from streamlets.streamlet import Streamlet
 
 __all__ = ["ModelServingStreamlet", "ModelUpdate", "ServingConfig"]
@@ -40,7 +47,7 @@ class ModelUpdate(BaseModel):
     """A control record: which model to score against from now on.
 
     Either a model server (``url`` and ``model``, optional ``version``, ``protocol``
-    ``v1`` or ``v2`` - the streamlet's configured protocol when not given - and the V2
+    ``v1``, ``v2`` or ``v2-grpc`` - the streamlet's configured protocol when not given - and the V2
     ``outputs`` to request; ``urls`` instead of ``url`` for several servers of the same
     model, which share the batches) or an embedded model file (``path``: joblib scikit-learn or
     ``.onnx``; ``model`` and ``version`` then only name it).
@@ -60,7 +67,8 @@ class ModelUpdate(BaseModel):
 class ServingConfig(BaseModel):
     """Config of a :class:`ModelServingStreamlet` (subclass it to add your own keys).
 
-    - ``url``, ``model``, ``version``, ``protocol`` (``v1`` default, or ``v2``): the model
+    - ``url``, ``model``, ``version``, ``protocol`` (``v1`` default, ``v2``, or ``v2-grpc``:
+      V2 over gRPC, with ``url`` ``grpc://host:port`` or ``grpcs://`` for TLS): the model
       server to start with (``url`` may list several servers of the same model: batches go
       to the least busy one that is up); or ``path``: an embedded model file. With
       neither, records wait for the first control record.
@@ -72,7 +80,10 @@ class ServingConfig(BaseModel):
     - ``timeout_s``: per-request timeout; ``retries``: retries of a timed-out request or of
       a 429/502/503/504 answer before its records go to dead letters. A server that cannot
       be reached is waited for without limit (records are held, not dropped).
-    - ``transport``: ``streams`` (default, a lean HTTP/1.1 client on asyncio) or ``httpx``.
+    - ``transport``: ``streams`` (default, a lean HTTP/1.1 client on asyncio streams),
+      ``aiohttp`` or ``httpx``; ``auth_token``: a bearer token sent with every request
+      (``Authorization: Bearer ...``, for model servers behind a gateway; secret);
+      ``max_response_bytes``: the largest answer read (a larger one splits the batch).
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -80,7 +91,7 @@ class ServingConfig(BaseModel):
     url: str | list[str] | None = None
     model: str | None = None
     version: str | None = None
-    protocol: Literal["v1", "v2"] = "v1"
+    protocol: Literal["v1", "v2", "v2-grpc"] = "v1"
     path: Path | None = Field(
         None, description="embedded model file; relative paths are relative to the blueprint"
     )
@@ -94,7 +105,9 @@ class ServingConfig(BaseModel):
     concurrency: int = Field(4, ge=1, le=1024)
     timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(5, ge=0)
-    transport: Literal["streams", "httpx"] = "streams"
+    transport: Literal["streams", "aiohttp", "httpx"] = "streams"
+    auth_token: SecretStr | None = None
+    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
 
     @model_validator(mode="after")
     def _one_model(self) -> ServingConfig:
@@ -225,9 +238,18 @@ class ModelServingStreamlet(Streamlet):
 
     def make_transport(self) -> Transport:
         """The HTTP transport (override to swap it, e.g. in tests)."""
-        if self.config.transport == "httpx":
-            return HttpxTransport(connections=self.config.concurrency)
-        return StreamsTransport(connections=self.config.concurrency)
+        cfg = self.config
+        headers = {}
+        if cfg.auth_token is not None:
+            headers["Authorization"] = f"Bearer {cfg.auth_token.get_secret_value()}"
+        kinds: dict[str, type[AiohttpTransport | HttpxTransport | StreamsTransport]] = {
+            "aiohttp": AiohttpTransport,
+            "httpx": HttpxTransport,
+            "streams": StreamsTransport,
+        }
+        return kinds[cfg.transport](
+            cfg.concurrency, headers=headers, max_response_bytes=cfg.max_response_bytes
+        )
 
     def _transport_now(self) -> Transport:
         if self._transport is None:
@@ -254,13 +276,25 @@ class ModelServingStreamlet(Streamlet):
                 f"control record names protocol {protocol!r}; expected one of "
                 f"{', '.join(PROTOCOLS)}"
             )
-        speaker = protocol_for(protocol, input_name=cfg.input_name)
         targets = [Target(u, update.model, update.version, protocol, tuple(outputs)) for u in urls]
-        if len(targets) == 1:
-            return RemoteBackend(targets[0], speaker, self._transport_now())
         retired = asyncio.Event()
-        members = [RemoteBackend(t, speaker, self._transport_now(), retired) for t in targets]
-        return PooledBackend(members, retired)
+        members: list[PoolMember]
+        if protocol == "v2-grpc":
+            token = cfg.auth_token.get_secret_value() if cfg.auth_token is not None else None
+            members = [
+                GrpcBackend(
+                    t,
+                    input_name=cfg.input_name,
+                    token=token,
+                    max_response_bytes=cfg.max_response_bytes,
+                    retired=retired,
+                )
+                for t in targets
+            ]
+        else:
+            speaker = protocol_for(protocol, input_name=cfg.input_name)
+            members = [RemoteBackend(t, speaker, self._transport_now(), retired) for t in targets]
+        return members[0] if len(members) == 1 else PooledBackend(members, retired)
 
     async def use(self, update: ModelUpdate) -> ModelInfo:
         """Switch to the model ``update`` names; batches not yet sent go to it.

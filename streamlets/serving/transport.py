@@ -17,15 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 
-from streamlets.serving.errors import TransportError
+from streamlets.serving.errors import ResponseTooLarge, TransportError
 
-__all__ = ["HttpResponse", "HttpxTransport", "StreamsTransport", "Transport"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "AiohttpTransport",
+    "HttpResponse",
+    "HttpxTransport",
+    "StreamsTransport",
+    "Transport",
+]
+
+#: The largest answer a transport reads by default (larger ones: ResponseTooLarge).
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+_JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,96 @@ class Transport(Protocol):
         ...
 
 
+class AiohttpTransport:
+    """A pooled :class:`aiohttp.ClientSession`: up to ``connections`` connections, kept
+    alive, one request at a time each (more requests wait for a free connection).
+
+    ``headers`` go with every request (e.g. ``Authorization`` for a model server behind a
+    gateway). An answer over ``max_response_bytes`` raises :class:`ResponseTooLarge`
+    without being read whole; bodies are never decompressed (the client asks for none).
+    The session is made on first use, on the running loop.
+    """
+
+    def __init__(
+        self,
+        connections: int,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.connections = connections
+        self.headers = dict(headers or {})
+        self.max_response_bytes = max_response_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.connections, limit_per_host=0, keepalive_timeout=30.0
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self.headers,
+                trust_env=False,
+                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "User-Agent"),
+            )
+            self._session = session
+        return session
+
+    async def request(
+        self, method: str, url: str, body: bytes | None = None, *, timeout: float
+    ) -> HttpResponse:
+        """Send one request; connection failures and timeouts become :class:`TransportError`."""
+        session = self._session_now()
+        limit = self.max_response_bytes
+        try:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=_JSON if body is not None else None,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                length = response.content_length
+                if length is not None and length > limit:
+                    raise _too_large(method, url, limit, length)
+                if length is not None:
+                    data = await response.read()
+                else:
+                    chunks, size = [], 0
+                    async for chunk in response.content.iter_any():
+                        size += len(chunk)
+                        if size > limit:
+                            raise _too_large(method, url, limit, None)
+                        chunks.append(chunk)
+                    data = b"".join(chunks)
+                return HttpResponse(response.status, data, response.headers.get("Content-Type", ""))
+        except TimeoutError as exc:
+            raise TransportError(
+                f"{method} {url}: no answer within {timeout:g} s", timeout=True
+            ) from exc
+        except aiohttp.InvalidURL as exc:
+            raise TransportError(f"{method} {url}: not a valid URL") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def _too_large(method: str, url: str, limit: int, length: int | None) -> ResponseTooLarge:
+    size = f"{length} bytes" if length is not None else "more"
+    return ResponseTooLarge(
+        f"{method} {url}: the answer has {size}, over max_response_bytes ({limit}); "
+        "send smaller batches or raise max_response_bytes"
+    )
+
+
 class HttpxTransport:
     """A pooled :class:`httpx.AsyncClient`.
 
@@ -67,27 +170,50 @@ class HttpxTransport:
     ``benchmarks/model_serving.py``).
     """
 
-    def __init__(self, connections: int) -> None:
+    def __init__(
+        self,
+        connections: int,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         limits = httpx.Limits(
             max_connections=connections,
             max_keepalive_connections=connections,
             keepalive_expiry=30.0,
         )
-        self._client = httpx.AsyncClient(limits=limits, timeout=None, trust_env=False)
+        self.max_response_bytes = max_response_bytes
+        self._client = httpx.AsyncClient(
+            limits=limits, timeout=None, trust_env=False, headers=dict(headers or {})
+        )
 
     async def request(
         self, method: str, url: str, body: bytes | None = None, *, timeout: float
     ) -> HttpResponse:
         """Send one request; connection failures and timeouts become :class:`TransportError`."""
         headers = {"content-type": "application/json"} if body is not None else None
+        limit = self.max_response_bytes
         try:
-            response = await self._client.request(
+            request = self._client.build_request(
                 method,
                 url,
                 content=body,
                 headers=headers,
                 timeout=httpx.Timeout(timeout, pool=None),
             )
+            response = await self._client.send(request, stream=True)
+            try:
+                length = response.headers.get("content-length")
+                if length is not None and length.isdigit() and int(length) > limit:
+                    raise _too_large(method, url, limit, int(length))
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(method, url, limit, None)
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise TransportError(
                 f"{method} {url}: no answer within {timeout:g} s", timeout=True
@@ -95,7 +221,7 @@ class HttpxTransport:
         except httpx.TransportError as exc:
             raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
         return HttpResponse(
-            response.status_code, response.content, response.headers.get("content-type", "")
+            response.status_code, b"".join(chunks), response.headers.get("content-type", "")
         )
 
     async def aclose(self) -> None:
@@ -115,6 +241,14 @@ class _Connection:
         self.writer.close()
 
 
+class _TooLarge(Exception):
+    """An answer over the transport's size limit (``length``: its Content-Length, if any)."""
+
+    def __init__(self, length: int | None) -> None:
+        super().__init__(length)
+        self.length = length
+
+
 class _ConnectionLost(Exception):
     """A kept-alive connection was closed by the server before it answered."""
 
@@ -126,10 +260,20 @@ class StreamsTransport:
     ``Content-Length``; answers may use ``Content-Length``, chunked encoding or close the
     connection. A request that finds its kept-alive connection closed by the server is
     sent once more on a new connection (inference requests have no side effects).
+    ``headers`` go with every request; an answer over ``max_response_bytes`` raises
+    :class:`ResponseTooLarge` (and closes its connection) without being read whole.
     """
 
-    def __init__(self, connections: int) -> None:
+    def __init__(
+        self,
+        connections: int,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
         self.connections = connections
+        self.max_response_bytes = max_response_bytes
+        self._extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
 
@@ -179,6 +323,10 @@ class StreamsTransport:
                 raise TransportError(
                     f"{method} {url}: no answer within {timeout:g} s", timeout=True
                 ) from exc
+            except _TooLarge as exc:
+                if connection is not None:
+                    connection.close()
+                raise _too_large(method, url, self.max_response_bytes, exc.length) from None
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 if connection is not None:
                     connection.close()
@@ -199,8 +347,12 @@ class StreamsTransport:
         target: str,
         body: bytes | None,
     ) -> tuple[HttpResponse, bool]:
-        _, host, port = key
-        head = f"{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        scheme, host, port = key
+        if ":" in host:  # an IPv6 address: in brackets (RFC 9110, section 7.2)
+            host = f"[{host}]"
+        if port != (443 if scheme == "https" else 80):
+            host = f"{host}:{port}"
+        head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{self._extra}"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         connection.writer.write((head + "\r\n").encode("latin-1") + (body or b""))
@@ -235,23 +387,40 @@ class StreamsTransport:
                 keep = value.lower() != b"close"
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
+        limit = self.max_response_bytes
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             data = b""
         elif chunked:
             pieces = []
+            total = 0
             while True:
                 size = int((await reader.readline()).split(b";")[0].strip(), 16)
+                if size < 0:
+                    raise ValueError(f"negative chunk size {size}")
                 if size == 0:
                     while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                         pass
                     break
+                total += size
+                if total > limit:
+                    raise _TooLarge(None)
                 pieces.append(await reader.readexactly(size))
                 await reader.readexactly(2)
             data = b"".join(pieces)
         elif length is not None:
+            if length < 0:
+                raise ValueError(f"negative Content-Length {length}")
+            if length > limit:
+                raise _TooLarge(length)
             data = await reader.readexactly(length)
         else:
-            data = await reader.read()
+            pieces, total = [], 0
+            while chunk := await reader.read(1 << 16):  # to the end of the connection
+                total += len(chunk)
+                if total > limit:
+                    raise _TooLarge(None)
+                pieces.append(chunk)
+            data = b"".join(pieces)
             keep = False
         return HttpResponse(status, data, content_type), keep
 

@@ -34,6 +34,7 @@ topics:
   raw:
     producers: [src.out]
     consumers: [mid.readings]
+    partitions: 2
   clean:
     producers: [mid.out]
     consumers: [sink.readings]

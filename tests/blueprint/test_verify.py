@@ -376,7 +376,9 @@ def test_replicas_at_the_limit_verify(write_blueprint: Write) -> None:
     ],
 )
 def test_invalid_partitions(write_blueprint: Write, key: str, value: str, found: str) -> None:
-    problems = verify(write_blueprint(VALID.replace("partitions: 3", f"{key}: {value}"))).problems
+    # A bad partition count is one problem: not also idle replicas for want of partitions.
+    setting = f"{key}: {value}" if key == "partitions" else f"{key}: {value}\n    partitions: 3"
+    problems = verify(write_blueprint(VALID.replace("partitions: 3", setting))).problems
     (problem,) = problems
     assert problem.code == "invalid-partitions"
     assert problem.location is not None and problem.location.line == 15
@@ -435,7 +437,8 @@ def test_invalid_resources(write_blueprint: Write, value: str) -> None:
 
 
 def test_unknown_codec(write_blueprint: Write) -> None:
-    problems = verify(write_blueprint(VALID.replace("partitions: 3", "codec: jsn"))).problems
+    text = VALID.replace("partitions: 3", "codec: jsn\n    partitions: 3")
+    problems = verify(write_blueprint(text)).problems
     (problem,) = problems
     assert problem.code == "unknown-codec"
     assert problem.hint == "did you mean 'json'?"
@@ -548,7 +551,9 @@ def test_relative_paths_in_config_resolve_against_the_blueprint(
 
 
 def test_every_documented_code_is_tested() -> None:
-    source = Path(__file__).read_text()
+    # Codes that need a registry or a broker are tested under tests/runner or tests/integration.
+    tests = Path(__file__).parent.parent
+    source = "".join(path.read_text() for path in sorted(tests.rglob("test_*.py")))
     untested = [code for code in PROBLEM_CODES if f'"{code}"' not in source]
     assert untested == []
 
@@ -874,3 +879,90 @@ def test_a_keyless_producer_of_a_topic_that_is_not_compacted_is_fine(
     """
     result = verify(write_blueprint(text, module=METADATA_MODULE))
     assert "keyless-compacted-producer" not in codes(result.problems)
+
+
+JOIN_MODULE = """
+from pydantic import BaseModel
+from streamlets import Inlet, Outlet, State, Streamlet
+
+
+class Order(BaseModel):
+    id: int
+
+
+class Customer(BaseModel):
+    name: str
+
+
+class Count(Streamlet):
+    orders = Inlet(Order)
+    more = Inlet(Order)
+    n = State(int, default=0)
+
+    def process(self, order):
+        return None
+"""
+
+
+def write_join(write_blueprint: Write, text: str) -> Path:
+    """The blueprint, with the join tests' records in shop_app.py next to it (a module name
+    of its own: a config's module:Class import finds a cached sample_app first)."""
+    path = write_blueprint(text)
+    (path.parent / "shop_app.py").write_text(JOIN_MODULE)
+    return path
+
+
+JOIN = """
+name: shop
+streamlets:
+  enrich:
+    class: {cls}
+    config: {{stream: "shop_app:Order", table: "shop_app:Customer"}}
+topics:
+  orders: {{consumers: [enrich.stream], partitions: 3}}
+  customers: {{consumers: [enrich.table]{table_partitions}}}
+  joined: {{producers: [enrich.joined]}}
+"""
+
+
+def test_not_copartitioned_for_a_join_whose_table_has_other_partitions(
+    write_blueprint: Write,
+) -> None:
+    text = JOIN.format(cls="streamlets.library:Join", table_partitions=", partitions: 2")
+    problems = verify(write_join(write_blueprint, text)).problems
+    assert [p.code for p in problems if p.is_error] == ["not-copartitioned"]
+    (problem,) = only(problems, "not-copartitioned")
+    assert problem.location is not None and problem.location.line == 3
+    assert "'customers' (2 partitions, inlet 'table')" in problem.message
+    assert "'orders' (3 partitions, inlet 'stream')" in problem.message
+    assert "table 'table'" in problem.message
+    assert problem.hint is not None
+    assert "3 for 'customers'" in problem.hint and "GlobalJoin" in problem.hint
+    # No partitions: the runners make one, which differs from 3 too.
+    text = JOIN.format(cls="streamlets.library:Join", table_partitions="")
+    assert "not-copartitioned" in codes(verify(write_join(write_blueprint, text)).problems)
+
+
+def test_copartitioned_joins_and_global_tables_verify(write_blueprint: Write) -> None:
+    same = JOIN.format(cls="streamlets.library:Join", table_partitions=", partitions: 3")
+    found = verify(write_join(write_blueprint, same))
+    assert found.ok, found.problems
+    other = JOIN.format(cls="streamlets.library:GlobalJoin", table_partitions=", partitions: 1")
+    # Every replica reads all of a global table: its partitions are its own business.
+    assert verify(write_join(write_blueprint, other)).ok
+
+
+def test_not_copartitioned_for_a_stateful_streamlet_reading_two_topics(
+    write_blueprint: Write,
+) -> None:
+    text = """
+    name: app
+    streamlets:
+      count: {class: shop_app:Count}
+    topics:
+      a: {consumers: [count.orders], partitions: 4}
+      b: {consumers: [count.more], partitions: 2}
+    """
+    (problem,) = only(verify(write_join(write_blueprint, text)).problems, "not-copartitioned")
+    assert "keeps state (n) per input partition" in problem.message
+    assert problem.hint is not None and "4 for 'b'" in problem.hint

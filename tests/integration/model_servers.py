@@ -115,6 +115,7 @@ class ModelServer:
     models: tuple[ServedModel, ...]
     workdir: Path
     port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)  # MLServer's gRPC port
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -122,6 +123,11 @@ class ModelServer:
     def url(self) -> str:
         """The server's base URL."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """The address of MLServer's gRPC port (Open Inference Protocol)."""
+        return f"grpc://127.0.0.1:{self.grpc_port}"
 
     @property
     def protocol(self) -> str:
@@ -149,7 +155,7 @@ class ModelServer:
             server = {
                 "host": "127.0.0.1",
                 "http_port": self.port,
-                "grpc_port": free_port(),
+                "grpc_port": self.grpc_port,
                 "metrics_endpoint": None,
                 "parallel_workers": 0,
             }

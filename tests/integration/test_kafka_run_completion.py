@@ -39,9 +39,11 @@ topics:
 """
 
 
-def _running_incarnation(run_dir: Path, label: str, after: int) -> tuple[int, int]:
+def _running_incarnation(
+    run_dir: Path, label: str, after: int, *, key: str = "records_in", at_least: int = 21
+) -> tuple[int, int]:
     """(incarnation, pid) of a process of ``label`` newer than ``after`` that has taken
-    some records and is alive."""
+    some records (its counter ``key`` at ``at_least``) and is alive."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         for path in (run_dir / "status").glob(f"{label}.*.json"):
@@ -52,7 +54,7 @@ def _running_incarnation(run_dir: Path, label: str, after: int) -> tuple[int, in
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if data["stats"]["records_in"] > 20 and alive(int(data["pid"])):
+            if data["stats"][key] >= at_least and alive(int(data["pid"])):
                 return incarnation, int(data["pid"])
         time.sleep(0.05)
     raise AssertionError(f"no new process of {label} got going")

@@ -28,9 +28,13 @@ from click.testing import CliRunner
 
 from runner.cli import cli
 from tests.integration.test_manifests_app import SECRET_VALUES, write_orders_app
+from tests.integration.test_manifests_state_app import write_counters_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SENSORS = ROOT / "examples" / "sensors" / "blueprint.yaml"
+FRAUD = ROOT / "examples" / "fraud-counters" / "blueprint.yaml"
+#: A pod's files are read-only but /tmp, and a restarted pod must not empty its file.
+FRAUD_SETS = ("--set", "alerts-file.mode=append", "--set", "alerts-file.path=/tmp/a.jsonl")
 SCHEMAS = Path(__file__).parent / "schemas"
 CRDS = {
     ("kafka.strimzi.io/v1", "KafkaTopic"): SCHEMAS / "strimzi-1.2.0-kafkatopic.crd.yaml",
@@ -58,7 +62,8 @@ def resources(directory: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The sensors example and the orders app, deployed with different options."""
+    """The sensors and fraud-counters examples and the orders and counters apps, deployed
+    with different options."""
     tmp = tmp_path_factory.mktemp("manifests")
     blueprint, config = write_orders_app(tmp / "orders")
     return {
@@ -98,6 +103,22 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 "http-in=orders.example.com",
             ],
             tmp / "o",
+        ),
+        # stateful: a claim per pod (StatefulSet), an emptyDir, an ephemeral volume (Job)
+        "fraud": deploy(
+            [str(FRAUD), "--image", "registry.example/fraud:1", *FRAUD_SETS],
+            tmp / "f",
+        ),
+        "counters": deploy(
+            [
+                str(write_counters_app(tmp / "counters")),
+                "--image",
+                "registry.example/counters:1",
+                "--job",
+                "source",
+                "--autoscale",
+            ],
+            tmp / "c",
         ),
     }
 
@@ -280,7 +301,7 @@ def test_every_pod_meets_the_restricted_profile(deployed: dict[str, Path]) -> No
             pods += 1
             pod = resource["spec"]["template"]["spec"]
             assert restricted_violations(pod) == [], (app, resource["metadata"]["name"])
-    assert pods == 9
+    assert pods == 16
 
 
 def test_the_restricted_check_can_fail(deployed: dict[str, Path]) -> None:

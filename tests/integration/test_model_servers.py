@@ -198,12 +198,14 @@ def test_control_switches_servers_mid_stream_without_loss_or_duplicates(
     assert [r.label for r in out] == logistic[:switch_at] + tree[switch_at:]
 
 
+@pytest.mark.parametrize("protocol", ["v2", "v2-grpc"])
 def test_server_killed_and_restarted_mid_stream_loses_nothing(
-    models: dict[str, Path], tmp_path: Path
+    models: dict[str, Path], tmp_path: Path, protocol: str
 ) -> None:
     server = ModelServer("mlserver", (ServedModel("iris", models["logistic"], "v1"),), tmp_path)
     server.start()
     count = 3000
+    url = server.grpc_url if protocol == "v2-grpc" else server.url
     blueprint = write_blueprint(
         tmp_path,
         f"""
@@ -214,7 +216,7 @@ def test_server_killed_and_restarted_mid_stream_loses_nothing(
             config: {{count: {count}, per_second: 1500}}
           score:
             class: model_serving_app:ScoreFlowers
-            config: {{url: "{server.url}", model: iris, protocol: v2, outputs: [predict]}}
+            config: {{url: "{url}", model: iris, protocol: {protocol}, outputs: [predict]}}
         topics:
           flowers: {{producers: [flowers.out], consumers: [score.records]}}
           control: {{consumers: [score.control]}}
@@ -401,3 +403,87 @@ def test_ctrl_c_while_a_server_starts_stops_it(models: dict[str, Path], tmp_path
             parent.wait(10)
         if server and alive(server):  # the test failed: do not leave the server behind
             os.killpg(server, signal.SIGKILL)
+
+
+# -- V2 over gRPC (protocol: v2-grpc) ----------------------------------------------------------
+
+
+def test_mlserver_v2_grpc_predictions_match_the_in_process_model_in_order(
+    mlserver: ModelServer, models: dict[str, Path]
+) -> None:
+    config = {
+        "url": mlserver.grpc_url,
+        "model": "iris",
+        "version": "v2",
+        "protocol": "v2-grpc",
+        "outputs": ["predict"],
+        "batch_size": 32,
+        "concurrency": 4,
+    }
+    result = run_streamlet(ScoreFlowers, {"records": flowers(3000)}, config=config)
+    assert result.error is None and result.dead_letters == []
+    out = result.outputs["results"]
+    assert [r.id for r in out] == list(range(3000))
+    assert [r.label for r in out] == expected(models["tree"], 3000)
+    assert {(r.model, r.version, r.protocol) for r in out} == {("iris", "v2", "v2-grpc")}
+    assert max(r.batch_size for r in out) == 32
+
+
+def test_mlserver_v2_grpc_dead_letters_a_malformed_record_with_the_servers_message(
+    mlserver: ModelServer,
+) -> None:
+    records = flowers(100)
+    records[41] = Flower(id=41, features=[5.1, 3.5, 1.4])
+    config = {"url": mlserver.grpc_url, "model": "iris", "version": "v1", "protocol": "v2-grpc"}
+    result = run_streamlet(ScoreFlowers, {"records": records}, config=config)
+    assert [r.id for r in result.outputs["results"]] == [i for i in range(100) if i != 41]
+    (dead,) = result.dead_letters
+    assert dead.error_class == "ModelRejected"
+    assert "X has 3 features, but" in dead.error_message
+
+
+def test_a_control_record_switches_from_rest_to_grpc_mid_stream(
+    mlserver: ModelServer, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The same MLServer's REST port, then, after a control record, its gRPC port."""
+    blueprint = write_blueprint(
+        tmp_path,
+        f"""
+        name: switch-to-grpc
+        streamlets:
+          flowers:
+            class: model_serving_app:FlowerSource
+            config: {{count: 3000, per_second: 4000}}
+          switch:
+            class: model_serving_app:SwitchAfter
+            config:
+              after: 1500
+              url: "{mlserver.grpc_url}"
+              model: iris
+              version: v2
+              protocol: v2-grpc
+              outputs: [predict]
+          score:
+            class: model_serving_app:ScoreFlowers
+            config:
+              url: "{mlserver.url}"
+              model: iris
+              version: v1
+              protocol: v2
+              outputs: [predict]
+              batch_size: 16
+        topics:
+          flowers: {{producers: [flowers.out], consumers: [score.records]}}
+          control: {{producers: [switch.out], consumers: [score.control]}}
+          scored: {{producers: [score.results]}}
+        """,
+    )
+    result = run_blueprint(blueprint, collect=["scored"])
+    assert result.error is None and result.dead_letters == []
+    out = result.topics["scored"]
+    assert [r.id for r in out] == list(range(3000))
+    protocols = [r.protocol for r in out]
+    switch_at = protocols.index("v2-grpc")
+    assert protocols == ["v2"] * switch_at + ["v2-grpc"] * (3000 - switch_at)
+    logistic, tree = expected(models["logistic"], 3000), expected(models["tree"], 3000)
+    assert [r.label for r in out] == logistic[:switch_at] + tree[switch_at:]

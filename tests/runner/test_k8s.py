@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 from pydantic import BaseModel, SecretStr
 
+import streamlets
 from blueprint import ConfigOverrides, VerifiedBlueprint, load_overrides, verify
 from runner.cli import cli
 from runner.k8s import DeployOptions, build_app_config, render
@@ -320,10 +323,28 @@ def test_runner_sections_the_pods_would_reject_are_rejected_here(tmp_path: Path)
     result = flow("deploy", str(SENSORS), "--image", "i:1", "--config", str(config))
     assert result.exit_code == 2
     assert "'kafka:' section" in result.output
-    config.write_text("schema_registry: {url: 'http://registry:8081'}\n")
+    config.write_text("schema_registry: {basic.auth.user.info: 'u:p'}\n")  # no url
     result = flow("deploy", str(SENSORS), "--image", "i:1", "--config", str(config))
     assert result.exit_code == 2
-    assert "'schema_registry:' section of the config file is not supported yet" in result.output
+    assert "'schema_registry:' section of the config file must be a mapping with a 'url'" in (
+        result.output
+    )
+
+
+def test_schema_registry_credentials_go_to_the_secret(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "schema_registry: {url: 'http://registry:8081', basic.auth.user.info: 'u:s3cret'}\n"
+    )
+    out = tmp_path / "out"
+    result = flow("deploy", str(SENSORS), "--image", "i:1", "--config", str(config), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    secret = yaml.safe_load((out / "secret.yaml").read_text())
+    held = base64.b64decode(secret["data"]["secret-config.yaml"]).decode()
+    assert yaml.safe_load(held)["schema_registry"]["basic.auth.user.info"] == "u:s3cret"
+    assert not [
+        p.name for p in out.iterdir() if p.name != "secret.yaml" and "s3cret" in p.read_text()
+    ]
 
 
 def test_an_http_ingress_needs_a_fixed_port(tmp_path: Path) -> None:
@@ -378,16 +399,45 @@ def test_dockerfile_matches_the_manifests(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_dockerfile_for_a_project_outside_the_framework(tmp_path: Path) -> None:
     blueprint, _ = write_orders_app(tmp_path / "orders")
-    (blueprint.parent / "requirements.txt").write_text("numpy\n")
+    (blueprint.parent / "requirements.txt").write_text("# what the app needs\nnumpy\n")
     plan = plan_image("orders", str(blueprint.parent), str(tmp_path))
     text = dockerfile(plan)
-    assert 'RUN pip install "streamlets==' in text
+    # No index has the framework: it goes in as a wheel that flow dockerfile writes.
+    wheel = f"wheels/streamlets-{streamlets.__version__}-py3-none-any.whl"
+    assert plan.framework_wheel == wheel
+    assert f"COPY {wheel} /tmp/wheels/" in text
+    assert f"RUN pip install /tmp/{wheel}" in text
+    assert "streamlets==" not in text
     assert f"COPY orders/ {APP_DIR}/" in text
     assert f"RUN pip install -r {APP_DIR}/requirements.txt" in text
     out = tmp_path / "Dockerfile"
     result = flow("dockerfile", str(blueprint), "--context", str(tmp_path), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert out.read_text() == text
+    assert f"wrote {tmp_path / wheel}" in result.stderr
+    with zipfile.ZipFile(tmp_path / wheel) as archive:
+        names = set(archive.namelist())
+    assert {"streamlets/__init__.py", "runner/cli/main.py", "blueprint/py.typed"} <= names
+    info = f"streamlets-{streamlets.__version__}.dist-info"
+    assert {f"{info}/METADATA", f"{info}/RECORD", f"{info}/entry_points.txt"} <= names
+    # Written again for the same framework, the wheel is the same file (docker's cache).
+    first = (tmp_path / wheel).read_bytes()
+    assert flow("dockerfile", str(blueprint), "--context", str(tmp_path)).exit_code == 0
+    assert (tmp_path / wheel).read_bytes() == first
+
+
+def test_dockerfile_skips_empty_requirements_and_tool_only_pyproject(tmp_path: Path) -> None:
+    blueprint, _ = write_orders_app(tmp_path / "orders")
+    (blueprint.parent / "requirements.txt").write_text("# nothing yet\n\n")
+    (blueprint.parent / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    text = dockerfile(plan_image("orders", str(blueprint.parent), str(tmp_path)))
+    # pip refuses a requirements file without requirements, and a pyproject.toml without
+    # a [project] table is no package to install.
+    assert "requirements.txt" not in text
+    assert f"RUN pip install {APP_DIR}" not in text
+    (blueprint.parent / "pyproject.toml").write_text("[project]\nname = 'orders'\n")
+    text = dockerfile(plan_image("orders", str(blueprint.parent), str(tmp_path)))
+    assert f"RUN pip install {APP_DIR}\n" in text
 
 
 def test_dockerfile_needs_the_blueprint_inside_the_context(tmp_path: Path) -> None:

@@ -216,16 +216,32 @@ def test_undeploy_deletes_by_label_and_keeps_topics(kubectl: FakeKubectl) -> Non
 
 
 def test_undeploy_delete_topics(kubectl: FakeKubectl) -> None:
-    result = flow("undeploy", "sensor-alerts", "--delete-topics", "--kafka-namespace", "kafka")
+    result = flow(
+        "undeploy", "sensor-alerts", "--delete-topics", "--kafka-namespace", "kafka", "-n", "prod"
+    )
     assert result.exit_code == 0, result.output
-    assert kubectl.argv[-1] == [
-        "delete",
-        "kafkatopics.kafka.strimzi.io",
-        "-l",
-        SELECTOR.format(app="sensor-alerts"),
-        "--ignore-not-found",
-        "--namespace",
-        "kafka",
+    selector = SELECTOR.format(app="sensor-alerts")
+    assert kubectl.argv[-2:] == [
+        [
+            "delete",
+            "kafkatopics.kafka.strimzi.io",
+            "-l",
+            selector,
+            "--ignore-not-found",
+            "--namespace",
+            "kafka",
+        ],
+        # the state volumes go with the changelogs that back them
+        [
+            "delete",
+            "persistentvolumeclaims",
+            "-l",
+            f"{selector},app.kubernetes.io/component=state",
+            "--ignore-not-found",
+            "--wait=false",
+            "--namespace",
+            "prod",
+        ],
     ]
 
 

@@ -73,3 +73,21 @@ def test_orders_app_with_ingress_and_secrets(tmp_path: Path) -> None:
         tmp_path / "out",
     )
     check("orders.yaml", text)
+
+
+def test_fraud_counters_example_with_state(tmp_path: Path) -> None:
+    """A stateful streamlet: a StatefulSet with a claim per pod, changelog KafkaTopics."""
+    blueprint = ROOT / "examples" / "fraud-counters" / "blueprint.yaml"
+    text = rendered(
+        [
+            str(blueprint),
+            "--image",
+            "registry.example/fraud:1",
+            "--set",
+            "alerts-file.mode=append",
+            "--set",
+            "alerts-file.path=/tmp/alerts.jsonl",
+        ],
+        tmp_path / "out",
+    )
+    check("fraud-counters.yaml", text)

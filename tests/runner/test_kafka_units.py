@@ -244,12 +244,12 @@ def test_run_streamlet_usage_errors(
     result = runner.invoke(cli, ["run-local", blueprint.path, "--bootstrap", "x:1"])
     assert result.exit_code == 2 and "--bootstrap needs --kafka" in result.output
     config = Path(blueprint.directory) / "registry.yaml"
-    config.write_text("schema_registry: {url: 'http://registry:8081'}\n")
+    config.write_text("schema_registry: {url: 'http://r:8081', auto_register: maybe}\n")
     for command in (["run-streamlet", blueprint.path, "pass"], ["run-local", blueprint.path]):
         args = [*command, "--kafka"] if command[0] == "run-local" else command
         result = runner.invoke(cli, [*args, "--bootstrap", "x:1", "--config", str(config)])
         assert result.exit_code == 2, result.output
-        assert "'schema_registry:' section" in result.output and "not supported" in result.output
+        assert "schema_registry.auto_register must be true or false" in result.output
     assert "run-streamlet" in runner.invoke(cli, ["--help"]).output
     monkeypatch.setenv("STREAMLETS_SETS", "store.path=x")  # not a JSON list
     result = runner.invoke(cli, ["run-streamlet", blueprint.path, "pass", "--bootstrap", "x:1"])

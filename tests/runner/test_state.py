@@ -341,3 +341,55 @@ def test_generated_records_and_state_iterators_are_plain(tmp_path: Path) -> None
     result = run_streamlet(Counter, state={"n": {"": 10}})
     assert [p.amount for p in result.outputs["out"]] == [11.0, 12.0, 13.0]
     assert result.state == {"n": {"": 13}}
+
+
+class Ahead(Streamlet):
+    """A source that keeps its position and is far quicker than its runner."""
+
+    out = Outlet(Payment)
+    position = State(int, default=0)
+
+    def generate(self) -> Iterator[Payment]:
+        for i in range(self.position.get(), 3000):
+            self.position.set(i + 1)
+            yield Payment(customer="a", amount=float(i))
+
+
+class AsyncAhead(Ahead):
+    async def generate(self) -> Any:  # type: ignore[override]
+        for i in range(self.position.get(), 300):
+            self.position.set(i + 1)
+            yield Payment(customer="a", amount=float(i))
+
+
+@pytest.mark.parametrize("source", [Ahead, AsyncAhead])
+def test_a_source_position_is_applied_with_the_records_it_follows(
+    source: type[Streamlet],
+) -> None:
+    """The pump hands a position over with the batch whose last record it follows, never
+    earlier, though a sync source's thread encodes batches ahead of a slow runner."""
+    from runner.runtime.executor import Executor
+    from runner.runtime.sources import SourcePump
+    from runner.testkit import streamlet_blueprint
+
+    blueprint = streamlet_blueprint(source)
+    executor = Executor(blueprint.streamlets["streamlet"], blueprint)
+    manager = executor.state
+    assert manager is not None
+    published = 0
+    seen: list[tuple[int, int]] = []
+
+    async def publish(out: list[Any], dead: list[Any]) -> None:
+        nonlocal published
+        published += len(out)
+        seen.append((published, dict(manager.values("position"))[b""]))
+        manager.checkpoint()
+        await asyncio.sleep(0.002)  # a slow transport: the source's thread runs ahead
+
+    async def run() -> None:
+        await SourcePump(executor, publish, asyncio.Event(), batch_size=50).run()
+
+    asyncio.run(run())
+    assert published == (3000 if source is Ahead else 300)
+    assert all(position == count for count, position in seen), seen[:5]
+    assert len(seen) > 1

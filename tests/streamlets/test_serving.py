@@ -183,7 +183,7 @@ def check_scored(out: list[Scored], ids: list[int]) -> None:
     assert all(r.total == r.id + 0.5 for r in out)
 
 
-@pytest.mark.parametrize("transport", ["streams", "httpx"])
+@pytest.mark.parametrize("transport", ["streams", "aiohttp", "httpx"])
 @pytest.mark.parametrize("protocol", ["v1", "v2"])
 def test_scores_every_record_in_order_in_full_batches(
     server: FakeModelServer, protocol: str, transport: str
@@ -277,7 +277,7 @@ def test_retries_run_out_into_dead_letters_not_silence(server: FakeModelServer) 
     )
 
 
-@pytest.mark.parametrize("transport", ["streams", "httpx"])
+@pytest.mark.parametrize("transport", ["streams", "aiohttp", "httpx"])
 def test_a_timeout_is_retried_then_reported(server: FakeModelServer, transport: str) -> None:
     server.delay = 2.0
     config: dict[str, Any] = {"url": server.url, "model": "m", "timeout_s": 0.05, "retries": 0}
@@ -287,7 +287,7 @@ def test_a_timeout_is_retried_then_reported(server: FakeModelServer, transport: 
     assert "no answer within 0.05 s" in result.dead_letters[0].error_message
 
 
-@pytest.mark.parametrize("transport", ["streams", "httpx"])
+@pytest.mark.parametrize("transport", ["streams", "aiohttp", "httpx"])
 def test_records_wait_while_the_server_is_down_and_none_is_lost(
     server: FakeModelServer, transport: str
 ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from streamlets import Inlet, Outlet, Streamlet
+from streamlets import Inlet, Outlet, OutputPath, Streamlet
 
 
 class Reading(BaseModel):
@@ -40,6 +40,9 @@ class ReadingSource(Streamlet):
         path: Path = Field(description="JSON Lines file with one reading per line")
 
     config: Config
+
+    def is_bounded(self) -> bool:
+        return True  # a file ends; `flow deploy` suggests --job ingest for it
 
     def generate(self) -> Iterator[Reading]:
         with self.config.path.open(encoding="utf-8") as fh:
@@ -76,7 +79,7 @@ class AlertFile(Streamlet):
     alerts = Inlet(Alert)
 
     class Config(BaseModel):
-        path: Path = Field(description="JSON Lines file the alerts are written to")
+        path: OutputPath = Field(description="JSON Lines file the alerts are written to")
 
     config: Config
 

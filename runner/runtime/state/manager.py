@@ -78,8 +78,11 @@ class StateManager:
 
     ``opener`` opens the store of a partition, on first use (or when the runner assigns
     it). With ``changelog``, every applied change is also kept for :meth:`take_changelog`.
-    A source (``source=True``) has one value per state, under its own scope: there is no
-    record whose key it would be.
+    A source (``source=True``) has one value per state, under its own scope (key
+    ``own_key``, partition 0): there is no record whose key it would be. A source's changes
+    stay in its scope, where its reads see them, until the source pump hands over the
+    records they were made for (:meth:`own_snapshot`, :meth:`apply_own`): a position is
+    kept only with the records it is the position after.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class StateManager:
         *,
         changelog: bool = False,
         source: bool = False,
+        own_key: bytes = b"",
     ) -> None:
         self.streamlet = streamlet
         self.states = dict(states)
@@ -109,7 +113,8 @@ class StateManager:
             if check is not None and state.source in (int, float, str, bytes, bool):
                 self._primitive[name] = check
         #: A source's own scope (its states' one value each), else ``None``.
-        self.own: RecordScope | None = RecordScope(b"", 0, keyed=False) if source else None
+        self.own: RecordScope | None = RecordScope(own_key, 0, keyed=False) if source else None
+        self._own_applied: dict[tuple[str, bytes], _Change] = {}
         self._reset_listeners: list[Callable[[int], None]] = []
 
     def bind(self, instance: object) -> None:
@@ -163,19 +168,11 @@ class StateManager:
                     f"state '{self.streamlet}.{state}': {value!r} does not fit its schema: {exc}"
                 ) from exc
             change = (raw, value if isinstance(value, _IMMUTABLE) else _NO_VALUE)
-        entry = (state, scope.key or b"")
-        if scope is self.own:
-            self._apply_changes(scope.partition, {entry: change})
-        else:
-            scope.changes[entry] = change
+        scope.changes[(state, scope.key or b"")] = change
 
     def remove(self, state: str, scope: RecordScope) -> None:
         """Delete the scope's key in ``state``."""
-        entry = (state, scope.key or b"")
-        if scope is self.own:
-            self._apply_changes(scope.partition, {entry: _DELETED})
-        else:
-            scope.changes[entry] = _DELETED
+        scope.changes[(state, scope.key or b"")] = _DELETED
 
     def put(self, state: str, partition: int, changes: Mapping[bytes, Any]) -> None:
         """Set keys of ``state`` in ``partition`` (a value ``None`` deletes its key), as the
@@ -298,6 +295,28 @@ class StateManager:
             for (state, key), change in changes.items()
         ]
 
+    # -- a source's own state -------------------------------------------------------------
+
+    def own_snapshot(self) -> dict[tuple[str, bytes], Any] | None:
+        """A source's changes so far, to travel with the record it just generated (the
+        source pump takes one after each record, where ``generate()`` runs); ``None``
+        when there are none (or this is no source)."""
+        own = self.own
+        if own is None or not own.changes:
+            return None
+        return dict(own.changes)
+
+    def apply_own(self, snapshot: Mapping[tuple[str, bytes], Any] | None) -> None:
+        """Apply a source's changes as of a record (:meth:`own_snapshot`), once that record
+        is handed to the transport: they become pending (and changelog) changes."""
+        if not snapshot or self.own is None:
+            return
+        applied = self._own_applied
+        fresh = {entry: c for entry, c in snapshot.items() if applied.get(entry) is not c}
+        if fresh:
+            applied.update(fresh)
+            self._apply_changes(self.own.partition, fresh)
+
     @property
     def pending(self) -> bool:
         """Whether changes wait for :meth:`checkpoint`."""
@@ -328,6 +347,17 @@ class StateManager:
             by_partition.setdefault(partition, {})[_offset_meta(state)] = str(offset).encode()
         for partition, writes in by_partition.items():
             self.store(partition).apply(writes)
+
+    def find(self, state: str, key: bytes) -> Any:
+        """The value of ``key`` in ``state`` in whichever partition holds it (of those with
+        an open store or pending changes), or ``None``: a lookup outside a record handler."""
+        with self._lock:
+            partitions = sorted(set(self._stores) | set(self._pending))
+        for partition in partitions:
+            found, value = self.read(state, RecordScope(key, partition))
+            if found:
+                return value
+        return None
 
     # -- partitions -----------------------------------------------------------------------
 
@@ -367,10 +397,26 @@ class StateManager:
         self._reset(partition)
         return len(writes) - 1
 
+    def drop(self, state: str, partition: int) -> int:
+        """Delete every value of ``state`` in ``partition``'s store, and the changelog
+        offset it had caught up to (before it is rebuilt from the changelog); returns how
+        many values were deleted."""
+        store = self.store(partition)
+        writes: dict[bytes, bytes | None] = {
+            key: None for key, _ in store.items(store_key(state, b""))
+        }
+        writes[_offset_meta(state)] = None
+        store.apply(writes)
+        self._cache.pop(partition, None)
+        self._reset(partition)
+        return len(writes) - 1
+
     def close_partition(self, partition: int) -> None:
-        """Close ``partition``'s store (after a checkpoint: pending changes of it are
-        dropped), e.g. when the partition is revoked."""
-        self._pending.pop(partition, None)
+        """Close ``partition``'s store (after a checkpoint: pending changes of it, and
+        changelog entries not taken yet, are dropped), e.g. when the partition is revoked."""
+        with self._lock:
+            self._pending.pop(partition, None)
+            self._changed.pop(partition, None)
         self._cache.pop(partition, None)
         store = self._stores.pop(partition, None)
         if store is not None:
@@ -407,6 +453,8 @@ class StateManager:
                 key = skey[len(prefix) :]
                 if key not in pending:
                     yield key, self._decode(state, raw)
-            for key, (change, _) in pending.items():
-                if change is not None:
+            for key, (change, value) in pending.items():
+                if change is _LAZY:
+                    yield key, value
+                elif change is not None:
                     yield key, self._decode(state, change)

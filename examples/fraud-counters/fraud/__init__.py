@@ -1,0 +1,1 @@
+"""The fraud-counters example: per-card daily spending kept as keyed state."""
