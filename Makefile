@@ -39,13 +39,14 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-# Serial by default: a few tests time how fast a stop is, which two workers on two
-# cores can slow past their limits. PYTEST_WORKERS=2 runs two workers (most integration
-# tests wait on brokers and servers; each worker starts its own broker on free ports).
-PYTEST_WORKERS ?= 0
+# Two workers by default (most integration tests wait on brokers and servers; each worker
+# starts its own broker on free ports). The tests marked `serial` time how fast a stop is,
+# which a second worker on two cores can slow past their limits: they run afterwards, alone.
+PYTEST_WORKERS ?= 2
 
 unit: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not serial"
+	$(BIN)/pytest -n 0 -m serial
 
 test: lint typecheck imports unit
 

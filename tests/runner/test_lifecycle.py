@@ -188,6 +188,7 @@ def test_sigterm_stops_a_waiting_http_ingress_with_teardown(tmp_path: Path) -> N
     assert sorted(marker.read_text().split("\n")[:-1]) == ["teardown ingress", "teardown store"]
 
 
+@pytest.mark.serial
 def test_a_blocking_sync_source_neither_delays_the_others_nor_a_ctrl_c(tmp_path: Path) -> None:
     marker = tmp_path / "teardown.txt"
     write_app(
