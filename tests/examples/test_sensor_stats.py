@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,7 @@ def test_the_data_has_what_the_example_shows() -> None:
     rows = readings()
     sensors = {row["sensor_id"] for row in rows}
     times = [_at(row["taken_at"]) for row in rows]
-    out_of_order = sum(1 for a, b in zip(times, times[1:], strict=False) if b < a)
+    out_of_order = sum(1 for a, b in pairwise(times) if b < a)
     assert 300 <= len(rows) <= 500 and 5 <= len(sensors) <= 10
     late = late_readings(rows)
     assert out_of_order > 10  # readings out of order, most of them within the grace,

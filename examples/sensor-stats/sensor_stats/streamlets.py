@@ -80,15 +80,15 @@ class MinuteStats(Streamlet):
     readings = Inlet(Reading, timestamp="taken_at")  # keyed by sensor (the producer's key)
     stats = Outlet(SensorMinute)  # keyed by the window's key (the sensor), at the minute's end
 
-    per_minute = Window(
+    minutes = Window(
         Tumbling("1m", grace="20s"),
         {"mean": Mean("temperature"), "max": Max("temperature"), "count": Count()},
         late="dead-letter",
         description="each sensor's readings per minute",
     )
 
-    @per_minute.on_close
-    def minute(self, window: Windowed[dict[str, Any]]) -> SensorMinute:
+    @minutes.on_close
+    def close_minute(self, window: Windowed[dict[str, Any]]) -> SensorMinute:
         stats = window.value
         return SensorMinute(
             sensor_id=window.key,
