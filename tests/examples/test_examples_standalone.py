@@ -83,3 +83,20 @@ def test_the_model_serving_example_verifies_and_writes_its_models_outside_the_re
         [FLOW, "verify", "blueprint.yaml"], cwd=copy, capture_output=True, text=True, check=False
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize("example", ["sensors", "fraud-counters", "sensor-stats"])
+def test_an_example_copied_out_of_the_repository_verifies_and_runs(
+    example: str, tmp_path: Path
+) -> None:
+    """Its blueprint finds its package and its data next to it, wherever it is."""
+    copy = tmp_path / example
+    shutil.copytree(EXAMPLES / example, copy, ignore=shutil.ignore_patterns("output"))
+    run = ["run-local", "blueprint.yaml", "-q", "--run-dir", str(tmp_path / "run")]
+    for command in (["verify", "blueprint.yaml"], run):
+        done = subprocess.run(
+            [FLOW, *command], cwd=copy, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    outputs = list((copy / "output").glob("*.jsonl"))
+    assert outputs and all(path.read_text().strip() for path in outputs)

@@ -35,6 +35,18 @@ SENSORS = ROOT / "examples" / "sensors" / "blueprint.yaml"
 FRAUD = ROOT / "examples" / "fraud-counters" / "blueprint.yaml"
 #: A pod's files are read-only but /tmp, and a restarted pod must not empty its file.
 FRAUD_SETS = ("--set", "alerts-file.mode=append", "--set", "alerts-file.path=/tmp/a.jsonl")
+STATS = ROOT / "examples" / "sensor-stats" / "blueprint.yaml"
+#: The same for the sensor-stats example's sink; its two bounded sources run as Jobs.
+STATS_OPTIONS = (
+    "--set",
+    "stats-file.mode=append",
+    "--set",
+    "stats-file.path=/tmp/minute-stats.jsonl",
+    "--job",
+    "readings",
+    "--job",
+    "locations",
+)
 SCHEMAS = Path(__file__).parent / "schemas"
 CRDS = {
     ("kafka.strimzi.io/v1", "KafkaTopic"): SCHEMAS / "strimzi-1.2.0-kafkatopic.crd.yaml",
@@ -62,8 +74,8 @@ def resources(directory: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The sensors and fraud-counters examples and the orders and counters apps, deployed
-    with different options."""
+    """The sensors, fraud-counters and sensor-stats examples and the orders and counters
+    apps, deployed with different options."""
     tmp = tmp_path_factory.mktemp("manifests")
     blueprint, config = write_orders_app(tmp / "orders")
     return {
@@ -108,6 +120,11 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "fraud": deploy(
             [str(FRAUD), "--image", "registry.example/fraud:1", *FRAUD_SETS],
             tmp / "f",
+        ),
+        # a window's state (a StatefulSet, an emptyDir, a changelog), a global table
+        "sensor-stats": deploy(
+            [str(STATS), "--image", "registry.example/sensor-stats:1", *STATS_OPTIONS],
+            tmp / "ss",
         ),
         "counters": deploy(
             [
@@ -301,7 +318,7 @@ def test_every_pod_meets_the_restricted_profile(deployed: dict[str, Path]) -> No
             pods += 1
             pod = resource["spec"]["template"]["spec"]
             assert restricted_violations(pod) == [], (app, resource["metadata"]["name"])
-    assert pods == 16
+    assert pods == 21
 
 
 def test_the_restricted_check_can_fail(deployed: dict[str, Path]) -> None:

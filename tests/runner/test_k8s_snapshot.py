@@ -91,3 +91,26 @@ def test_fraud_counters_example_with_state(tmp_path: Path) -> None:
         tmp_path / "out",
     )
     check("fraud-counters.yaml", text)
+
+
+def test_sensor_stats_example_with_a_window_and_a_global_table(tmp_path: Path) -> None:
+    """A windowed streamlet (a StatefulSet, the window's changelog KafkaTopic), a join with
+    a global table (a Deployment), the bounded sources as Jobs."""
+    blueprint = ROOT / "examples" / "sensor-stats" / "blueprint.yaml"
+    text = rendered(
+        [
+            str(blueprint),
+            "--image",
+            "registry.example/sensor-stats:1",
+            "--job",
+            "readings",
+            "--job",
+            "locations",
+            "--set",
+            "stats-file.mode=append",
+            "--set",
+            "stats-file.path=/tmp/minute-stats.jsonl",
+        ],
+        tmp_path / "out",
+    )
+    check("sensor-stats.yaml", text)

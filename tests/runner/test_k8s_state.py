@@ -16,11 +16,12 @@ from runner.cli import cli
 from runner.k8s import DeployOptions, build_app_config, render
 from runner.k8s.options import STATE_DIR
 from runner.runtime.state import changelog_topic
-from tests.integration.test_manifests import FRAUD_SETS
+from tests.integration.test_manifests import FRAUD_SETS, STATS_OPTIONS
 from tests.integration.test_manifests_state_app import write_counters_app
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAUD = ROOT / "examples" / "fraud-counters" / "blueprint.yaml"
+STATS = ROOT / "examples" / "sensor-stats" / "blueprint.yaml"
 
 
 def deployed(blueprint: Path, overrides: ConfigOverrides | None = None, **options: Any) -> Any:
@@ -171,3 +172,43 @@ def test_the_fraud_example_deploys_with_a_claim_per_spending_pod(tmp_path: Path)
     assert result.exit_code == 0, result.output
     assert (out / "statefulset-spending.yaml").exists()
     assert (out / "kafkatopic-fraud-counters.spending.today.changelog.yaml").exists()
+
+
+def test_the_sensor_stats_example_deploys_its_window_as_a_statefulset(tmp_path: Path) -> None:
+    """A window's state is a state: the windowed streamlet is a StatefulSet whose pods keep
+    their windows in an emptyDir, rebuilt from the window's changelog; the join with a
+    global table keeps it in memory (read again from its topic) and stays a Deployment."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["deploy", str(STATS), "--image", "i:1", "-o", str(out), *STATS_OPTIONS]
+    )
+    assert result.exit_code == 0, result.output
+    kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
+    found = {}
+    for name in kustomization["resources"]:
+        resource = yaml.safe_load((out / name).read_text())
+        found[(resource["kind"], resource["metadata"]["name"])] = (name, resource)
+    name, per_minute = found[("StatefulSet", "sensor-stats-per-minute")]
+    assert name == "statefulset-per-minute.yaml"
+    assert per_minute["spec"]["replicas"] == 2
+    container = per_minute["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][container["args"].index("--state-dir") + 1] == STATE_DIR
+    assert {"name": "state", "emptyDir": {}} in per_minute["spec"]["template"]["spec"]["volumes"]
+    assert "volumeClaimTemplates" not in per_minute["spec"]  # no size in the blueprint
+    # The window's changelog: named after the Window attribute, partitioned as its input.
+    changelog = changelog_topic("sensor-stats", "per-minute", "minutes")
+    assert changelog == "sensor-stats.per-minute.minutes.changelog"
+    name, topic = found[("KafkaTopic", changelog)]
+    assert name == f"kafkatopic-{changelog}.yaml"
+    assert topic["spec"]["partitions"] == 4
+    assert topic["spec"]["config"]["cleanup.policy"] == "compact"
+    # The join: a Deployment without a state directory; its table topic is compacted.
+    _, locate = found[("Deployment", "sensor-stats-locate")]
+    assert "--state-dir" not in locate["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert ("StatefulSet", "sensor-stats-locate") not in found
+    topics = [name for kind, name in found if kind == "KafkaTopic"]
+    assert not [t for t in topics if t.startswith("sensor-stats.locate.") and "changelog" in t]
+    _, locations = found[("KafkaTopic", "locations")]
+    assert locations["spec"]["config"]["cleanup.policy"] == "compact"
+    # The bounded sources run once, as Jobs (--job).
+    assert {("Job", "sensor-stats-readings"), ("Job", "sensor-stats-locations")} <= found.keys()
