@@ -13,7 +13,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -81,6 +81,18 @@ class TopicPlan:
     replication_factor: int | None
     config: Mapping[str, str] = field(default_factory=dict)
     what: str = ""  # where it comes from, for messages: "topic 'readings'"
+    #: Topics whose partition count this one follows when they have more partitions than
+    #: planned (a changelog follows its streamlet's input topics: a store per input
+    #: partition writes to the changelog partition of that number).
+    follows: tuple[str, ...] = ()
+
+    def following(self, existing: Mapping[str, int]) -> TopicPlan:
+        """This plan with the partition count of the topics it follows, where they exist
+        with more partitions than it plans."""
+        counts = [existing[name] for name in self.follows if name in existing]
+        if not counts or self.partitions is None or max(counts) <= self.partitions:
+            return self
+        return replace(self, partitions=max(counts))
 
 
 def _plan(topic: TopicSpec) -> TopicPlan:
@@ -109,6 +121,12 @@ def changelog_plans(blueprint: VerifiedBlueprint, streamlet: str) -> list[TopicP
         if (topic := blueprint.inlet_topic(streamlet, inlet)) is not None
         and topic.replication_factor is not None
     ]
+    inputs = tuple(
+        kafka_topic(topic)
+        for inlet in spec.cls.inlets()
+        if (topic := blueprint.inlet_topic(streamlet, inlet)) is not None
+        and inlet not in spec.cls.replay_inlets
+    )
     return [
         TopicPlan(
             changelog_topic(blueprint.name, streamlet, state),
@@ -116,6 +134,7 @@ def changelog_plans(blueprint: VerifiedBlueprint, streamlet: str) -> list[TopicP
             max(factors, default=None),
             dict(CHANGELOG_CONFIG),
             f"changelog of state '{streamlet}.{state}'",
+            inputs,
         )
         for state in spec.cls.states()
     ]
@@ -286,6 +305,7 @@ def ensure_topics(
     admin = broker.admin
     metadata = broker.metadata()
     existing = {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
+    plans = [plan.following(existing) for plan in plans]
     missing = [p for p in plans if p.name not in existing]
     created: list[str] = []
     if missing:
@@ -319,6 +339,13 @@ def ensure_topics(
         have = existing.get(plan.name)
         if plan.name in created or have is None or plan.partitions is None:
             continue
+        if have < plan.partitions and plan.follows:
+            raise TopicError(
+                f"Kafka topic '{plan.name}' ({plan.what}) exists with {have} partition(s) but "
+                f"its streamlet's input has {plan.partitions}: a store per input partition "
+                "writes to the changelog partition of its number; add partitions to the "
+                f"changelog (kafka-topics --alter --partitions {plan.partitions})"
+            )
         if have < plan.partitions:
             raise TopicError(
                 f"Kafka topic '{plan.name}' ({plan.what}) exists with {have} partition(s) but the "

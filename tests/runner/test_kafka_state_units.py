@@ -89,6 +89,20 @@ def test_each_state_has_a_compacted_changelog_with_the_input_partitions(
     }
 
 
+def test_a_changelog_follows_an_input_topic_that_exists_with_more_partitions(
+    blueprint: VerifiedBlueprint,
+) -> None:
+    plans = {p.name: p for p in plan_topics(blueprint)}
+    changelog = plans["units.count.seen.changelog"]
+    assert changelog.follows == ("items",)
+    # The input was made with 6 partitions (by hand, or a broker's auto-creation): a store
+    # per input partition writes to the changelog partition of its number.
+    assert changelog.following({"items": 6}).partitions == 6
+    assert changelog.following({"items": 2}).partitions == 4  # never fewer than planned
+    assert changelog.following({}).partitions == 4
+    assert plans["units.src.position.changelog"].following({"items": 6}).partitions == 1
+
+
 def test_processes_sharing_a_state_root_never_share_a_store(
     blueprint: VerifiedBlueprint, tmp_path: Path
 ) -> None:
