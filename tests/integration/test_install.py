@@ -113,6 +113,18 @@ class Payment(BaseModel):
 class Total(BaseModel):
     customer: str | None
     total: float
+
+
+class Stats(BaseModel):
+    sensor_id: str
+    minute: datetime
+    avg: float | None
+    hi: float | None
+    n: int
+
+
+class Seen(BaseModel):
+    count: int
 """
 
 
