@@ -156,7 +156,7 @@ def worker_ours(
     settings = KafkaSettings.load({"consumer": GROUP_SETTINGS}, bootstrap=bootstrap, environ={})
     options: dict[str, Any] = {"create_topics": True, "metrics_port": None}
     if "state_dir" in ProcessOptions.__dataclass_fields__:
-        options["state_dir"] = state_dir
+        options["state_dir"] = Path(state_dir)
     process = StreamletProcess(blueprint, streamlet, settings, ProcessOptions(**options))
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(process.run()))
@@ -168,6 +168,8 @@ def worker_ours(
 
     def until_done() -> None:
         while count() < records:
+            if not thread.is_alive():
+                raise SystemExit(f"our runner stopped after {count():,} records: {codes}")
             time.sleep(0.002)
         process.stop()
         thread.join()
