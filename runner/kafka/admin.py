@@ -13,7 +13,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -81,6 +81,9 @@ class TopicPlan:
     replication_factor: int | None
     config: Mapping[str, str] = field(default_factory=dict)
     what: str = ""  # where it comes from, for messages: "topic 'readings'"
+    #: Topics (Kafka names) whose partitions this one must have at least, when they exist
+    #: with more than the blueprint says: a changelog's input topics.
+    follows: tuple[str, ...] = ()
 
 
 def _plan(topic: TopicSpec) -> TopicPlan:
@@ -103,6 +106,12 @@ def changelog_plans(blueprint: VerifiedBlueprint, streamlet: str) -> list[TopicP
     factor of its input topics (the broker's default when they do not say)."""
     spec = blueprint.streamlets[streamlet]
     partitions = blueprint.input_partitions(streamlet)
+    inputs = [
+        topic
+        for inlet in spec.cls.inlets()
+        if inlet not in spec.cls.replay_inlets
+        and (topic := blueprint.inlet_topic(streamlet, inlet)) is not None
+    ]
     factors = [
         topic.replication_factor
         for inlet in spec.cls.inlets()
@@ -116,6 +125,7 @@ def changelog_plans(blueprint: VerifiedBlueprint, streamlet: str) -> list[TopicP
             max(factors, default=None),
             dict(CHANGELOG_CONFIG),
             f"changelog of state '{streamlet}.{state}'",
+            tuple(kafka_topic(t) for t in inputs),
         )
         for state in spec.cls.states()
     ]
@@ -261,6 +271,18 @@ class _Broker:
                 return  # result() then raises the operation's own timeout error
 
 
+def _following(plan: TopicPlan, existing: Mapping[str, int]) -> TopicPlan:
+    """``plan`` with the partitions of the topics it follows where they exist with more
+    (an input topic created with more partitions than the blueprint says: its records
+    come from every one of them, and a changelog has a partition per input partition)."""
+    have = [existing[t] for t in plan.follows if t in existing]
+    if plan.partitions is None or not have or max(have) <= plan.partitions:
+        return plan
+    return replace(
+        plan, partitions=max(have), what=f"{plan.what}, with as many partitions as its input"
+    )
+
+
 def ensure_topics(
     admin_config: Mapping[str, Any],
     plans: Iterable[TopicPlan],
@@ -286,6 +308,7 @@ def ensure_topics(
     admin = broker.admin
     metadata = broker.metadata()
     existing = {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
+    plans = [_following(p, existing) for p in plans]
     missing = [p for p in plans if p.name not in existing]
     created: list[str] = []
     if missing:
