@@ -6,8 +6,9 @@ Writing. The state changes of the records processed since the last commit are pr
 to the changelog topics when the runner commits (the latest value of each key, or a
 tombstone: a hot key is written once per commit, not once per record), through the
 producer of the outputs, with the partition of the input record. At-least-once: they are
-acknowledged with the outputs before the input offsets are committed; exactly-once: they
-are in the transaction with the outputs and the offsets. Then the stores are checkpointed:
+produced once the outputs are acknowledged (a state is never ahead of what went out),
+and acknowledged before the input offsets are committed; exactly-once: they are in the
+transaction with the outputs and the offsets. Then the stores are checkpointed:
 one write batch per partition, holding the changelog offset the store has caught up to
 (from the delivery reports). A store is therefore never ahead of its changelog; after a
 crash it is behind at most by what the last commit wrote, and catches up from there.

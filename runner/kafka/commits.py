@@ -5,10 +5,15 @@
 * **exactly-once**: outputs and input offsets go into one Kafka transaction
   (``send_offsets_to_transaction``), committed together.
 
-A stateful streamlet's changes go to its changelog topics in the same step: produced with
-the outputs and acknowledged before the offsets are committed, or in the transaction; a
-source's position only once the outputs it follows are acknowledged. The state stores are
-checkpointed after that, before the offsets are committed (see :mod:`runner.kafka.changelogs`).
+A stateful streamlet's changes go to its changelog topics in the same step: in the
+transaction, or, at-least-once, produced once the outputs they follow are acknowledged
+and acknowledged themselves before the offsets are committed. Outputs first: a process
+killed during the commit may leave changelog entries on the broker whose input records
+are read again after the restart, and the state they describe must not be ahead of what
+went out (a window whose closing the changelog holds, but whose result was never
+delivered, would be lost: its records are late when they come again). The state stores
+are checkpointed after that, before the offsets are committed (see
+:mod:`runner.kafka.changelogs`).
 
 After a failure (fenced, aborted, undelivered) nothing more is committed: the process
 stops and its uncommitted records are processed again after a restart.
@@ -134,12 +139,11 @@ class Checkpoint:
                     producer.flush(wait)  # serves the changelog entries' delivery reports
                     state.checkpoint()
             else:
-                if state is not None and not state.source:
-                    state.send()
                 producer.flush(wait)
                 if state is not None:
-                    # A source's position follows the records it is the position after.
-                    if state.source and state.send():
+                    # The changes follow the outputs of the records that made them (a
+                    # source's position, the records it is the position after).
+                    if state.send():
                         producer.flush(wait)
                     state.checkpoint()
                 if offsets and self.consumer is not None:

@@ -429,8 +429,11 @@ class StreamletProcess:
         executor = self._executor
         if not idle or executor is None or executor.windows is None:
             return
-        # Not before the group has assigned this process its partitions (if any).
-        if self.health.ready and self._end_of_input.arrived():
+        # Not before the group has assigned this process its partitions (if any), nor
+        # while their stores catch up from the changelogs: a restarted process sees the
+        # cue again, and windows closed from a half-restored store would come out partial
+        # or not at all (the restore then brings them back open, and nothing closes them).
+        if self.health.ready and not self.health.restoring and self._end_of_input.arrived():
             partitions = sorted({p for t, p in self._assigned if t in self.inlet_of})
             self._send(*executor.close_windows(partitions))
             self._commit()
