@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from runner.cli.common import (
 )
 from runner.cli.run_streamlet import kafka_sections_or_fail
 from runner.kafka.options import RunnerSettingsError, runner_section
-from runner.kafka.supervisor import run_supervised
+from runner.kafka.settings import KafkaSettings
+from runner.kafka.supervisor import Supervisor, run_supervised
 from runner.local import LocalRunner, RunResult
 from runner.runtime.dead_letter_summary import (
     DEFAULT_MAX_DEAD_LETTER_RATIO,
@@ -37,7 +38,8 @@ from runner.runtime.lifecycle import LifecycleError
 from runner.runtime.progress import Progress, summary_table
 from runner.runtime.run_dir import default_run_dir
 from runner.runtime.stop_signals import stop_signals
-from runner.ui import LocalSource, linger, start_view
+from runner.ui import LocalSource, UiServer, linger, start_view
+from runner.ui.kafka_source import KafkaSource
 from runner.ui.launch import UiOptions
 
 __all__ = ["log_level", "run_local", "run_local_command"]
@@ -306,17 +308,18 @@ def run_local_command(
         ratio = section.get("max_dead_letter_ratio", DEFAULT_MAX_DEAD_LETTER_RATIO)
     if kafka:
         sys.exit(
-            run_supervised(
-                result,
+            _supervised_with_view(
+                view,
                 blueprint,
-                settings=settings,
-                config_file=config_file,
-                sets=sets,
-                dead_letter_template=section.get("dead_letter_topic"),
-                quiet=quiet,
-                run_dir=run_dir,
-                max_dead_letter_ratio=ratio,
-                verbose=verbose,
+                result,
+                settings,
+                config_file,
+                sets,
+                section,
+                quiet,
+                run_dir,
+                ratio,
+                verbose,
             )
         )
     sys.exit(
@@ -330,3 +333,48 @@ def run_local_command(
             ui=view,
         )
     )
+
+
+def _supervised_with_view(
+    view: UiOptions | None,
+    blueprint: str,
+    result: VerifiedBlueprint,
+    settings: KafkaSettings,
+    config_file: str | None,
+    sets: tuple[str, ...],
+    section: Mapping[str, Any],
+    quiet: bool,
+    run_dir: str | None,
+    ratio: float | None,
+    verbose: int,
+) -> int:
+    """`run-local --kafka`, with the live view over the supervisor when ``view`` is given."""
+    watched: list[tuple[KafkaSource, UiServer]] = []
+
+    def prepare(supervisor: Supervisor) -> None:
+        if view is not None:
+            source = KafkaSource(supervisor)
+            watched.append((source, start_view(result, source, view)))
+
+    code = run_supervised(
+        result,
+        blueprint,
+        settings=settings,
+        config_file=config_file,
+        sets=sets,
+        dead_letter_template=section.get("dead_letter_topic"),
+        quiet=quiet,
+        run_dir=run_dir,
+        max_dead_letter_ratio=ratio,
+        verbose=verbose,
+        prepare=prepare,
+    )
+    for source, server in watched:
+        if code == 130:  # aborted: killed at once
+            server.stop()
+            continue
+        supervisor = source.supervisor
+        run = "failed" if code else ("stopped" if supervisor.stopped else "finished")
+        source.finished(run, supervisor.error)
+        linger(server, f"the run has {'failed' if code else 'ended'}")
+    return code

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from blueprint import VerifiedBlueprint
 from blueprint.secrets import mask_secrets, secret_texts
 from runner.kafka.dead_letter_records import decoded_record, jsonable, raw_text
-from runner.runtime.dead_letter_summary import user_location
+from runner.runtime.dead_letter_summary import error_entry
 from runner.runtime.executor import user_headers
 from runner.runtime.lifecycle import LifecycleError
 from runner.runtime.messages import DeadLetter
@@ -106,20 +106,6 @@ class Source(Protocol):
     def dead_letters(self, streamlet: str) -> Sequence[DeadLetter]:
         """The latest dead letters of ``streamlet``, newest last."""
         ...
-
-
-def error_entry(dead: DeadLetter, blueprint: VerifiedBlueprint) -> dict[str, Any]:
-    """A failed record as the view lists it: stage, error, where in the user's code."""
-    return {
-        "stage": dead.stage,
-        "error_class": dead.error_class,
-        "message": dead.error_message,
-        "where": user_location(dead, blueprint),
-        "inlet": dead.inlet,
-        "topic": dead.original.topic or None,
-        "partition": dead.original.partition,
-        "offset": dead.original.offset,
-    }
 
 
 def exception_entry(exc: BaseException, streamlet: str = "") -> dict[str, Any]:

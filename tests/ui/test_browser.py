@@ -187,3 +187,46 @@ def test_fifty_streamlets_update_time(browser: Any, tmp_path: Path) -> None:
             f"{seconds:.2f} s"
         )
         assert int(_attr(browser, "streamlet-p6-6", "data-records-in")) > 0
+
+
+@pytest.mark.slow
+def test_run_local_kafka_ui(browser: Any, tmp_path: Path) -> None:
+    path = write_app(
+        tmp_path,
+        ENDLESS.replace("drop: {class: ui_app:Drop}", "drop: {class: ui_app:Drop, replicas: 2}"),
+    )
+    with view_run(["run-local", str(path), "--kafka", "--ui", "-q"], tmp_path, 120) as run:
+        _open(browser, run)
+        assert "Kafka" in browser.find_element("id", "mode").text
+        for name in ("gen", "check", "drop"):
+            assert browser.find_element("id", f"streamlet-{name}").is_displayed()
+        assert "\u00d72" in browser.find_element("id", "streamlet-drop").text  # x2
+        for key in ("counters", "checked"):
+            assert key in browser.find_element("id", f"topic-{key}").text
+        first = wait_for(
+            lambda: int(_attr(browser, "streamlet-drop", "data-records-in") or 0), 120, "records"
+        )
+        wait_for(
+            lambda: int(_attr(browser, "streamlet-drop", "data-records-in")) > first,
+            60,
+            "drop's records in to rise",
+        )
+        assert _attr(browser, "streamlet-check", "data-health") == "running"
+        wait_for(lambda: "lag" in browser.find_element("id", "streamlet-check").text, 30, "lag")
+        status = run.status()
+        assert status["streamlets"]["drop"]["replicas"] == ["running", "running"]
+        assert status["topics"]["counters"]["records"] > 0
+        browser.find_element("id", "streamlet-check").click()
+        text, record = wait_for(
+            lambda: browser.execute_script(
+                "const d = document.querySelector('#panel-dead-letters li.dead-letter');"
+                "return d && [d.innerText, d.querySelector('pre.record').innerText];"
+            ),
+            60,
+            "a dead letter read back from the dead-letter topic",
+        )
+        assert "is a multiple of 7" in text and "ui_app.py:32, in process" in text
+        assert '"index":' in record
+        run.interrupt()  # the processes stop; the view stays
+        wait_for(lambda: browser.find_element("id", "run-state").text == "stopped", 90, "stop")
+        assert _attr(browser, "streamlet-gen", "data-health") == "done"
