@@ -42,7 +42,7 @@ from runner.ui import LocalSource, UiServer, linger, start_view
 from runner.ui.kafka_source import KafkaSource
 from runner.ui.launch import UiOptions
 
-__all__ = ["log_level", "run_local", "run_local_command"]
+__all__ = ["log_level", "run_local", "run_local_command", "ui_address_options", "ui_options"]
 
 log = logging.getLogger("streamlets.runner")
 
@@ -90,33 +90,31 @@ async def _run(
                     await asyncio.gather(task, return_exceptions=True)
 
 
+def ui_address_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ui-host`` and ``--ui-port``."""
+    command = click.option(
+        "--ui-port",
+        type=click.IntRange(0, 65535),
+        default=0,
+        help="Port of the live view. Default: a free port.",
+    )(command)
+    return click.option(
+        "--ui-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address the live view listens on (anything but loopback is reachable from "
+        "other machines: a warning says so).",
+    )(command)
+
+
 def ui_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--ui``, ``--ui-host`` and ``--ui-port``."""
-    for option in reversed(
-        [
-            click.option(
-                "--ui",
-                is_flag=True,
-                help="Serve a live view of the run in the browser (the URL is printed); it "
-                "stays up after the run until Ctrl-C.",
-            ),
-            click.option(
-                "--ui-host",
-                default="127.0.0.1",
-                show_default=True,
-                help="Address the live view listens on (anything but loopback is reachable "
-                "from other machines: a warning says so).",
-            ),
-            click.option(
-                "--ui-port",
-                type=click.IntRange(0, 65535),
-                default=0,
-                help="Port of the live view. Default: a free port.",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+    return click.option(
+        "--ui",
+        is_flag=True,
+        help="Serve a live view of the run in the browser (the URL is printed); it stays up "
+        "after the run until Ctrl-C.",
+    )(ui_address_options(command))
 
 
 def log_level(verbose: int) -> int:

@@ -4,6 +4,7 @@ the page's update time with 50 streamlets."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -230,3 +231,45 @@ def test_run_local_kafka_ui(browser: Any, tmp_path: Path) -> None:
         run.interrupt()  # the processes stop; the view stays
         wait_for(lambda: browser.find_element("id", "run-state").text == "stopped", 90, "stop")
         assert _attr(browser, "streamlet-gen", "data-health") == "done"
+
+
+def _metrics_ports(status_dir: Path, expected: int) -> list[int]:
+    """The metrics ports of the running processes, from their status files."""
+
+    def ports() -> list[int]:
+        found = {}
+        for path in status_dir.glob("*.json"):
+            data = json.loads(path.read_text())
+            if data.get("metrics_port") and data.get("state") == "running":
+                found[(data["streamlet"], data["replica"])] = data["metrics_port"]
+        return sorted(found.values()) if len(found) == expected else []
+
+    return wait_for(ports, 120, "every process to serve its metrics")
+
+
+@pytest.mark.slow
+def test_flow_ui_over_the_metrics_of_running_processes(browser: Any, tmp_path: Path) -> None:
+    path = write_app(tmp_path, ENDLESS)
+    run_dir = tmp_path / "run"
+    kafka = ["run-local", str(path), "--kafka", "-q", "--run-dir", str(run_dir)]
+    with view_run([*kafka, "--ui"], tmp_path, 120):
+        ports = _metrics_ports(run_dir / "status", 3)
+        urls = [arg for port in ports for arg in ("--metrics", f"127.0.0.1:{port}")]
+        watch_dir = tmp_path / "watch"
+        watch_dir.mkdir()
+        with view_run(["ui", str(path), *urls], watch_dir) as view:
+            status = view.wait_status(
+                lambda s: all(v["health"] == "running" for v in s["streamlets"].values())
+            )
+            assert status["mode"] == "metrics"
+            first = status["streamlets"]["drop"]["records_in"]
+            view.wait_status(lambda s: s["streamlets"]["drop"]["records_in"] > first)
+            view.wait_status(lambda s: s["streamlets"]["check"]["dead_letters"] > 0)
+            _open(browser, view)
+            assert "/metrics" in browser.find_element("id", "mode").text
+            for name in ("gen", "check", "drop"):
+                wait_for(
+                    lambda n=name: _attr(browser, f"streamlet-{n}", "data-health") == "running"
+                )
+            seen = int(_attr(browser, "streamlet-drop", "data-records-in"))
+            wait_for(lambda: int(_attr(browser, "streamlet-drop", "data-records-in")) > seen)
