@@ -198,3 +198,17 @@ def test_a_taken_port_says_so(tmp_path: Path, taken: bool) -> None:
             UiServer(LiveView(blueprint, source), port=server.port)
     finally:
         server.stop()
+
+
+def test_the_page_is_package_data_so_a_wheel_carries_it() -> None:
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).parents[2]
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = data["tool"]["setuptools"]["package-data"]["runner.ui"]
+    static = root / "runner" / "ui"
+    files = [p.relative_to(static).as_posix() for p in (static / "static").iterdir()]
+    assert {"static/index.html", "static/app.js", "static/app.css"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
