@@ -15,6 +15,8 @@ const liveView = window.liveView = {
 const nodes = {streamlets: {}, topics: {}};
 let lastStatus = null;
 let panelKey = "";
+let panelLoadedAt = 0;
+const PANEL_MS = 2000;
 
 function el(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -172,9 +174,13 @@ function applyStatus(status) {
       `partition${t.partitions === 1 ? "" : "s"}`;
   }
   if (liveView.selected) {
+    // The panel is fetched again when what it lists has changed: at once when the health
+    // did, else at most every PANEL_MS (a streamlet failing every record stays cheap).
     const s = status.streamlets[liveView.selected];
     const key = s ? `${s.health}|${s.errors}|${s.dead_letters}` : "";
-    if (key !== panelKey) loadPanel(liveView.selected);
+    const healthChanged = s && !panelKey.startsWith(s.health + "|");
+    const due = Date.now() - panelLoadedAt >= PANEL_MS;
+    if (key !== panelKey && (healthChanged || due)) loadPanel(liveView.selected);
     else if (s) showSummary(s);
   }
   const took = performance.now() - start;
@@ -223,6 +229,7 @@ function entryHead(item, e, message) {
 async function loadPanel(name) {
   const s = lastStatus && lastStatus.streamlets[name];
   panelKey = s ? `${s.health}|${s.errors}|${s.dead_letters}` : "";
+  panelLoadedAt = Date.now();
   const response = await fetch("/api/streamlets/" + encodeURIComponent(name));
   if (!response.ok || liveView.selected !== name) return;
   const data = await response.json();
