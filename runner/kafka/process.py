@@ -355,7 +355,7 @@ class StreamletProcess:
 
     def _note_live_numbers(self) -> None:
         """Put the latest failed records, the state's size and the open windows in the
-        status (for ``flow run-local --kafka --ui``)."""
+        status (for ``flow run-local --kafka --ui``), and the sizes in the metrics."""
         executor = self._executor
         if executor is None:
             return
@@ -369,16 +369,17 @@ class StreamletProcess:
                 self.status.state_entries = executor.state.entries()
             if executor.windows is not None:
                 self.status.open_windows = executor.windows.open_windows()
+        self.metrics.set_sizes(self.status.state_entries, self.status.open_windows)
 
     def _write_status(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_status < self.options.status_interval:
             return
         self._last_status = now
+        self._note_live_numbers()
         path = self.options.status_file
         if path is None:
             return
-        self._note_live_numbers()
         try:
             write_status(path, self.status)
         except OSError as exc:  # pragma: no cover - a full disk must not stop the stream

@@ -4,8 +4,9 @@ machines), each process's Prometheus counters, consumer lag and ``/healthz``.
 
 Each URL is one process (``http://host:port``, with or without ``/metrics``); the labels
 of its metrics (``streamlet``, ``replica``) say which replica it is. A process that does
-not answer is ``unreachable``, and so is a streamlet that no URL has reported. Errors and
-dead letters are not in the metrics: the view lists none in this mode.
+not answer is ``unreachable``, and so is a streamlet that no URL has reported. The
+contents of errors and dead letters are not in the metrics (their counts are): the view
+lists none in this mode.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class ProcessMetrics:
     stats: StreamletStats = field(default_factory=StreamletStats)
     lag: int | None = None
     restoring: int | None = None
+    state_entries: int | None = None
+    open_windows: int | None = None
 
 
 def parse_metrics(text: str) -> ProcessMetrics:
@@ -80,6 +83,10 @@ def parse_metrics(text: str) -> ProcessMetrics:
                 found.lag = (found.lag or 0) + int(sample.value)
             elif name == "streamlets_state_restoring_partitions":
                 found.restoring = int(sample.value)
+            elif name == "streamlets_state_entries":
+                found.state_entries = int(sample.value)
+            elif name == "streamlets_open_windows":
+                found.open_windows = int(sample.value)
     return found
 
 
@@ -137,6 +144,10 @@ class MetricsSource:
             item.stats.add(found.stats)
             if found.lag is not None:
                 item.lag = (item.lag or 0) + found.lag
+            if found.state_entries is not None:
+                item.state_entries = (item.state_entries or 0) + found.state_entries
+            if found.open_windows is not None:
+                item.open_windows = (item.open_windows or 0) + found.open_windows
             seen[found.streamlet][found.replica] = said
         for name, item in streamlets.items():
             item.replicas = [h for _, h in sorted(seen[name].items())] or ["unreachable"]

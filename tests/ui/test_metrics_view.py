@@ -30,6 +30,7 @@ def test_the_view_reads_each_process_from_its_metrics(tmp_path: Path) -> None:
     metrics = StreamletMetrics(blueprint.name, "check", 0, lambda: stats)
     metrics.set_lag("counters", 0, 7)
     metrics.set_lag("counters", 1, 5)
+    metrics.set_sizes(42, 3)
     health = Health()
     server = MetricsServer(metrics, health).start()
     gone = free_port()  # nothing listens there
@@ -43,6 +44,8 @@ def test_the_view_reads_each_process_from_its_metrics(tmp_path: Path) -> None:
         assert check["health"] == "running" and check["replicas"] == ["running"]
         assert (check["records_in"], check["records_out"]) == (120, 100)
         assert (check["errors"], check["dead_letters"], check["lag"]) == (1, 20, 12)
+        assert (check["state_entries"], check["open_windows"]) == (42, 3)
+        assert status["streamlets"]["drop"]["state_entries"] is None  # no process reported
         assert status["streamlets"]["gen"]["health"] == "unreachable"  # no URL for it
         assert status["topics"]["checked"]["records"] == 100  # check's one outlet
         assert f"127.0.0.1:{gone}" in status["error"]
