@@ -212,3 +212,33 @@ def test_the_page_is_package_data_so_a_wheel_carries_it() -> None:
     assert {"static/index.html", "static/app.js", "static/app.css"} <= set(files)
     for name in files:
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+
+
+WINDOWED = """
+name: ui-windows
+streamlets:
+  gen: {class: streamlets.library:GeneratorSource, config: {count: null, rate: 40}}
+  agg:
+    class: streamlets.library:WindowAggregate
+    config:
+      input: streamlets.library.generator:Counter
+      key: index
+      window: {type: tumbling, size: 1h}
+      aggregates: {n: {count: {}}}
+topics:
+  counters: {producers: [gen.out], consumers: [agg.records]}
+  results: {producers: [agg.results]}
+"""
+
+
+def test_open_windows_and_state_entries_are_shown(tmp_path: Path) -> None:
+    path = write_app(tmp_path, WINDOWED)
+    with view_run(["run-local", str(path), "--ui", "-q"], tmp_path) as run:
+        first = run.wait_status(lambda s: (s["streamlets"]["agg"]["open_windows"] or 0) > 0)
+        agg = first["streamlets"]["agg"]
+        assert agg["state_entries"] is not None
+        run.wait_status(  # one window per key (index), open for an hour: they add up
+            lambda s: s["streamlets"]["agg"]["open_windows"] > agg["open_windows"]
+        )
+        graph = run.get("/api/blueprint").json()
+        assert next(s for s in graph["streamlets"] if s["name"] == "agg")["windows"]
