@@ -91,6 +91,8 @@ class _Child:
     started_at: float = 0.0
     finished: bool = False  # exited 0
     exit_code: int | None = None  # of the last incarnation that exited
+    #: the latest failed records the last incarnation that ended reported
+    recent_errors: list[dict[str, Any]] = field(default_factory=list)
     carried: ProcessStatus | None = None  # counters of previous incarnations
     last: ProcessStatus | None = None
     last_error: str | None = None  # what the last incarnation that failed said
@@ -116,6 +118,7 @@ class _Child:
         if final is not None:
             self.carried = merge_status(self.carried, final)
             self.last_error = final.error
+            self.recent_errors = list(final.recent_errors)
         self.last = None
 
 
@@ -435,8 +438,9 @@ class Supervisor:
         if process is None and code is None:
             return "starting"  # not started yet
         if code is not None:
-            if code == 0:
-                return "done"
+            if code == 0:  # it ended by itself, or was stopped at the run's normal end
+                interrupted = self.error is not None or self.stopped
+                return "done" if child.finished or not interrupted else "stopped"
             return "failed" if code == EXIT_FAILED or self.error else "stopped"
         status = child.last or child.current()
         return status.state if status is not None else "starting"

@@ -86,8 +86,8 @@ class KafkaSource:
                         "offset": -1,
                     }
                 )
-            if status is not None:
-                entries.extend(reversed(status.recent_errors))
+            recent = status.recent_errors if status is not None else child.recent_errors
+            entries.extend(reversed(recent))
         return entries[:10]
 
     def dead_letters(self, streamlet: str) -> Sequence[DeadLetter]:

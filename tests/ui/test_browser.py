@@ -273,3 +273,29 @@ def test_flow_ui_over_the_metrics_of_running_processes(browser: Any, tmp_path: P
                 )
             seen = int(_attr(browser, "streamlet-drop", "data-records-in"))
             wait_for(lambda: int(_attr(browser, "streamlet-drop", "data-records-in")) > seen)
+
+
+@pytest.mark.slow
+def test_a_failing_process_on_kafka_turns_to_the_failed_colour(
+    browser: Any, tmp_path: Path
+) -> None:
+    path = write_app(tmp_path, FAILING)
+    with view_run(["run-local", str(path), "--kafka", "--ui", "-q"], tmp_path, 120) as run:
+        _open(browser, run)
+        wait_for(lambda: _attr(browser, "streamlet-fail", "data-health") == "failed", 120, "fail")
+        band = browser.find_element("css selector", "#streamlet-fail rect.band")
+        assert band.value_of_css_property("fill") == FAILED_COLOUR
+        wait_for(lambda: browser.find_element("id", "run-state").text == "failed", 60, "run")
+        # The others were stopped because of it.
+        wait_for(lambda: _attr(browser, "streamlet-gen", "data-health") == "stopped", 60, "gen")
+        browser.find_element("id", "streamlet-fail").click()
+        errors = wait_for(
+            lambda: browser.execute_script(
+                "return [...document.querySelectorAll('#panel-errors li.error')]"
+                ".map((e) => e.innerText).join('\\n');"
+            ),
+            what="the errors in the panel",
+        )
+        assert "RuntimeError: counter 30 reached the failing index" in errors
+        assert "ui_app.py:49, in process" in errors  # from the process's status file
+        assert run.stop() == 1
