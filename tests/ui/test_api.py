@@ -242,3 +242,36 @@ def test_open_windows_and_state_entries_are_shown(tmp_path: Path) -> None:
         )
         graph = run.get("/api/blueprint").json()
         assert next(s for s in graph["streamlets"] if s["name"] == "agg")["windows"]
+
+
+@pytest.mark.slow
+def test_a_crashed_process_on_kafka_shows_restarting(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    path = write_app(tmp_path, ENDLESS)
+    run_dir = tmp_path / "run"
+    args = ["run-local", str(path), "--kafka", "--ui", "-q", "--run-dir", str(run_dir)]
+    with view_run(args, tmp_path, 120) as run:
+        run.wait_status(lambda s: s["streamlets"]["drop"]["records_in"] > 0, 120)
+        (status_file,) = (run_dir / "status").glob("drop-0.1.json")
+        os.kill(json.loads(status_file.read_text())["pid"], signal.SIGKILL)
+        seen = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            health = run.status()["streamlets"]["drop"]["health"]
+            seen.append(health)
+            if health == "restarting":
+                break
+            time.sleep(0.1)
+        assert "restarting" in seen, seen
+        before = run.status()["streamlets"]["drop"]["records_in"]
+        back = run.wait_status(
+            lambda s: (
+                s["streamlets"]["drop"]["health"] == "running"
+                and s["streamlets"]["drop"]["records_in"] > before
+            ),
+            120,
+        )
+        assert back["streamlets"]["drop"]["replicas"] == ["running"]
