@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ __all__ = [
     "StreamletReading",
     "dead_letter_entry",
     "error_entry",
+    "errors_of",
     "exception_entry",
     "overall_health",
 ]
@@ -108,7 +109,7 @@ class Source(Protocol):
         ...
 
 
-def exception_entry(exc: BaseException, streamlet: str = "") -> dict[str, Any]:
+def exception_entry(exc: BaseException) -> dict[str, Any]:
     """What ended a replica (a lifecycle hook that raised, say), as an error entry."""
     if isinstance(exc, LifecycleError):
         return {
@@ -328,8 +329,3 @@ def errors_of(
         if not (isinstance(dead, DeadLetter) and recent and recent[-1] is dead):
             entries.insert(0, exception_entry(failure))
     return entries[:limit]
-
-
-def merged(items: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
-    """Plain lists of ``items`` (copies: safe to read while the runner appends)."""
-    return {key: list(value) for key, value in list(items.items())}

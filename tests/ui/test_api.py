@@ -275,3 +275,25 @@ def test_a_crashed_process_on_kafka_shows_restarting(tmp_path: Path) -> None:
             120,
         )
         assert back["streamlets"]["drop"]["replicas"] == ["running"]
+
+
+def test_a_failed_setup_is_shown_with_its_line(tmp_path: Path) -> None:
+    blueprint_text = BOUNDED.replace("ui_app:Drop", "ui_app:BadSetup")
+    blueprint = _verified(write_app(tmp_path / "app", blueprint_text))
+    runner = LocalRunner(blueprint, run_dir=tmp_path / "run", keep_dead_letters=False)
+    with user_code_path(blueprint.directory):
+        result = asyncio.run(runner.run())
+    assert result.error is not None
+    source = LocalSource(runner)
+    source.finished("failed", str(result.error))
+    view = LiveView(blueprint, source)
+    status = view.tick()
+    assert status["streamlets"]["drop"]["health"] == "failed"
+    assert status["streamlets"]["gen"]["health"] in ("stopped", "done")
+    assert status["run"] == "failed" and "setup() failed" in status["error"]
+    detail = view.streamlet("drop")
+    assert detail is not None
+    (error,) = detail["errors"]
+    assert error["stage"] == "setup" and error["error_class"] == "ConnectionError"
+    assert error["message"] == "the database is not there"
+    assert error["where"].endswith("ui_app.py:78")

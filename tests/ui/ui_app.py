@@ -67,3 +67,15 @@ class Pass(Streamlet):
 
     def process(self, counter: Counter) -> Counter:
         return counter
+
+
+class BadSetup(Streamlet):
+    """A sink whose setup() fails."""
+
+    checked = Inlet(Checked)
+
+    def setup(self) -> None:
+        raise ConnectionError("the database is not there")
+
+    def process(self, record: Checked) -> None:
+        return None
