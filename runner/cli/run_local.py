@@ -112,8 +112,8 @@ def ui_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--ui",
         is_flag=True,
-        help="Serve a live view of the run in the browser (the URL is printed); it stays up "
-        "after the run until Ctrl-C.",
+        help="Serve a live view of the run in the browser (the URL is printed); once the run "
+        "has finished or failed it stays up until Ctrl-C.",
     )(ui_address_options(command))
 
 
@@ -134,7 +134,8 @@ def run_local(
 ) -> int:
     """Run ``blueprint`` in-process; returns the exit status (0 ok, 1 failed, 130 aborted).
 
-    With ``ui``, the live view serves the run while it runs, and after it until Ctrl-C.
+    With ``ui``, the live view serves the run while it runs, and once it has ended by
+    itself (finished or failed) until Ctrl-C; a run stopped by a signal takes it along.
 
     With ``state_dir``, keyed state is kept there (RocksDB), so a later run continues it.
     The run fails when a streamlet sends more than ``max_dead_letter_ratio`` of its records
@@ -166,7 +167,10 @@ def run_local(
             "failed" if status else ("stopped" if result.stopped else "finished"),
             _failure_text(result, excesses(blueprint, result.stats, max_dead_letter_ratio)),
         )
-        linger(server, "the run has " + ("failed" if status else "ended"))
+        if result.stopped:  # Ctrl-C or SIGTERM asked for the end: the view goes too
+            server.stop()
+        else:
+            linger(server, "the run has " + ("failed" if status else "ended"))
     return status
 
 
@@ -280,7 +284,7 @@ def run_local_command(
     every bounded source has ended and every consumer group has caught up.
 
     With --ui, a live view of the run is served on http://127.0.0.1:PORT/ (printed when
-    it starts) while it runs, and after it until Ctrl-C.
+    it starts) while it runs, and once it has finished or failed until Ctrl-C.
     """
     overrides = load_overrides_or_fail(config_file, sets)
     result = verified_or_exit(blueprint, overrides)
@@ -368,11 +372,10 @@ def _supervised_with_view(
         prepare=prepare,
     )
     for source, server in watched:
-        if code == 130:  # aborted: killed at once
+        supervisor = source.supervisor
+        if code == 130 or supervisor.stopped:  # Ctrl-C or SIGTERM: the view goes too
             server.stop()
             continue
-        supervisor = source.supervisor
-        run = "failed" if code else ("stopped" if supervisor.stopped else "finished")
-        source.finished(run, supervisor.error)
+        source.finished("failed" if code else "finished", supervisor.error)
         linger(server, f"the run has {'failed' if code else 'ended'}")
     return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -166,10 +167,23 @@ def test_run_local_ui_serves_rising_counters_while_it_runs(tmp_path: Path) -> No
         assert later["run"] == "running"
         assert later["streamlets"]["gen"]["health"] == "running"
         assert run.wait_status(lambda s: (s["streamlets"]["check"]["in_per_second"] or 0) > 0)
-        run.interrupt()  # drains; the view stays
-        stopped = run.wait_status(lambda s: s["run"] == "stopped", timeout=30)
-        assert stopped["streamlets"]["gen"]["health"] == "done"
-        assert "the live view stays at" in run.text()
+        run.interrupt()  # drains, and the view goes with the run
+        assert run.process.wait(30) == 0
+        assert "the live view stays at" not in run.text()
+
+
+def test_the_view_stays_after_a_run_that_finished(tmp_path: Path) -> None:
+    path = write_app(tmp_path, BOUNDED)
+    with view_run(["run-local", str(path), "--ui", "-q"], tmp_path) as run:
+        done = run.wait_status(lambda s: s["run"] == "finished")
+        assert {s["health"] for s in done["streamlets"].values()} == {"done"}
+        assert done["streamlets"]["drop"]["records_in"] == 40
+        wait = 30
+        while "the live view stays at" not in run.text() and wait:
+            time.sleep(0.1)
+            wait -= 1
+        assert f"the live view stays at {run.url} until Ctrl-C" in run.text()
+        assert run.process.poll() is None  # still serving
         assert run.stop() == 0
 
 
@@ -248,7 +262,6 @@ def test_open_windows_and_state_entries_are_shown(tmp_path: Path) -> None:
 def test_a_crashed_process_on_kafka_shows_restarting(tmp_path: Path) -> None:
     import os
     import signal
-    import time
 
     path = write_app(tmp_path, ENDLESS)
     run_dir = tmp_path / "run"
