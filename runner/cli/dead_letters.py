@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import BaseModel
 
-from blueprint import TopicSpec, VerifiedBlueprint
+from blueprint import VerifiedBlueprint
 from blueprint.user_frames import show_path
 from runner.cli.common import BLUEPRINT, config_options, load_overrides_or_fail, verified_or_exit
 from runner.cli.run_streamlet import kafka_sections_or_fail
 from runner.kafka.dead_letter_reader import DeadLetterReader
+from runner.kafka.dead_letter_records import decoded_record as _decoded
+from runner.kafka.dead_letter_records import jsonable as _jsonable
+from runner.kafka.dead_letter_records import raw_text as _raw
+from runner.kafka.dead_letter_records import topic_of as _topic
 from runner.kafka.naming import dead_letter_topic, kafka_topic
 from runner.kafka.resend import ResendError, resend
 from runner.kafka.settings import KafkaSettings, KafkaSettingsError
@@ -26,64 +29,15 @@ from runner.runtime.dead_letter_file import DEAD_LETTER_FILE, read_dead_letter_f
 from runner.runtime.dead_letter_summary import user_location
 from runner.runtime.executor import user_headers
 from runner.runtime.messages import DeadLetter
-from streamlets.codecs import SCHEMA_HEADER, codec_for, schema_fingerprint
-from streamlets.schema import Schema
 
 __all__ = ["dead_letters_command"]
 
 _STAGES = ("decode", "validate", "process", "encode", "state")
 
 
-def _topic(blueprint: VerifiedBlueprint, name: str) -> TopicSpec | None:
-    """The blueprint topic a dead letter came from: by key (in-process runs) or Kafka name."""
-    found = blueprint.topics.get(name)
-    if found is not None:
-        return found
-    return next((t for t in blueprint.topics.values() if kafka_topic(t) == name), None)
-
-
 def _kafka_topic_of(blueprint: VerifiedBlueprint, dead: DeadLetter) -> str:
     topic = _topic(blueprint, dead.original.topic)
     return kafka_topic(topic) if topic is not None else dead.original.topic
-
-
-def _decoded(blueprint: VerifiedBlueprint, dead: DeadLetter) -> tuple[Any, str | None]:
-    """(the original record decoded, ``None``) or (``None``, why it cannot be)."""
-    topic = _topic(blueprint, dead.original.topic)
-    spec = blueprint.streamlets.get(dead.streamlet)
-    if topic is None or spec is None:
-        return None, f"topic '{dead.original.topic}' is not in the blueprint"
-    inlet = dead.inlet or next(iter(spec.cls.inlets()), None)
-    if inlet is None:  # a source's own input that made no record
-        return None, "the input of a source, which made no record"
-    if dead.value_truncated:
-        return None, "the dead letter holds the start of the value only"
-    if dead.original.value is None:
-        return None, "a tombstone (a record with a null value)"
-    reader = spec.schema(inlet)
-    writers: list[Schema] = [reader]
-    writers += [blueprint.streamlets[r.streamlet].schema(r.port) for r in topic.producers]
-    mark = dead.original.header(SCHEMA_HEADER)
-    writer = next((w for w in writers if schema_fingerprint(w).encode() == mark), reader)
-    try:
-        return codec_for(topic.codec, writer, reader).decode(dead.original.value), None
-    except Exception as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def _jsonable(record: Any) -> Any:
-    if isinstance(record, BaseModel):
-        return record.model_dump(mode="json", by_alias=True)
-    return json.loads(json.dumps(record, default=str))
-
-
-def _raw(value: bytes | None) -> str:
-    if value is None:
-        return "null"
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return "hex " + value.hex()
 
 
 def _when(ms: int) -> str:

@@ -14,6 +14,7 @@ from runner.cli.k8s import COMMANDS as KUBERNETES_COMMANDS
 from runner.cli.new import new_command
 from runner.cli.run_local import run_local_command
 from runner.cli.run_streamlet import run_streamlet_command
+from runner.cli.ui import ui_command
 from runner.cli.verify import verify_command
 from streamlets import __version__
 
@@ -38,6 +39,7 @@ for _command in (
     graph_command,
     run_local_command,
     run_streamlet_command,
+    ui_command,
     dead_letters_command,
     *KUBERNETES_COMMANDS,
     completion_command,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -21,7 +23,8 @@ from runner.cli.common import (
 )
 from runner.cli.run_streamlet import kafka_sections_or_fail
 from runner.kafka.options import RunnerSettingsError, runner_section
-from runner.kafka.supervisor import run_supervised
+from runner.kafka.settings import KafkaSettings
+from runner.kafka.supervisor import Supervisor, run_supervised
 from runner.local import LocalRunner, RunResult
 from runner.runtime.dead_letter_summary import (
     DEFAULT_MAX_DEAD_LETTER_RATIO,
@@ -35,8 +38,11 @@ from runner.runtime.lifecycle import LifecycleError
 from runner.runtime.progress import Progress, summary_table
 from runner.runtime.run_dir import default_run_dir
 from runner.runtime.stop_signals import stop_signals
+from runner.ui import LocalSource, UiServer, linger, start_view
+from runner.ui.kafka_source import KafkaSource
+from runner.ui.launch import UiOptions
 
-__all__ = ["log_level", "run_local", "run_local_command"]
+__all__ = ["log_level", "run_local", "run_local_command", "ui_address_options", "ui_options"]
 
 log = logging.getLogger("streamlets.runner")
 
@@ -84,6 +90,33 @@ async def _run(
                     await asyncio.gather(task, return_exceptions=True)
 
 
+def ui_address_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ui-host`` and ``--ui-port``."""
+    command = click.option(
+        "--ui-port",
+        type=click.IntRange(0, 65535),
+        default=0,
+        help="Port of the live view. Default: a free port.",
+    )(command)
+    return click.option(
+        "--ui-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address the live view listens on (anything but loopback is reachable from "
+        "other machines: a warning says so).",
+    )(command)
+
+
+def ui_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ui``, ``--ui-host`` and ``--ui-port``."""
+    return click.option(
+        "--ui",
+        is_flag=True,
+        help="Serve a live view of the run in the browser (the URL is printed); once the run "
+        "has finished or failed it stays up until Ctrl-C.",
+    )(ui_address_options(command))
+
+
 def log_level(verbose: int) -> int:
     """The logging level of ``-v`` given ``verbose`` times: warnings, info, debug."""
     return (logging.WARNING, logging.INFO)[verbose] if verbose < 2 else logging.DEBUG
@@ -97,8 +130,12 @@ def run_local(
     state_dir: str | None = None,
     max_dead_letter_ratio: float | None = DEFAULT_MAX_DEAD_LETTER_RATIO,
     verbose: int = 0,
+    ui: UiOptions | None = None,
 ) -> int:
     """Run ``blueprint`` in-process; returns the exit status (0 ok, 1 failed, 130 aborted).
+
+    With ``ui``, the live view serves the run while it runs, and once it has ended by
+    itself (finished or failed) until Ctrl-C; a run stopped by a signal takes it along.
 
     With ``state_dir``, keyed state is kept there (RocksDB), so a later run continues it.
     The run fails when a streamlet sends more than ``max_dead_letter_ratio`` of its records
@@ -114,12 +151,44 @@ def run_local(
         state_dir=Path(state_dir) if state_dir else None,
     )
     found: list[Excess] = []
+    source = LocalSource(runner) if ui is not None else None
+    server = start_view(blueprint, source, ui) if source is not None and ui is not None else None
     try:
         with user_code_path(blueprint.directory):
             result = asyncio.run(_run(runner, quiet, max_dead_letter_ratio, found))
     except (KeyboardInterrupt, asyncio.CancelledError):
         click.echo("aborted: stopped at once; records in flight were not drained", err=True)
+        if server is not None:
+            server.stop()
         return 130
+    status = _report(blueprint, runner, result, quiet, max_dead_letter_ratio, found)
+    if source is not None and server is not None:
+        source.finished(
+            "failed" if status else ("stopped" if result.stopped else "finished"),
+            _failure_text(result, excesses(blueprint, result.stats, max_dead_letter_ratio)),
+        )
+        if result.stopped:  # Ctrl-C or SIGTERM asked for the end: the view goes too
+            server.stop()
+        else:
+            linger(server, "the run has " + ("failed" if status else "ended"))
+    return status
+
+
+def _failure_text(result: RunResult, over: list[Excess]) -> str | None:
+    if result.error is not None:
+        return f"{type(result.error).__name__}: {result.error}"
+    return over[0].message() if over else None
+
+
+def _report(
+    blueprint: VerifiedBlueprint,
+    runner: LocalRunner,
+    result: RunResult,
+    quiet: bool,
+    max_dead_letter_ratio: float | None,
+    found: list[Excess],
+) -> int:
+    """The summary of a run on standard error; returns its exit status."""
     console = Console(file=sys.stderr)
     if not quiet:
         state = "stopped" if result.stopped else "finished"
@@ -186,6 +255,7 @@ def run_local(
     count=True,
     help="Log more: -v the streamlets' and the runner's info lines, -vv debug lines.",
 )
+@ui_options
 def run_local_command(
     blueprint: str,
     config_file: str | None,
@@ -197,6 +267,9 @@ def run_local_command(
     bootstrap: str | None,
     max_dead_letter_ratio: float | None,
     verbose: int,
+    ui: bool,
+    ui_host: str,
+    ui_port: int,
 ) -> None:
     """Run a blueprint in this process (asyncio, no broker).
 
@@ -209,6 +282,9 @@ def run_local_command(
     With --kafka, each streamlet replica runs as its own 'flow run-streamlet' process
     against Kafka (an embedded Tansu broker unless --bootstrap is given); the run ends once
     every bounded source has ended and every consumer group has caught up.
+
+    With --ui, a live view of the run is served on http://127.0.0.1:PORT/ (printed when
+    it starts) while it runs, and once it has finished or failed until Ctrl-C.
     """
     overrides = load_overrides_or_fail(config_file, sets)
     result = verified_or_exit(blueprint, overrides)
@@ -219,6 +295,9 @@ def run_local_command(
             "--state-dir is for the in-process runner; under --kafka each process keeps its "
             "state in its own directory, restored from the changelog topics"
         )
+    if (ui_host != "127.0.0.1" or ui_port) and not ui:
+        raise click.UsageError("--ui-host and --ui-port need --ui")
+    view = UiOptions(ui_host, ui_port) if ui else None
     if kafka:
         section, settings = kafka_sections_or_fail(overrides, bootstrap=bootstrap)
     else:
@@ -231,17 +310,18 @@ def run_local_command(
         ratio = section.get("max_dead_letter_ratio", DEFAULT_MAX_DEAD_LETTER_RATIO)
     if kafka:
         sys.exit(
-            run_supervised(
-                result,
+            _supervised_with_view(
+                view,
                 blueprint,
-                settings=settings,
-                config_file=config_file,
-                sets=sets,
-                dead_letter_template=section.get("dead_letter_topic"),
-                quiet=quiet,
-                run_dir=run_dir,
-                max_dead_letter_ratio=ratio,
-                verbose=verbose,
+                result,
+                settings,
+                config_file,
+                sets,
+                section,
+                quiet,
+                run_dir,
+                ratio,
+                verbose,
             )
         )
     sys.exit(
@@ -252,5 +332,50 @@ def run_local_command(
             state_dir=state_dir,
             max_dead_letter_ratio=ratio,
             verbose=verbose,
+            ui=view,
         )
     )
+
+
+def _supervised_with_view(
+    view: UiOptions | None,
+    blueprint: str,
+    result: VerifiedBlueprint,
+    settings: KafkaSettings,
+    config_file: str | None,
+    sets: tuple[str, ...],
+    section: Mapping[str, Any],
+    quiet: bool,
+    run_dir: str | None,
+    ratio: float | None,
+    verbose: int,
+) -> int:
+    """`run-local --kafka`, with the live view over the supervisor when ``view`` is given."""
+    watched: list[tuple[KafkaSource, UiServer]] = []
+
+    def prepare(supervisor: Supervisor) -> None:
+        if view is not None:
+            source = KafkaSource(supervisor)
+            watched.append((source, start_view(result, source, view)))
+
+    code = run_supervised(
+        result,
+        blueprint,
+        settings=settings,
+        config_file=config_file,
+        sets=sets,
+        dead_letter_template=section.get("dead_letter_topic"),
+        quiet=quiet,
+        run_dir=run_dir,
+        max_dead_letter_ratio=ratio,
+        verbose=verbose,
+        prepare=prepare,
+    )
+    for source, server in watched:
+        supervisor = source.supervisor
+        if code == 130 or supervisor.stopped:  # Ctrl-C or SIGTERM: the view goes too
+            server.stop()
+            continue
+        source.finished("failed" if code else "finished", supervisor.error)
+        linger(server, f"the run has {'failed' if code else 'ended'}")
+    return code

@@ -96,6 +96,25 @@ class StreamletMetrics:
         )
         self._labels = labels
         self.registry.register(StatsCollector(read_stats, labels))
+        self._state_entries = Gauge(
+            "streamlets_state_entries",
+            "Entries in the process's state stores (RocksDB's estimate), when it keeps state.",
+            names,
+            registry=self.registry,
+        )
+        self._open_windows = Gauge(
+            "streamlets_open_windows",
+            "Windows open in the process (over every key of its partitions), when it has some.",
+            names,
+            registry=self.registry,
+        )
+
+    def set_sizes(self, state_entries: int | None, open_windows: int | None) -> None:
+        """Set the state's entries and the open windows (``None``: the process has none)."""
+        if state_entries is not None:
+            self._state_entries.labels(**self._labels).set(state_entries)
+        if open_windows is not None:
+            self._open_windows.labels(**self._labels).set(open_windows)
 
     def restored(self, state: str, records: int) -> None:
         """Count ``records`` changelog records restored into ``state``'s stores."""

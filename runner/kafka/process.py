@@ -41,6 +41,7 @@ from runner.kafka.replay import ReplayReader
 from runner.kafka.settings import KafkaSettings, redact
 from runner.kafka.sizes import record_limit
 from runner.kafka.status import ProcessStatus, write_status
+from runner.runtime.dead_letter_summary import error_entry
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.executor import Executor
 from runner.runtime.heap import frozen_heap
@@ -130,6 +131,7 @@ class StreamletProcess:
         self._checkpoint: Checkpoint | None = None
         self._server: MetricsServer | None = None
         self._last_status = 0.0
+        self._errors_noted = 0
         self._last_commit = 0.0
         self._timers: Timers | None = None
         self._end_of_input = EndOfInput(self.options.end_of_input)
@@ -351,11 +353,30 @@ class StreamletProcess:
             self._commit()
         self._write_status()
 
+    def _note_live_numbers(self) -> None:
+        """Put the latest failed records, the state's size and the open windows in the
+        status (for ``flow run-local --kafka --ui``), and the sizes in the metrics."""
+        executor = self._executor
+        if executor is None:
+            return
+        if executor.stats.errors != self._errors_noted:
+            self._errors_noted = executor.stats.errors
+            self.status.recent_errors = [
+                error_entry(dead, self.blueprint) for dead in executor.recent_errors
+            ]
+        with contextlib.suppress(Exception):  # a store that is closing: the next time
+            if executor.state is not None:
+                self.status.state_entries = executor.state.entries()
+            if executor.windows is not None:
+                self.status.open_windows = executor.windows.open_windows()
+        self.metrics.set_sizes(self.status.state_entries, self.status.open_windows)
+
     def _write_status(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_status < self.options.status_interval:
             return
         self._last_status = now
+        self._note_live_numbers()
         path = self.options.status_file
         if path is None:
             return

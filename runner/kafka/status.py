@@ -36,6 +36,11 @@ class ProcessStatus:
     error: str | None = None
     #: The process closed its windows for the end-of-input cue (runner.kafka.end_of_input).
     windows_closed: bool = False
+    #: The latest failed records, newest last (runner.runtime.dead_letter_summary.error_entry).
+    recent_errors: list[dict[str, Any]] = field(default_factory=list)
+    #: Entries in the process's state stores, and its open windows (``None``: it has none).
+    state_entries: int | None = None
+    open_windows: int | None = None
 
 
 def write_status(path: Path, status: ProcessStatus) -> None:

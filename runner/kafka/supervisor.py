@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -54,6 +54,7 @@ from runner.runtime.dead_letter_summary import (
     excesses,
     summary_lines,
 )
+from runner.runtime.messages import DeadLetter
 from runner.runtime.progress import ActivityClock, Progress, summary_table
 from runner.runtime.run_dir import default_run_dir
 from runner.runtime.stats import StreamletStats
@@ -89,6 +90,9 @@ class _Child:
     restart_at: float | None = None
     started_at: float = 0.0
     finished: bool = False  # exited 0
+    exit_code: int | None = None  # of the last incarnation that exited
+    #: the latest failed records the last incarnation that ended reported
+    recent_errors: list[dict[str, Any]] = field(default_factory=list)
     carried: ProcessStatus | None = None  # counters of previous incarnations
     last: ProcessStatus | None = None
     last_error: str | None = None  # what the last incarnation that failed said
@@ -114,6 +118,7 @@ class _Child:
         if final is not None:
             self.carried = merge_status(self.carried, final)
             self.last_error = final.error
+            self.recent_errors = list(final.recent_errors)
         self.last = None
 
 
@@ -422,6 +427,29 @@ class Supervisor:
             self.cued.add(name)
         return "cued"
 
+    def health(self, child: _Child) -> str:
+        """One replica's health: ``starting``, ``running``, ``draining`` (as its status file
+        says), ``restarting`` (waiting to start again after a crash), ``done``, ``failed``
+        or ``stopped``."""
+        if child.restart_at is not None:
+            return "restarting"
+        process = child.process
+        code = process.poll() if process is not None else child.exit_code
+        if process is None and code is None:
+            return "starting"  # not started yet
+        if code is not None:
+            if code == 0:  # it ended by itself, or was stopped at the run's normal end
+                interrupted = self.error is not None or self.stopped
+                return "done" if child.finished or not interrupted else "stopped"
+            return "failed" if code == EXIT_FAILED or self.error else "stopped"
+        status = child.last or child.current()
+        return status.state if status is not None else "starting"
+
+    @property
+    def recent_dead_letters(self) -> Mapping[str, Sequence[DeadLetter]]:
+        """The latest dead letters read back from the dead-letter topics, per streamlet."""
+        return self._dead_file.recent
+
     # -- dead letters --------------------------------------------------------------------
 
     def _dead_letter_topics(self) -> list[str]:
@@ -450,6 +478,7 @@ class Supervisor:
     def _exited(self, child: _Child, code: int) -> None:
         child.retire()
         child.process = None
+        child.exit_code = code
         if code == 0:
             child.finished = True
             child.crashes = 0
@@ -624,11 +653,13 @@ def run_supervised(
     run_dir: str | None = None,
     max_dead_letter_ratio: float | None = None,
     verbose: int = 0,
+    prepare: Callable[[Supervisor], None] | None = None,
 ) -> int:
     """`flow run-local --kafka`: run ``blueprint`` as processes; returns the exit status.
 
     The run fails when a streamlet sends more than ``max_dead_letter_ratio`` of its records
-    to dead letters (``None``: never)."""
+    to dead letters (``None``: never). ``prepare`` is called with the supervisor before it
+    starts (the live view watches it so)."""
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     supervisor = Supervisor(
@@ -643,4 +674,6 @@ def run_supervised(
         verbose=verbose,
         max_dead_letter_ratio=max_dead_letter_ratio,
     )
+    if prepare is not None:
+        prepare(supervisor)
     return supervisor.run()

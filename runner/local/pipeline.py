@@ -270,6 +270,14 @@ class LocalRunner:
         self._dead_file = DeadLetterFile(run_dir)
         self._stopping: asyncio.Event | None = None  # created in run(), on its loop
         self._executors: list[Executor] = []
+        #: Per streamlet, each replica's phase: starting, running, done, failed or stopped.
+        self.phases: dict[str, list[str]] = {
+            name: ["starting"] * spec.replicas for name, spec in blueprint.streamlets.items()
+        }
+        #: Per streamlet, what ended a replica that failed (a lifecycle hook's error, a
+        #: record that failed under ``on_error: fail``).
+        self.failures: dict[str, BaseException] = {}
+        self._topics: dict[str, _Topic] = {}
         self._feeding = 0  # sources and injections still running
         self._handling = 0  # batches being processed and published
         self.started = 0.0
@@ -292,6 +300,20 @@ class LocalRunner:
         for executor in self._executors:
             totals[executor.name].add(executor.stats)
         return totals
+
+    @property
+    def executors(self) -> Sequence[Executor]:
+        """The executors of the run (one per replica), once it has started."""
+        return self._executors
+
+    def topic_records(self) -> dict[str, int]:
+        """Records written to each topic so far (by topic key; empty before the run)."""
+        return {key: sum(topic.offsets) for key, topic in self._topics.items()}
+
+    @property
+    def recent_dead_letters(self) -> Mapping[str, Sequence[DeadLetter]]:
+        """The latest dead letters of each streamlet that had some, newest last."""
+        return self._dead_file.recent
 
     # -- dead letters --------------------------------------------------------------------
 
@@ -521,11 +543,14 @@ class LocalRunner:
 
         is_source = not executor.spec.cls.inlets()
 
+        phases = self.phases[executor.name]
+
         async def job() -> None:
             if is_source:
                 self._feeding += 1  # from the start: its setup() may take a while
             try:
                 async with instance_lifecycle(executor):
+                    phases[replica] = "running"
                     if inlets:
                         consuming: Awaitable[Any] = (
                             consume_in_time_order(inlets)
@@ -547,6 +572,14 @@ class LocalRunner:
                             batch_size=self.source_batch,
                         )
                         await _with_timers(executor, pump.run(), publish_generated)
+                phases[replica] = "done"
+            except asyncio.CancelledError:
+                phases[replica] = "stopped"
+                raise
+            except BaseException as exc:
+                phases[replica] = "failed"
+                self.failures.setdefault(executor.name, exc)
+                raise
             finally:
                 self._keep_state(executor)
                 if is_source:
@@ -586,6 +619,7 @@ class LocalRunner:
         self._stopping = asyncio.Event()
         self.started = time.monotonic()
         topics, jobs = self._build()
+        self._topics = topics
         # Topics nobody produces to (outside input, run locally) are empty: end them now.
         closers = [t.close() for t in topics.values() if t.open_producers == 0]
         tasks = [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in jobs]

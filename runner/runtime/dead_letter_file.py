@@ -9,6 +9,7 @@ each streamlet is kept for the run's summary.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -19,6 +20,8 @@ __all__ = ["DEAD_LETTER_FILE", "DeadLetterFile", "read_dead_letter_file"]
 
 #: The file's name in a run directory.
 DEAD_LETTER_FILE = "dead-letters.jsonl"
+#: The latest dead letters kept in memory per streamlet (for a live view).
+RECENT_DEAD_LETTERS = 20
 
 
 class DeadLetterFile:
@@ -31,6 +34,8 @@ class DeadLetterFile:
         self.count = 0
         #: The first dead letter of each streamlet, in the order they came.
         self.first: dict[str, DeadLetter] = {}
+        #: The latest dead letters of each streamlet (at most RECENT_DEAD_LETTERS), newest last.
+        self.recent: dict[str, deque[DeadLetter]] = {}
         self._file: IO[str] | None = None
 
     def write(self, dead: Iterable[DeadLetter]) -> None:
@@ -40,6 +45,8 @@ class DeadLetterFile:
             self.count += 1
             if item.streamlet not in self.first:
                 self.first[item.streamlet] = item
+                self.recent[item.streamlet] = deque(maxlen=RECENT_DEAD_LETTERS)
+            self.recent[item.streamlet].append(item)
             if self.directory is None:
                 continue
             if self._file is None:

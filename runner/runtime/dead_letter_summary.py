@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blueprint import VerifiedBlueprint
 from blueprint.user_frames import show_path, user_frame_in_trace
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_MAX_DEAD_LETTER_RATIO",
     "RUNNING_MIN_RECORDS",
     "Excess",
+    "error_entry",
     "excesses",
     "first_error_line",
     "records_seen",
@@ -110,6 +112,21 @@ def user_location(dead: DeadLetter, blueprint: VerifiedBlueprint) -> str | None:
     if path is None:
         return None
     return f"{show_path(path)}:{line}, in {cls.__name__}.{attr}"
+
+
+def error_entry(dead: DeadLetter, blueprint: VerifiedBlueprint) -> dict[str, Any]:
+    """A failed record as JSON-able data (for a live view, and a Kafka process's status):
+    stage, error, where in the user's code (see :func:`user_location`), and where from."""
+    return {
+        "stage": dead.stage,
+        "error_class": dead.error_class,
+        "message": dead.error_message,
+        "where": user_location(dead, blueprint),
+        "inlet": dead.inlet,
+        "topic": dead.original.topic or None,
+        "partition": dead.original.partition,
+        "offset": dead.original.offset,
+    }
 
 
 def first_error_line(dead: DeadLetter, blueprint: VerifiedBlueprint, count: int) -> str:

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import traceback
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
@@ -46,6 +47,8 @@ log = logging.getLogger("streamlets.runner")
 
 #: How many ``async def process`` calls of one streamlet instance run at once by default.
 DEFAULT_CONCURRENCY = 16
+#: Failed records an executor keeps for a live view (see ``Executor.recent_errors``).
+RECENT_ERRORS = 10
 
 
 class _SourceInputError(StreamletsError):
@@ -307,6 +310,8 @@ class Executor:
         self.instance = instance if instance is not None else spec.create()
         self.on_error = spec.on_error
         self.stats = StreamletStats()
+        #: The latest records that failed (whatever the policy did with them), newest last.
+        self.recent_errors: deque[DeadLetter] = deque(maxlen=RECENT_ERRORS)
         self.concurrency = concurrency or int(getattr(spec.cls, "concurrency", DEFAULT_CONCURRENCY))
         cls = spec.cls
         # Keyed state (DESIGN §8): kept in memory unless the runner gives a manager.
@@ -419,6 +424,7 @@ class Executor:
             original=original,
             inlet=inlet,
         )
+        self.recent_errors.append(dead)
         if self.on_error == "fail":
             raise StreamletFailed(dead) from exc
         if self.on_error == "skip":

@@ -107,6 +107,14 @@ class WindowRuntime:
             self._engines[slot] = engine
         return engine
 
+    def open_windows(self) -> int:
+        """How many windows are open (over every key and partition loaded so far)."""
+        return sum(
+            len(starts)
+            for engine in list(self._engines.values())
+            for starts in list(engine.windows.values())
+        )
+
     def _reset(self, partition: int) -> None:
         for slot in [s for s in self._engines if s[1] == partition]:
             del self._engines[slot]

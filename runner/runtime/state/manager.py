@@ -368,6 +368,17 @@ class StateManager:
             store = self._stores[partition] = self._opener(partition)
         return store
 
+    def entries(self) -> int | None:
+        """How many entries the open stores hold (for a live view; ``None`` when a store
+        cannot say). Read from another thread, it may miss a store opened meanwhile."""
+        total = 0
+        for store in list(self._stores.values()):
+            count = getattr(store, "entries", None)
+            if count is None:
+                return None
+            total += int(count())
+        return total
+
     @property
     def partitions(self) -> list[int]:
         """The partitions whose stores are open."""

@@ -55,6 +55,10 @@ class RocksStore:
                 return
             yield key, value if isinstance(value, bytes) else bytes(str(value), "utf-8")
 
+    def entries(self) -> int:
+        """How many entries the database holds, as RocksDB estimates it."""
+        return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
+
     def close(self) -> None:
         """Close the database (its files stay)."""
         self._db.close()

@@ -72,5 +72,9 @@ class MemoryStore:
         for key in sorted(k for k in self.data if k.startswith(prefix)):
             yield key, self.data[key]
 
+    def entries(self) -> int:
+        """How many entries the store holds (its own metadata included)."""
+        return len(self.data)
+
     def close(self) -> None:
         """Nothing to release: the data goes with the object."""
