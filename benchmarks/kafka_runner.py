@@ -171,17 +171,28 @@ def _measure(count: Any, target: int, until_done: Any) -> dict[str, float]:
 
 
 def worker_ours(
-    bootstrap: str, blueprint_path: str, records: int, streamlet: str = "pass"
+    bootstrap: str,
+    blueprint_path: str,
+    records: int,
+    streamlet: str = "pass",
+    *,
+    create_topics: bool = False,
+    state_dir: str | None = None,
 ) -> dict[str, float]:
-    """Run one streamlet through StreamletProcess until it has read everything."""
+    """Run one streamlet through StreamletProcess (what ``flow run-streamlet`` runs) until
+    it has read ``records``; also gives how many records it wrote (``out``). The state and
+    windows benchmarks run theirs through it too."""
     from blueprint import verify
     from runner.kafka import KafkaSettings, ProcessOptions, StreamletProcess
 
     blueprint = verify(blueprint_path).unwrap()
     settings = KafkaSettings.load({"consumer": GROUP_SETTINGS}, bootstrap=bootstrap, environ={})
-    process = StreamletProcess(
-        blueprint, streamlet, settings, ProcessOptions(create_topics=False, metrics_port=None)
-    )
+    options = ProcessOptions(create_topics=create_topics, metrics_port=None)
+    if state_dir is not None:
+        options = ProcessOptions(
+            create_topics=create_topics, metrics_port=None, state_dir=Path(state_dir)
+        )
+    process = StreamletProcess(blueprint, streamlet, settings, options)
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(process.run()))
     thread.start()
@@ -192,6 +203,8 @@ def worker_ours(
 
     def until_done() -> None:
         while count() < records:
+            if not thread.is_alive():
+                raise SystemExit(f"our runner stopped after {count():,} records: {codes}")
             time.sleep(0.002)
         process.stop()
         thread.join()
@@ -199,6 +212,9 @@ def worker_ours(
     result = _measure(count, records, until_done)
     if codes != [0]:
         raise SystemExit(f"our runner exited with {codes}")
+    executor = process._executor
+    assert executor is not None
+    result["out"] = float(executor.stats.records_out)
     return result
 
 
@@ -297,12 +313,16 @@ def worker_quix(bootstrap: str, records: int, run: int = 0) -> dict[str, float]:
     }
 
 
-def _run_worker(
-    kind: str, bootstrap: str, blueprint: Path, records: int, run: int, python: str
+def run_worker(
+    script: str, kind: str, bootstrap: str, blueprint: Path, records: int, run: int, python: str
 ) -> dict[str, float]:
-    command = [python, __file__, "--worker", kind, "--bootstrap", bootstrap]
-    command += ["--blueprint", str(blueprint), "--records", str(records), "--run", str(run)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    """Run benchmark ``script``'s worker ``kind`` in a process of its own (with ``python``,
+    e.g. the Quix Streams venv's) and a state directory of its own; its result."""
+    with tempfile.TemporaryDirectory() as state_dir:
+        command = [python, script, "--worker", kind, "--bootstrap", bootstrap]
+        command += ["--blueprint", str(blueprint), "--records", str(records), "--run", str(run)]
+        command += ["--state-dir", state_dir]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"{kind} worker failed:\n{done.stderr[-3000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -333,6 +353,7 @@ def main() -> None:
         "its own venv: make bench makes one); default: this Python, if it has quixstreams",
     )
     parser.add_argument("--run", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--state-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         if args.worker.startswith("ours"):
@@ -369,7 +390,9 @@ def main() -> None:
             blueprint = _make_app(Path(tmp), run)
             for kind in kinds:
                 rounds[kind].append(
-                    _run_worker(kind, broker.bootstrap, blueprint, args.records, run, python[kind])
+                    run_worker(
+                        __file__, kind, broker.bootstrap, blueprint, args.records, run, python[kind]
+                    )
                 )
     best = {kind: max(results, key=_rate) for kind, results in rounds.items()}
     bare = best["bare"]

@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.kafka_runner import GROUP_SETTINGS, _measure, _rate  # noqa: E402
+from benchmarks.kafka_runner import _rate, run_worker, worker_ours  # noqa: E402
 
 READING = {
     "type": "record",
@@ -145,41 +143,6 @@ def _fill(bootstrap: str, records: int, keys: int) -> None:
     print(f"input: {records:,} records, {keys:,} keys, 3 partitions", flush=True)
 
 
-def worker_ours(
-    bootstrap: str, blueprint_path: str, records: int, streamlet: str, state_dir: str
-) -> dict[str, float]:
-    """Run one streamlet through StreamletProcess until it has read everything."""
-    from blueprint import verify
-    from runner.kafka import KafkaSettings, ProcessOptions, StreamletProcess
-
-    blueprint = verify(blueprint_path).unwrap()
-    settings = KafkaSettings.load({"consumer": GROUP_SETTINGS}, bootstrap=bootstrap, environ={})
-    options: dict[str, Any] = {"create_topics": True, "metrics_port": None}
-    if "state_dir" in ProcessOptions.__dataclass_fields__:
-        options["state_dir"] = Path(state_dir)
-    process = StreamletProcess(blueprint, streamlet, settings, ProcessOptions(**options))
-    codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(process.run()))
-    thread.start()
-
-    def count() -> int:
-        executor = process._executor
-        return executor.stats.records_in if executor is not None else 0
-
-    def until_done() -> None:
-        while count() < records:
-            if not thread.is_alive():
-                raise SystemExit(f"our runner stopped after {count():,} records: {codes}")
-            time.sleep(0.002)
-        process.stop()
-        thread.join()
-
-    result = _measure(count, records, until_done)
-    if codes != [0]:
-        raise SystemExit(f"our runner exited with {codes}")
-    return result
-
-
 def worker_quix(
     bootstrap: str, records: int, run: int, state_dir: str
 ) -> dict[str, float]:  # pragma: no cover - runs in the quixstreams venv
@@ -221,20 +184,6 @@ def worker_quix(
     }
 
 
-def _run_worker(
-    kind: str, bootstrap: str, blueprint: Path, args: argparse.Namespace, run: int, python: str
-) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as state_dir:
-        command = [python, __file__, "--worker", kind, "--bootstrap", bootstrap]
-        command += ["--blueprint", str(blueprint), "--records", str(args.records)]
-        command += ["--run", str(run), "--state-dir", state_dir]
-        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
-    if done.returncode != 0:
-        raise SystemExit(f"{kind} worker failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main() -> None:
     """Run the comparison and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -257,7 +206,12 @@ def main() -> None:
         else:
             streamlet = "count" if args.worker == "ours" else "nostate"
             result = worker_ours(
-                args.bootstrap, args.blueprint, args.records, streamlet, args.state_dir
+                args.bootstrap,
+                args.blueprint,
+                args.records,
+                streamlet,
+                create_topics=True,
+                state_dir=args.state_dir,
             )
         print(json.dumps(result))
         return
@@ -279,7 +233,9 @@ def main() -> None:
             blueprint = _make_app(Path(tmp), run)
             for kind in kinds:
                 rounds[kind].append(
-                    _run_worker(kind, broker.bootstrap, blueprint, args, run, python[kind])
+                    run_worker(
+                        __file__, kind, broker.bootstrap, blueprint, args.records, run, python[kind]
+                    )
                 )
     best = {kind: max(results, key=_rate) for kind, results in rounds.items()}
     names = {
