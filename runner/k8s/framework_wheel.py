@@ -30,7 +30,9 @@ FRAMEWORK_PACKAGES = ("streamlets", "blueprint", "runner")
 _DISTRIBUTION = "streamlets"
 _TAG = "py3-none-any"
 _DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: the same bytes on every build
-_SUFFIXES = (".py", ".typed", ".pyi")
+#: The files a wheel of the framework carries: its modules, type markers and stubs, and the
+#: live view's page (package data in pyproject.toml).
+_SUFFIXES = (".py", ".typed", ".pyi", ".html", ".js", ".css")
 
 
 class FrameworkWheelError(StreamletsError):
