@@ -45,7 +45,7 @@ imports: $(STAMP)
 PYTEST_WORKERS ?= 2
 
 unit: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not serial"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not serial" --durations=15
 	$(BIN)/pytest -n 0 -m serial
 
 test: lint typecheck imports unit
