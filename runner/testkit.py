@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,7 +48,8 @@ from runner.local import LocalRunner
 from runner.runtime.executor import user_headers
 from runner.runtime.messages import DeadLetter, Message
 from runner.runtime.stats import StreamletStats
-from streamlets.codecs import SCHEMA_HEADER, codec_for, schema_fingerprint
+from runner.runtime.topic_codecs import TopicCodecs
+from streamlets.codecs import SCHEMA_HEADER, Codec, codec_for, schema_fingerprint
 from streamlets.errors import StreamletsError
 from streamlets.meta import from_epoch_ms, to_epoch_ms
 from streamlets.schema import Schema
@@ -132,8 +133,13 @@ class BlueprintResult:
     ran: tuple[str, ...] = ()
 
 
-def _encode(records: Iterable[Any], schema: Schema, codec_name: str) -> list[Message]:
-    codec = codec_for(codec_name, schema, schema)
+def _encode(
+    records: Iterable[Any],
+    schema: Schema,
+    codec_name: str,
+    make: Callable[..., Codec] = codec_for,
+) -> list[Message]:
+    codec = make(codec_name, schema, schema)
     headers = ((SCHEMA_HEADER, schema_fingerprint(schema).encode()),)
     messages = []
     for record in records:
@@ -206,10 +212,14 @@ def _state_out(
 
 
 def _decode(
-    messages: Iterable[Message], schema: Schema, codec_name: str, writers: Sequence[Schema]
+    messages: Iterable[Message],
+    schema: Schema,
+    codec_name: str,
+    writers: Sequence[Schema],
+    make: Callable[..., Codec] = codec_for,
 ) -> list[Any]:
-    codecs = {schema_fingerprint(w).encode(): codec_for(codec_name, w, schema) for w in writers}
-    default = codec_for(codec_name, schema, schema)
+    codecs = {schema_fingerprint(w).encode(): make(codec_name, w, schema) for w in writers}
+    default = make(codec_name, schema, schema)
     return [
         None
         if m.value is None
@@ -264,8 +274,12 @@ def run_streamlet(
     blueprint = streamlet_blueprint(streamlet, config=config, codec=codec, on_error=on_error)
     name = "streamlet"
     spec = blueprint.streamlets[name]
+    # One in-process registry for the run and for what goes in and comes out of it.
+    codecs = TopicCodecs(None, local=True)
     inject = {
-        f"in.{inlet}": _encode(records, spec.schema(inlet), codec)
+        f"in.{inlet}": _encode(
+            records, spec.schema(inlet), codec, codecs(blueprint.topics[f"in.{inlet}"])
+        )
         for inlet, records in inputs.items()
     }
     unknown_states = set(state or {}) - set(streamlet.states())
@@ -279,6 +293,7 @@ def run_streamlet(
         inject=inject,
         collect=[f"out.{o}" for o in streamlet.outlets()],
         state=_seed({name: state or {}}),
+        codecs=codecs,
     )
     result = _run(runner)
     outputs: dict[str, list[Any]] = {}
@@ -286,7 +301,8 @@ def run_streamlet(
     for outlet in streamlet.outlets():
         schema = spec.schema(outlet)
         messages = result.collected[f"out.{outlet}"]
-        outputs[outlet] = _decode(messages, schema, codec, [schema])
+        made = codecs(blueprint.topics[f"out.{outlet}"])
+        outputs[outlet] = _decode(messages, schema, codec, [schema], made)
         records[outlet] = _records(messages, outputs[outlet])
     return StreamletResult(
         outputs,
@@ -480,11 +496,14 @@ def run_blueprint(
             overrides = ConfigOverrides(values, overrides.sections, overrides.problems)
         verified = verify(blueprint, overrides).unwrap()
     encoded = {}
+    # One in-process registry for the run and for what goes in and comes out of it.
+    codecs = TopicCodecs(None, local=True)
     for key, records in (inject or {}).items():
         if key not in verified.topics:
             raise TestkitError(f"cannot inject into topic '{key}': the blueprint has no such topic")
         reader, _ = _topic_schemas(verified, key)
-        encoded[key] = _encode(records, reader, verified.topics[key].codec)
+        topic = verified.topics[key]
+        encoded[key] = _encode(records, reader, topic.codec, codecs(topic))
     collect = list(collect)
     for key in collect:
         if key not in verified.topics:
@@ -499,7 +518,11 @@ def run_blueprint(
             raise TestkitError(f"streamlet '{name}' has no state(s) {', '.join(sorted(unknown))}")
     ran = _to_run(verified, encoded, collect, streamlets)
     runner = LocalRunner(
-        _only(verified, ran), inject=encoded, collect=collect, state=_seed(state or {})
+        _only(verified, ran),
+        inject=encoded,
+        collect=collect,
+        state=_seed(state or {}),
+        codecs=codecs,
     )
     with user_code_path(verified.directory):
         result = _run(runner)
@@ -507,7 +530,8 @@ def run_blueprint(
     with_meta: dict[str, list[Record]] = {}
     for key in collect:
         reader, writers = _topic_schemas(verified, key)
-        topics[key] = _decode(result.collected[key], reader, verified.topics[key].codec, writers)
+        topic = verified.topics[key]
+        topics[key] = _decode(result.collected[key], reader, topic.codec, writers, codecs(topic))
         with_meta[key] = _records(result.collected[key], topics[key])
     return BlueprintResult(
         topics,

@@ -253,6 +253,7 @@ class LocalRunner:
         keep_dead_letters: bool = True,
         state_dir: Path | None = None,
         state: Mapping[str, Mapping[str, Mapping[bytes, Any]]] | None = None,
+        codecs: TopicCodecs | None = None,
     ) -> None:
         self.blueprint = blueprint
         self.state_dir = state_dir
@@ -264,8 +265,9 @@ class LocalRunner:
         self.queue_batches = queue_batches
         self.source_batch = source_batch
         self.keep_dead_letters = keep_dead_letters
-        #: Topic codecs: ``avro-confluent`` topics share an in-process registry per run.
-        self.codecs = TopicCodecs(None, local=True)
+        #: Topic codecs: ``avro-confluent`` topics share an in-process registry per run
+        #: (``codecs`` gives one to share with what is injected and collected: the testkit).
+        self.codecs = codecs if codecs is not None else TopicCodecs(None, local=True)
         self.dead_letters: list[DeadLetter] = []
         self._dead_file = DeadLetterFile(run_dir)
         self._stopping: asyncio.Event | None = None  # created in run(), on its loop

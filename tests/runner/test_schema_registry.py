@@ -210,6 +210,42 @@ def test_the_in_process_runner_uses_a_registry_of_its_own_for_avro_confluent_top
     assert [r.id for r in result.topics["out"]] == list(range(20))
 
 
+def test_the_testkit_injects_and_collects_records_of_avro_confluent_topics(
+    tmp_path: Any,
+) -> None:
+    from runner.testkit import Record, run_blueprint, run_streamlet
+
+    (tmp_path / "regapp2.py").write_text(
+        "from pydantic import BaseModel\n"
+        "from streamlets import Inlet, Outlet, Streamlet\n\n\n"
+        "class Item(BaseModel):\n    id: int\n\n\n"
+        "class Double(Streamlet):\n    inp = Inlet(Item)\n    out = Outlet(Item)\n\n"
+        "    def process(self, item):\n        return Item(id=item.id * 2)\n"
+    )
+    path = tmp_path / "blueprint.yaml"
+    path.write_text(
+        "name: reg2\nstreamlets:\n  double: {class: regapp2:Double}\n"
+        "topics:\n  items: {consumers: [double.inp], codec: avro-confluent}\n"
+        "  doubled: {producers: [double.out], codec: avro-confluent}\n"
+    )
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from regapp2 import Double, Item  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    result = run_blueprint(
+        path, inject={"items": [Item(id=1), Record(Item(id=2), key="k")]}, collect=["doubled"]
+    )
+    assert result.error is None and not result.dead_letters
+    assert [r.id for r in result.topics["doubled"]] == [2, 4]
+    assert [r.key for r in result.records["doubled"]] == [None, "k"]
+    alone = run_streamlet(Double, {"inp": [Item(id=3)]}, codec="avro-confluent")
+    assert not alone.dead_letters
+    assert [r.id for r in alone.outputs["out"]] == [6]
+
+
 def test_flow_verify_registry_out_of_reach_is_one_clear_problem() -> None:
     import socket
 
