@@ -191,8 +191,8 @@ class UiServer:
         except BaseException as exc:
             if not main.cancelled():
                 self._error = exc
-            self._started.set()
         finally:
+            self._started.set()  # nobody waits for a server that ended
             with contextlib.suppress(Exception):
                 if self._runner is not None:
                     loop.run_until_complete(self._runner.cleanup())
@@ -202,7 +202,8 @@ class UiServer:
         """Serve in the background (returns once the server takes connections)."""
         self._thread = threading.Thread(target=self._thread_main, name="live-view", daemon=True)
         self._thread.start()
-        self._started.wait(10)
+        # However long a loaded machine takes: the address is printed only once it serves.
+        self._started.wait()
         if self._error is not None:
             raise self._error
         return self

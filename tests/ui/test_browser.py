@@ -94,8 +94,23 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "") ->
 
 
 def _open(browser: Any, run: ViewRun) -> None:
-    browser.get(run.url)
-    wait_for(lambda: browser.execute_script("return window.liveView.updates > 0"), what="updates")
+    """Load the view and wait for its first update; a page that did not get its script
+    (the browser's error page of a server still starting, under load) is loaded again."""
+
+    def loaded() -> bool:
+        browser.get(run.url)
+        return bool(browser.execute_script("return window.liveView !== undefined"))
+
+    try:
+        wait_for(loaded, timeout=60, what="the page and its script")
+        wait_for(
+            lambda: browser.execute_script("return window.liveView.updates > 0"),
+            what="updates",
+        )
+    except AssertionError as exc:
+        page = browser.execute_script("return document.body ? document.body.innerText : ''")
+        shown = f"{exc}; the page shows:\n{page[:2000]}\n--- the run:\n{run.text()}"
+        raise AssertionError(shown) from None
 
 
 def _attr(browser: Any, element_id: str, name: str) -> str:
