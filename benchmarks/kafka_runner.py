@@ -187,11 +187,8 @@ def worker_ours(
 
     blueprint = verify(blueprint_path).unwrap()
     settings = KafkaSettings.load({"consumer": GROUP_SETTINGS}, bootstrap=bootstrap, environ={})
-    options = ProcessOptions(create_topics=create_topics, metrics_port=None)
-    if state_dir is not None:
-        options = ProcessOptions(
-            create_topics=create_topics, metrics_port=None, state_dir=Path(state_dir)
-        )
+    place = {} if state_dir is None else {"state_dir": Path(state_dir)}
+    options = ProcessOptions(create_topics=create_topics, metrics_port=None, **place)
     process = StreamletProcess(blueprint, streamlet, settings, options)
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(process.run()))

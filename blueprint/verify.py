@@ -195,21 +195,20 @@ class _Verifier:
             except ValidationError as exc:
                 # One problem per field: pydantic reports a value that fits no type of a
                 # union once per type, each under a tag such as 'dict[str,any]'.
-                by_field: dict[str, tuple[Any, list[str]]] = {}
+                by_field: dict[str, tuple[Any, tuple[Any, ...], list[str]]] = {}
                 for error in exc.errors():
                     if error["type"] == "extra_forbidden":
                         continue
                     path = tuple(p for p in error["loc"] if not _is_union_tag(p))
                     field_path = ".".join(str(p) for p in path) or "(config)"
-                    _, messages = by_field.setdefault(field_path, (error, []))
+                    _, _, messages = by_field.setdefault(field_path, (error, path, []))
                     messages.append(mask_secrets(error["msg"], secrets))
-                for field_path, (error, messages) in by_field.items():
+                for field_path, (error, path, messages) in by_field.items():
                     key = str(error["loc"][0]) if error["loc"] else ""
                     where = locs.get(key, sdecl.config_loc)
                     if key in sdecl.config and where == sdecl.config_locs.get(key):
                         # The line of the nested value that is wrong (window.size).
-                        nested = [p for p in error["loc"][1:] if not _is_union_tag(p)]
-                        where = _nested_loc(sdecl.config[key], nested, where)
+                        where = _nested_loc(sdecl.config[key], path[1:], where)
                     got = error.get("input")
                     if error["type"] == "missing":
                         got_text = ""
