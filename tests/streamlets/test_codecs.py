@@ -516,3 +516,82 @@ def test_avro_union_of_look_alike_models_keeps_the_branch(reader: type[BaseModel
     assert isinstance(back, reader)
     assert type(back.pet) is Dog  # type: ignore[attr-defined]
     assert [type(f) for f in back.friends] == [Cat, Dog]  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------- fastavro entry points
+
+
+def _public_only(codec: AvroCodec) -> AvroCodec:
+    """``codec`` made to call fastavro's public schemaless_writer/reader."""
+    codec._write_named = None
+    codec._read_named = None
+    return codec
+
+
+def test_the_avro_codec_calls_fastavros_direct_entry_points_here() -> None:
+    # Else the comparisons below would compare the public functions with themselves.
+    codec = AvroCodec(Schema.of(Reading))
+    assert codec._write_named is not None and codec._read_named is not None
+
+
+@pytest.mark.parametrize(
+    ("writer", "reader", "record"),
+    [
+        (Reading, Reading, reading()),
+        (Reading, ReadingV2, reading(location=None, tags=[])),
+        (Pet, Pet, Pet(pet=Dog(name="rex"), friends=[Cat(name="tom"), Dog(name="fido")])),
+        (Pet, PetV2, Pet(pet=Cat(name="tom"))),
+        (Reading, Measurement, reading()),
+    ],
+)
+def test_direct_and_public_fastavro_calls_give_the_same_bytes_and_records(
+    writer: type[BaseModel], reader: type[BaseModel], record: BaseModel
+) -> None:
+    direct = AvroCodec(Schema.of(writer), Schema.of(reader))
+    public = _public_only(AvroCodec(Schema.of(writer), Schema.of(reader)))
+    data = direct.encode(record)
+    assert data == public.encode(record)
+    back = direct.decode(data)
+    assert back == public.decode(data)
+    assert type(back) is type(public.decode(data))
+
+
+def test_direct_and_public_fastavro_calls_fail_alike() -> None:
+    direct, public = AvroCodec(Schema.of(Reading)), _public_only(AvroCodec(Schema.of(Reading)))
+    data = direct.encode(reading())
+    for broken in (data[:5], data + b"\x00", b"\xff" * 3):
+        errors = []
+        for codec in (direct, public):
+            with pytest.raises(CodecError) as caught:
+                codec.decode(broken)
+            errors.append((type(caught.value), str(caught.value)))
+        assert errors[0] == errors[1]
+    dict_codecs = (
+        AvroCodec(Schema.of(READING_AVRO)),
+        _public_only(AvroCodec(Schema.of(READING_AVRO))),
+    )
+    for codec in dict_codecs:
+        with pytest.raises(EncodeError, match="sensor_id"):
+            codec.encode({**READING_DICT, "sensor_id": 5})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sensor_id=st.text(),
+    temperature=st.floats(allow_nan=False, allow_infinity=False),
+    tags=st.lists(st.text(max_size=4), max_size=3),
+    raw=st.binary(max_size=8),
+    location=st.none() | st.builds(Location, lat=st.floats(-90, 90), lon=st.floats(-180, 180)),
+)
+def test_direct_and_public_fastavro_calls_agree_property(
+    sensor_id: str, temperature: float, tags: list[str], raw: bytes, location: Location | None
+) -> None:
+    record = Reading(
+        sensor_id=sensor_id, temperature=temperature, tags=tags, raw=raw, location=location
+    )
+    for schema in (Schema.of(Reading), Schema.of(READING_AVRO)):
+        datum = record if schema.model is not None else record.model_dump()
+        direct, public = AvroCodec(schema), _public_only(AvroCodec(schema))
+        data = direct.encode(datum)
+        assert data == public.encode(datum)
+        assert direct.decode(data) == public.decode(data)
