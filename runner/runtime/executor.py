@@ -669,45 +669,65 @@ class Executor:
             finally:
                 state.reset(token)
             return
-        if fast is None or self.wants_meta[inlet] or inlet in self.event_time:
+        if self.wants_meta[inlet] or inlet in self.event_time:
             for message in messages:
                 self.process_one_sync(inlet, message, out, dead)
             return
+        if fast is None:
+            if self.outlets:
+                for message in messages:
+                    self.process_one_sync(inlet, message, out, dead)
+            else:
+                self._sink_sync_batch(inlet, messages, out, dead)
+            return
         topic, codec, headers, room = fast
         encode = codec.encode
+        decode = only.decode if only is not None else None
         stats = self.stats
         stats.records_in += len(messages)
         gate = self._gate
         unchanged = self._passthrough.get(inlet) if gate.open else None
         snapshot: Any = None
         forwarded = 0
-        for message in messages:
-            try:
-                record = (
-                    only.decode(message.value)
-                    if only is not None and message.value is not None
-                    else decoder.decode(message)
-                )
-            except CodecError as exc:
-                self._reject(_decode_stage(exc), exc, message, inlet, dead)
-                continue
-            if unchanged is not None:
-                snapshot = record.copy()
-            try:
-                result = handler(record)
-                if result is None:
+        # Input headers without user headers seen last: the messages of one producer often
+        # share one headers object (the local runner's do); theirs become ``headers``.
+        last_in: Any = None
+        made = len(out)
+        try:
+            for message in messages:
+                value = message.value
+                try:
+                    record = (
+                        decode(value)
+                        if decode is not None and value is not None
+                        else decoder.decode(message)
+                    )
+                except CodecError as exc:
+                    self._reject(_decode_stage(exc), exc, message, inlet, dead)
                     continue
-                if not isinstance(result, _SINGLE_RECORD):
-                    routed = self.route(result)
-            except StreamletFailed:
-                raise
-            except Exception as exc:
-                self._reject("process", exc, message, inlet, dead)
-                continue
-            if isinstance(result, _SINGLE_RECORD):
+                if unchanged is not None:
+                    snapshot = record.copy()
+                try:
+                    result = handler(record)
+                    if result is None:
+                        continue
+                    single = isinstance(result, _SINGLE_RECORD)
+                    if not single:
+                        routed = self.route(result)
+                except StreamletFailed:
+                    raise
+                except Exception as exc:
+                    self._reject("process", exc, message, inlet, dead)
+                    continue
+                if not single:
+                    stats.records_out += len(out) - made
+                    self._encode_or_fail(
+                        routed, message, inlet, out, dead, _origin(message, message.timestamp)
+                    )
+                    made = len(out)
+                    continue
                 if unchanged is not None and result is record and unchanged(result, snapshot):
                     # Passed on unchanged: its bytes (not a tombstone's) are the output's.
-                    value: bytes = message.value  # type: ignore[assignment]
                     forwarded += 1
                 else:
                     try:
@@ -716,8 +736,12 @@ class Executor:
                         self._reject("encode", exc, message, inlet, dead)
                         continue
                 inherited = message.headers
-                if not inherited or (len(inherited) == 1 and inherited[0][0] == SCHEMA_HEADER):
-                    out_headers: Sequence[tuple[str, bytes]] = headers
+                out_headers: Sequence[tuple[str, bytes]]
+                if inherited is last_in:
+                    out_headers = headers
+                elif not inherited or (len(inherited) == 1 and inherited[0][0] == SCHEMA_HEADER):
+                    out_headers = headers
+                    last_in = inherited
                 elif value is message.value and SCHEMA_HEADER in (
                     inherited[0][0],
                     inherited[-1][0],
@@ -728,22 +752,54 @@ class Executor:
                 else:
                     out_headers = user_headers(inherited) + headers
                 key = message.key
-                if len(value) + _NEAR_LIMIT > room:
+                if len(value) + _NEAR_LIMIT > room:  # type: ignore[arg-type]
                     try:
-                        self._check_size(value, key, out_headers, room, topic)
+                        self._check_size(value, key, out_headers, room, topic)  # type: ignore[arg-type]
                     except RecordTooLarge as too_large:
                         self._reject("encode", too_large, message, inlet, dead)
                         continue
-                stats.records_out += 1
                 out.append(
                     Emitted(topic, Message(value, key, out_headers, "", -1, -1, message.timestamp))
                 )
-            else:
-                self._encode_or_fail(
-                    routed, message, inlet, out, dead, _origin(message, message.timestamp)
-                )
+        finally:
+            stats.records_out += len(out) - made
         if unchanged is not None:
             gate.record(len(messages), forwarded)
+
+    def _sink_sync_batch(
+        self, inlet: str, messages: Sequence[Message], out: list[Emitted], dead: list[DeadLetter]
+    ) -> None:
+        """:meth:`process_one_sync` for each message of a streamlet without outlets (a sink
+        without state), whose handler returns nothing: decode and call, nothing more."""
+        decoder = self.decoders[inlet]
+        only = decoder.only
+        decode = only.decode if only is not None else None
+        handler = self.handlers[inlet]
+        self.stats.records_in += len(messages)
+        for message in messages:
+            try:
+                value = message.value
+                record = (
+                    decode(value)
+                    if decode is not None and value is not None
+                    else decoder.decode(message)
+                )
+            except CodecError as exc:
+                self._reject(_decode_stage(exc), exc, message, inlet, dead)
+                continue
+            try:
+                result = handler(record)
+                if result is None:
+                    continue
+                routed = self.route(result)  # a sink returned a record: says where it failed
+            except StreamletFailed:
+                raise
+            except Exception as exc:
+                self._reject(_process_stage(exc), exc, message, inlet, dead)
+                continue
+            self._encode_or_fail(
+                routed, message, inlet, out, dead, _origin(message, message.timestamp)
+            )
 
     def _encode_or_fail(
         self,

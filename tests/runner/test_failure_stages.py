@@ -90,3 +90,36 @@ def test_dead_letter_stage(codec: str, streamlet: type[Streamlet], data: bytes, 
     (dead,) = result.dead_letters
     assert (dead.stage, dead.original.value) == (stage, data)
     assert result.stats.by_stage == {stage: 1} and result.stats.dead_lettered == 1
+
+
+SEEN: list[int] = []
+
+
+class Collect(Streamlet):
+    """A sink: keeps levels, fails on level 7, returns (wrongly) the record of level 8."""
+
+    readings = Inlet(LEVEL)
+
+    def process(self, level: dict[str, Any]) -> Any:
+        if level["level"] == 7:
+            raise ValueError("seven is not allowed")
+        if level["level"] == 8:
+            return level
+        SEEN.append(level["level"])
+        return None
+
+
+@pytest.mark.parametrize("codec", ["avro", "json"])
+def test_a_sinks_failures_are_dead_lettered_at_their_stage_and_the_rest_goes_on(
+    codec: str,
+) -> None:
+    levels = [{"sensor_id": "s", "level": n} for n in range(10)]
+    inputs: list[Any] = [*levels[:3], Raw(b"\xff\xfe garbage"), *levels[3:]]
+    SEEN.clear()
+    result = run_streamlet(Collect, {"readings": inputs}, codec=codec)
+    assert SEEN == [0, 1, 2, 3, 4, 5, 6, 9]
+    stages = [(d.stage, d.error_message) for d in result.dead_letters]
+    assert [stage for stage, _ in stages] == ["decode", "process", "process"]
+    assert "seven is not allowed" in stages[1][1]
+    assert "it is a sink (no outlets): its process() must return None" in stages[2][1]
+    assert result.stats.records_in == 11 and result.stats.records_out == 0
