@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -31,7 +32,7 @@ import fastavro  # noqa: E402
 from blueprint import VerifiedBlueprint, verify  # noqa: E402
 from runner.local import LocalRunner  # noqa: E402
 
-GOAL = 0.7
+GOAL = 0.8
 
 APP = """
 from typing import Any
@@ -80,6 +81,15 @@ class Source(Streamlet):
         return (make(i) for i in range(n))
 
 
+class AsyncSource(Streamlet):
+    out = Outlet(READING)
+
+    async def generate(self):
+        import os
+        for i in range(int(os.environ["BENCH_RECORDS"])):
+            yield make(i)
+
+
 class Scale(Streamlet):
     readings = Inlet(READING)
     out = Outlet(SCALED)
@@ -107,10 +117,12 @@ topics:
 """
 
 
-def load(directory: Path) -> tuple[VerifiedBlueprint, Any]:
+def load(directory: Path, source: str = "Source") -> tuple[VerifiedBlueprint, Any]:
+    """The bench blueprint with ``source`` (``Source``: sync, ``AsyncSource``) first."""
     (directory / "bench_app.py").write_text(APP)
-    path = directory / "blueprint.yaml"
-    path.write_text(textwrap.dedent(BLUEPRINT).lstrip())
+    path = directory / f"blueprint-{source}.yaml"
+    text = textwrap.dedent(BLUEPRINT).lstrip().replace("bench_app:Source", f"bench_app:{source}")
+    path.write_text(text)
     return verify(path).unwrap(), sys.modules["bench_app"]
 
 
@@ -160,18 +172,28 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["BENCH_RECORDS"] = str(args.records)
     with tempfile.TemporaryDirectory() as tmp:
         bp, app = load(Path(tmp))
-        ours, bare = [], []
-        for _ in range(args.repeat):  # interleaved: both see the same noise
+        bp_async, _ = load(Path(tmp), "AsyncSource")
+        ours, ours_async, bare = [], [], []
+        for _ in range(args.repeat):  # interleaved: all see the same noise
             ours.append(run_ours(bp, app, args.records))
+            ours_async.append(run_ours(bp_async, app, args.records))
             bare.append(run_bare(app, args.records))
     n = args.records
     best_ours, best_bare = n / min(ours), n / min(bare)
     ratio = best_ours / best_bare
     print(f"local runner: source -> transform -> sink, {n:,} records, Avro on both topics")
     print(f"  runner     {best_ours:>10,.0f} records/s (best of {args.repeat})")
+    best_async = n / min(ours_async)
+    print(f"  async src  {best_async:>10,.0f} records/s (the source's generate() is async)")
     print(f"  bare loop  {best_bare:>10,.0f} records/s (same encode+decode work, no runner)")
     verdict = "ok" if ratio >= GOAL else "below goal"
     print(f"  ratio runner/bare {ratio:.2f} (goal >= {GOAL}) {verdict}")
+    print(f"  ratio async source/bare {best_async / best_bare:.2f}")
+    medians = [statistics.median(n / t for t in times) for times in (ours, ours_async, bare)]
+    print(
+        f"  medians: runner {medians[0]:,.0f}, async source {medians[1]:,.0f}, "
+        f"bare {medians[2]:,.0f} records/s (ratio {medians[0] / medians[2]:.2f})"
+    )
     return 0
 
 
