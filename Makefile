@@ -66,6 +66,7 @@ $(QUIX)/bin/python:
 bench: $(STAMP) $(QUIX)/bin/python
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/local_runner.py
+	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/state_store.py
 	$(BIN)/python benchmarks/state.py --quix-python $(QUIX)/bin/python
 	$(BIN)/python benchmarks/windows.py --quix-python $(QUIX)/bin/python
