@@ -112,49 +112,51 @@ class SourcePump:
             await self._pump_sync(produced)
             return
         iterator: AsyncIterator[Any] = produced.__aiter__()
-        worker = _AsyncSource(self, iterator)
-        task = asyncio.ensure_future(worker.run())
+        executor = self.executor
+        state = executor.state
         stop = asyncio.ensure_future(self.stop.wait())
-        state = self.executor.state
-        deadline: float | None = None  # set once the source was told to stop, or cancelled
+        deadline: float | None = None  # set once a draining source was told to stop
         try:
-            while True:
-                done: set[asyncio.Future[Any]] = set()
-                if not worker.woken.is_set():
-                    woken = asyncio.ensure_future(worker.woken.wait())
-                    waiting = {woken} if stop.done() else {woken, stop}
+            while not (stop.done() and not self.drains):
+                step = asyncio.ensure_future(anext(iterator))
+                while True:
+                    waiting = {step} if stop.done() else {step, stop}
                     timeout = self.tick_seconds
                     if deadline is not None:
                         timeout = min(timeout, max(deadline - time.monotonic(), 0.0))
                     done, _ = await asyncio.wait(
                         waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                     )
-                    woken.cancel()
-                if stop.done() and deadline is None:
-                    deadline = time.monotonic() + self.drain_seconds
-                    if self.drains:
+                    if step in done:
+                        break
+                    if stop in done and deadline is None and self.drains:
                         await self._tell_stop()
-                    else:  # what it yielded so far still goes on; what it waits for not
-                        await _cancel(task)
-                if worker.woken.is_set():
-                    out, dead, own = worker.take()
-                    if own is not None and state is not None:
-                        state.apply_own(own)
-                    if out or dead:
-                        await self.publish(out, dead)
-                if task.done() and not worker.woken.is_set():
-                    if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]  # StreamletFailed
-                    if worker.failed is not None:
-                        error = worker.failed
-                        raise LifecycleError(self.executor.name, "generate", error) from error
-                    return
-                if deadline is not None and time.monotonic() >= deadline:
-                    return  # it drained too long: what it has not yielded is left
-                if not done and self.tick is not None and not worker.woken.is_set():
-                    await self.tick()
+                        deadline = time.monotonic() + self.drain_seconds
+                        continue
+                    if stop.done() and (deadline is None or time.monotonic() >= deadline):
+                        break  # stopped while the source waits (or drains too long)
+                    if not done and self.tick is not None:
+                        await self.tick()
+                if not step.done():
+                    step.cancel()
+                    await asyncio.gather(step, return_exceptions=True)
+                    break
+                try:
+                    item = step.result()
+                except StopAsyncIteration:
+                    if state is not None:  # the changes after its last record
+                        state.apply_own(state.own_snapshot())
+                    break
+                except Exception as exc:
+                    raise LifecycleError(executor.name, "generate", exc) from exc
+                out: list[Emitted] = []
+                dead: list[DeadLetter] = []
+                executor.encode_generated(item, out, dead)
+                if state is not None:
+                    state.apply_own(state.own_snapshot())
+                # An async source may be slow: each record goes on as it comes.
+                await self.publish(out, dead)
         finally:
-            await _cancel(task)
             stop.cancel()
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
@@ -241,102 +243,6 @@ class _Position:
         self.own = own
 
 
-async def _cancel(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` (if it still runs) and wait until it has ended."""
-    if not task.done():
-        task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-def _take_queued(queue: deque[Any]) -> tuple[list[Emitted], list[DeadLetter], Any]:
-    """Empty a source's hand-over queue: its outputs, its dead letters, and its state
-    changes as of the last record in it (``None``: none)."""
-    out: list[Emitted] = []
-    dead: list[DeadLetter] = []
-    own: Any = None
-    pop = queue.popleft
-    while queue:
-        item = pop()
-        if type(item) is Emitted:
-            out.append(item)
-        elif type(item) is _Position:
-            own = item.own
-        else:
-            dead.append(item)
-    return out, dead, own
-
-
-class _AsyncSource:
-    """An async source's records, taken from its generator by a task of their own and
-    queued encoded for the pump, as a sync source's thread does.
-
-    A task per record (to race each ``anext()`` against a stop request) and a batch per
-    record cost four times a sync source's per-record CPU (benchmarks/local_runner.py):
-    the task runs the generator with plain awaits, and the pump takes what is queued
-    whenever it runs. A record that comes alone goes on alone, at once; a source that
-    never waits gives way to the loop after each batch, and waits while ``_AHEAD``
-    batches are queued.
-    """
-
-    def __init__(self, pump: SourcePump, iterator: AsyncIterator[Any]) -> None:
-        self.pump = pump
-        self.iterator = iterator
-        self.woken = asyncio.Event()  # set: something is queued, or the task ended
-        self.failed: BaseException | None = None  # what generate() raised
-        self._queue: deque[Any] = deque()
-        self._room = asyncio.Event()
-        self._batch = pump.batch_size
-        self._limit = pump.batch_size * _AHEAD
-
-    def take(self) -> tuple[list[Emitted], list[DeadLetter], Any]:
-        """Everything queued so far (see :func:`_take_queued`)."""
-        self.woken.clear()
-        taken = _take_queued(self._queue)
-        self._room.set()
-        return taken
-
-    async def run(self) -> None:
-        executor = self.pump.executor
-        encode = executor.encode_generated
-        state = executor.state
-        snapshot = state.own_snapshot if state is not None else None
-        queue, batch, limit = self._queue, self._batch, self._limit
-        out: list[Emitted] = []
-        dead: list[DeadLetter] = []
-        made = 0
-        try:
-            while True:
-                try:
-                    item = await anext(self.iterator)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    self.failed = exc
-                    return
-                encode(item, out, dead)
-                had = len(queue)
-                if out:
-                    queue.extend(out)
-                    out.clear()
-                if dead:
-                    queue.extend(dead)
-                    dead.clear()
-                if snapshot is not None:
-                    queue.append(_Position(snapshot()))
-                if had == 0 or had < batch <= len(queue):
-                    self.woken.set()
-                made += 1
-                if len(queue) >= limit:
-                    self._room.clear()
-                    await self._room.wait()
-                elif made % batch == 0:
-                    await asyncio.sleep(0)  # it never waits: let the loop run the others
-            if snapshot is not None:  # the changes after its last record
-                queue.append(_Position(snapshot()))
-        finally:
-            self.woken.set()
-
-
 class _SyncSource:
     """The worker-thread side of a sync source: iterate and encode into a shared queue.
 
@@ -376,7 +282,18 @@ class _SyncSource:
         source's state changes as of the last of those records (``None``: none)."""
         self.woken.clear()
         end = self.end  # read first: once set, everything the thread made is queued
-        out, dead, own = _take_queued(self._queue)
+        out: list[Emitted] = []
+        dead: list[DeadLetter] = []
+        own: Any = None
+        queue, pop = self._queue, self._queue.popleft
+        while queue:
+            item = pop()
+            if type(item) is Emitted:
+                out.append(item)
+            elif type(item) is _Position:
+                own = item.own
+            else:
+                dead.append(item)
         with self._room:
             self._room.notify_all()
         return out, dead, end, own
