@@ -9,7 +9,9 @@ out as its input bytes (streamlets/codecs/passthrough.py). A second row runs a s
 that returns a new record, so that every output is Avro-encoded too. The bare loop copies
 bytes. The keyed rows read a second input whose records have keys of 8-16 bytes and two
 headers besides the schema's, which both loops keep on the way out (the streamlet through
-its key/header inheritance).
+its key/header inheritance). The raw fastavro loop is the bare loop doing what the
+new-record streamlet does to each value (fastavro decode, ``dict(record)``, encode), on
+both inputs; the new-record rows are also given as ratios to it.
 Times count from the first record consumed to the last output acknowledged and committed
 (so the consumer-group join is left out). Prints msg/s, CPU microseconds per message and
 the ratios; quixstreams (bytes in, bytes out, like the bare loop) joins the table when
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +82,7 @@ streamlets:
   pass: {class: bench_app:Passthrough}
   touch: {class: bench_app:Touch}
   pass-keyed: {class: bench_app:Passthrough}
+  touch-keyed: {class: bench_app:Touch}
 topics:
   input:
     name: bench-input
@@ -86,7 +90,11 @@ topics:
     partitions: 3
   input-keyed:
     name: bench-input-keyed
-    consumers: [pass-keyed.inp]
+    consumers: [pass-keyed.inp, touch-keyed.inp]
+    partitions: 3
+  touched-keyed:
+    name: bench-output-touch-keyed
+    producers: [touch-keyed.out]
     partitions: 3
   output-keyed:
     name: bench-output-keyed
@@ -125,6 +133,7 @@ def _fill(bootstrap: str, records: int) -> None:
     topics = ["bench-input", "bench-output-ours", "bench-output-touch", "bench-output-bare"]
     topics += ["bench-output-quix", "bench-input-keyed", "bench-output-keyed"]
     topics.append("bench-output-bare-keyed")
+    topics += ["bench-output-avro", "bench-output-avro-keyed", "bench-output-touch-keyed"]
     for future in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
         future.result()
     schema = Schema.of(ITEM)
@@ -216,18 +225,35 @@ def worker_ours(
 
 
 def worker_bare(
-    bootstrap: str, records: int, run: int = 0, keyed: bool = False
+    bootstrap: str, records: int, run: int = 0, keyed: bool = False, avro: bool = False
 ) -> dict[str, float]:
     """A bare consume -> produce loop: flush outputs, then commit offsets, about once a
-    second; key and headers copied to the output."""
+    second; key and headers copied to the output. With ``avro``, the raw fastavro loop:
+    each value is decoded (``schemaless_reader``), transformed as the ``touch`` streamlet
+    does (``dict(record)``) and encoded again (``schemaless_writer``)."""
+    kind = "avro" if avro else "bare"
     source = "bench-input-keyed" if keyed else "bench-input"
-    target = "bench-output-bare-keyed" if keyed else "bench-output-bare"
+    target = f"bench-output-{kind}{'-keyed' if keyed else ''}"
+    from io import BytesIO
+
+    import fastavro
     from confluent_kafka import Consumer, Producer, TopicPartition
+
+    schema = fastavro.parse_schema(ITEM)
+    read, write = fastavro.schemaless_reader, fastavro.schemaless_writer
+
+    def work(value: bytes) -> bytes:
+        if not avro:
+            return value
+        record = dict(read(BytesIO(value), schema, None))
+        out = BytesIO()
+        write(out, schema, record)
+        return out.getvalue()
 
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-{run}.bare{'-keyed' if keyed else ''}",
+            "group.id": f"bench-{run}.{kind}{'-keyed' if keyed else ''}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
@@ -248,7 +274,7 @@ def worker_bare(
                     continue
                 while True:
                     try:
-                        producer.produce(target, m.value(), m.key(), headers=m.headers())
+                        producer.produce(target, work(m.value()), m.key(), headers=m.headers())
                         break
                     except BufferError:
                         producer.poll(0.05)
@@ -339,7 +365,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--worker",
-        choices=["ours", "ours-new", "ours-keyed", "bare", "bare-keyed", "quix"],
+        choices=[
+            "ours",
+            "ours-new",
+            "ours-keyed",
+            "ours-new-keyed",
+            "bare",
+            "bare-keyed",
+            "avro",
+            "avro-keyed",
+            "quix",
+        ],
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
@@ -354,13 +390,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         if args.worker.startswith("ours"):
-            streamlet = {"ours": "pass", "ours-new": "touch", "ours-keyed": "pass-keyed"}
+            streamlet = {
+                "ours": "pass",
+                "ours-new": "touch",
+                "ours-keyed": "pass-keyed",
+                "ours-new-keyed": "touch-keyed",
+            }
             result = worker_ours(
                 args.bootstrap, args.blueprint, args.records, streamlet[args.worker]
             )
-        elif args.worker.startswith("bare"):
-            keyed = args.worker == "bare-keyed"
-            result = worker_bare(args.bootstrap, args.records, args.run, keyed)
+        elif args.worker.startswith(("bare", "avro")):
+            keyed = args.worker.endswith("-keyed")
+            avro = args.worker.startswith("avro")
+            result = worker_bare(args.bootstrap, args.records, args.run, keyed, avro)
         else:
             result = worker_quix(args.bootstrap, args.records, args.run)
         print(json.dumps(result))
@@ -371,6 +413,7 @@ def main() -> None:
     from runner.kafka.broker import EmbeddedBroker
 
     kinds = ["bare", "ours", "ours-new", "bare-keyed", "ours-keyed"]
+    kinds += ["avro", "ours-new-keyed", "avro-keyed"]
     python = dict.fromkeys(kinds, sys.executable)
     if args.quix_python:
         kinds.append("quix")
@@ -401,6 +444,9 @@ def main() -> None:
         "ours-new": "  (new record: re-encoded)",
         "bare-keyed": "bare, keyed + 2 headers",
         "ours-keyed": "streamlets, keyed + 2 headers",
+        "avro": "raw fastavro loop",
+        "ours-new-keyed": "streamlets new record, keyed",
+        "avro-keyed": "raw fastavro loop, keyed",
         "quix": "quixstreams",
     }
     for kind, result in best.items():
@@ -412,6 +458,18 @@ def main() -> None:
         print(
             f"{names[kind]:<28}{rate:>12,.0f}{cpu_us:>12.1f}"
             f"{rate / base_rate:>11.2f}x{cpu_us / base_cpu:>10.2f}x"
+        )
+    print("against the raw fastavro loop (same decode, transform, encode, key/header work;")
+    print("goal: rate >= 1.0x at CPU <= 1.5x):")
+    for ours_kind, raw_kind in (("ours-new", "avro"), ("ours-new-keyed", "avro-keyed")):
+        ours, raw = best[ours_kind], best[raw_kind]
+        cpu_ratio = (ours["cpu"] / ours["records"]) / (raw["cpu"] / raw["records"])
+        medians = [
+            statistics.median(_rate(r) for r in rounds[kind]) for kind in (ours_kind, raw_kind)
+        ]
+        print(
+            f"  {names[ours_kind]:<30} rate {_rate(ours) / _rate(raw):.2f}x (median "
+            f"{medians[0] / medians[1]:.2f}x), CPU {cpu_ratio:.2f}x"
         )
     per_round = ", ".join(
         f"{_rate(ours) / _rate(bare):.2f}x"
