@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -115,15 +115,27 @@ class FileSource(Streamlet):
 
     def _jsonl(self, fh: IO[str], path: Path, schema: Schema, start: int) -> Iterator[Any]:
         position = self.position
+        # A model's lines are parsed and validated in one step by pydantic-core (a third of
+        # the cost). A line that does not pass goes the long way, json.loads and then the
+        # model, which says why as it always has. The one step is JSON's own validation,
+        # so it takes a little more: an ISO string for a strict datetime field, say.
+        fast = _json_validator(schema)
         for number, line in enumerate(fh, start=1):
             if number <= start or not line.strip():
                 continue
             position.set(number)  # where this record leaves the file: kept with it
-            where = f"{path}:{number}"
+            if fast is not None:
+                try:
+                    record = fast(line)
+                except ValueError:
+                    pass
+                else:
+                    yield record
+                    continue
             try:
                 yield schema.validate(json.loads(line))
             except (ValueError, SchemaError) as exc:
-                yield Rejected(line.rstrip("\n").encode(), exc, where)
+                yield Rejected(line.rstrip("\n").encode(), exc, f"{path}:{number}")
 
     def _csv(self, fh: IO[str], path: Path, schema: Schema, start: int) -> Iterator[Any]:
         reader = csv.DictReader(fh)
@@ -151,6 +163,18 @@ class FileSource(Streamlet):
                     yield schema.from_datum(datum)
                 except (ValueError, SchemaError) as exc:
                     yield Rejected(json.dumps(datum, default=str).encode(), exc, f"{path}#{number}")
+
+
+def _json_validator(schema: Schema) -> Callable[[str], Any] | None:
+    """pydantic-core's JSON validation of ``schema``'s model (lax, as ``Schema.validate``
+    is), or ``None`` for an Avro schema or a model that overrides ``model_validate``."""
+    model = schema.model
+    if model is None:
+        return None
+    if getattr(model.model_validate, "__func__", None) is not BaseModel.model_validate.__func__:  # type: ignore[attr-defined]
+        return None
+    validate_json: Callable[[str], Any] = model.__pydantic_validator__.validate_json
+    return validate_json
 
 
 def _csv_converter(schema: Schema) -> Any:
