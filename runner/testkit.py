@@ -463,6 +463,7 @@ def run_blueprint(
     sets: Sequence[str] = (),
     state: Mapping[str, Mapping[str, Mapping[str | bytes, Any]]] | None = None,
     streamlets: Iterable[str] | None = None,
+    fuse: bool = False,
 ) -> BlueprintResult:
     """Run a blueprint in-process with records injected on topics; collect topics.
 
@@ -480,6 +481,8 @@ def run_blueprint(
     raises :class:`blueprint.InvalidBlueprint`. The streamlets run with the blueprint's
     directory on ``sys.path`` (see :func:`blueprint.user_code_path`). ``state`` seeds keyed
     state (streamlet -> state -> key -> value); ``result.state`` holds it after the run.
+    ``fuse`` hands records on as objects where a hop allows it, as ``flow run-local
+    --fuse`` does (see :mod:`runner.runtime.fused`).
     """
     if isinstance(blueprint, VerifiedBlueprint):
         verified = blueprint
@@ -523,6 +526,7 @@ def run_blueprint(
         collect=collect,
         state=_seed(state or {}),
         codecs=codecs,
+        fuse=fuse,
     )
     with user_code_path(verified.directory):
         result = _run(runner)

@@ -131,8 +131,12 @@ def run_local(
     max_dead_letter_ratio: float | None = DEFAULT_MAX_DEAD_LETTER_RATIO,
     verbose: int = 0,
     ui: UiOptions | None = None,
+    fuse: bool = False,
 ) -> int:
     """Run ``blueprint`` in-process; returns the exit status (0 ok, 1 failed, 130 aborted).
+
+    With ``fuse``, hops whose both sides have the same pydantic model hand records on as
+    objects instead of Avro (see :mod:`runner.runtime.fused`).
 
     With ``ui``, the live view serves the run while it runs, and once it has ended by
     itself (finished or failed) until Ctrl-C; a run stopped by a signal takes it along.
@@ -149,6 +153,7 @@ def run_local(
         run_dir=directory,
         keep_dead_letters=False,
         state_dir=Path(state_dir) if state_dir else None,
+        fuse=fuse,
     )
     found: list[Excess] = []
     source = LocalSource(runner) if ui is not None else None
@@ -243,6 +248,13 @@ def _report(
     help="Kafka bootstrap servers for --kafka (default: start an embedded broker).",
 )
 @click.option(
+    "--fuse",
+    is_flag=True,
+    help="Hand records on as objects, not Avro, between streamlets whose outlet and inlet "
+    "have the same pydantic model and where one streamlet reads the topic (faster; a run "
+    "then does not prove that the records survive Avro: see the README).",
+)
+@click.option(
     "--max-dead-letter-ratio",
     type=click.FloatRange(0, 1),
     help="Fail the run when a streamlet sends more than this share of its records to dead "
@@ -265,6 +277,7 @@ def run_local_command(
     state_dir: str | None,
     kafka: bool,
     bootstrap: str | None,
+    fuse: bool,
     max_dead_letter_ratio: float | None,
     verbose: int,
     ui: bool,
@@ -290,6 +303,11 @@ def run_local_command(
     result = verified_or_exit(blueprint, overrides)
     if bootstrap and not kafka:
         raise click.UsageError("--bootstrap needs --kafka")
+    if fuse and kafka:
+        raise click.UsageError(
+            "--fuse is for the in-process runner; under --kafka every record crosses the "
+            "broker as Avro"
+        )
     if state_dir and kafka:
         raise click.UsageError(
             "--state-dir is for the in-process runner; under --kafka each process keeps its "
@@ -333,6 +351,7 @@ def run_local_command(
             max_dead_letter_ratio=ratio,
             verbose=verbose,
             ui=view,
+            fuse=fuse,
         )
     )
 

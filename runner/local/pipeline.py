@@ -21,6 +21,7 @@ from blueprint import StreamletSpec, VerifiedBlueprint
 from runner.runtime.dead_letter_file import DeadLetterFile
 from runner.runtime.errors import StreamletFailed
 from runner.runtime.executor import Executor
+from runner.runtime.fused import fusable_topics
 from runner.runtime.heap import frozen_heap
 from runner.runtime.lifecycle import instance_lifecycle
 from runner.runtime.messages import DeadLetter, Emitted, Message
@@ -254,8 +255,11 @@ class LocalRunner:
         state_dir: Path | None = None,
         state: Mapping[str, Mapping[str, Mapping[bytes, Any]]] | None = None,
         codecs: TopicCodecs | None = None,
+        fuse: bool = False,
     ) -> None:
         self.blueprint = blueprint
+        #: Hand records on as objects where a hop allows it (see runner.runtime.fused).
+        self.fuse = fuse
         self.state_dir = state_dir
         self.state_seed = {k: dict(v) for k, v in (state or {}).items()}
         self.final_state: dict[str, dict[str, dict[bytes, Any]]] = {}
@@ -353,6 +357,13 @@ class LocalRunner:
         for key in self.inject:
             if key not in topics:
                 raise KeyError(f"cannot inject into topic '{key}': the blueprint has no such topic")
+        if self.fuse:
+            skip = set(self.inject) | self.collect
+            self.codecs.fused = fusable_topics(bp, self.codecs.codec_name, skip)
+            log.info(
+                "fused hops (records cross as objects): %s",
+                ", ".join(sorted(self.codecs.fused)) or "none",
+            )
         # (streamlet, inlet, replica) -> the queue that replica reads the inlet's topic from
         inboxes: dict[tuple[str, str, int], asyncio.Queue[list[Message] | None]] = {}
         for key, spec in bp.topics.items():
@@ -488,13 +499,16 @@ class LocalRunner:
                 batch = await queue.get()
                 if batch is _END:
                     return
-                # Take whatever else is ready: bigger batches, fewer hops.
-                while not queue.empty():
-                    more = queue.get_nowait()
-                    if more is _END:
-                        queue.put_nowait(_END)  # leave it for the loop to see next
-                        break
-                    batch = batch + more
+                # Take whatever else is ready: bigger batches, fewer hops (one list: a
+                # batch may be another group's too, and concatenating copies each time).
+                if not queue.empty():
+                    batch = list(batch)
+                    while not queue.empty():
+                        more = queue.get_nowait()
+                        if more is _END:
+                            queue.put_nowait(_END)  # leave it for the loop to see next
+                            break
+                        batch.extend(more)
                 self._handling += 1
                 try:
                     emitted, dead = await executor.process_batch(inlet, batch)
@@ -594,17 +608,22 @@ class LocalRunner:
 
     # -- running -------------------------------------------------------------------------
 
-    async def _end_when_quiet(self, topics: Mapping[str, _Topic]) -> None:
+    async def _end_when_quiet(
+        self, topics: Mapping[str, _Topic], jobs_over: asyncio.Future[Any]
+    ) -> None:
         """End every topic once nothing can produce a record any more: no source or
         injection runs, no consumer handles a batch, every channel is empty.
 
         Topics end by themselves when their producers end; this ends the ones whose
         producers wait for each other (a cycle that no source feeds), which would else
-        keep the run waiting for ever.
+        keep the run waiting for ever. It returns as soon as the jobs are over (the run
+        does not wait for its next look).
         """
         quiet = 0
         while not all(t.closed for t in topics.values()):
-            await asyncio.sleep(QUIET_CHECK_SECONDS)
+            await asyncio.wait({jobs_over}, timeout=QUIET_CHECK_SECONDS)
+            if jobs_over.done():
+                return
             idle = (
                 self._feeding == 0
                 and self._handling == 0
@@ -626,7 +645,8 @@ class LocalRunner:
         closers = [t.close() for t in topics.values() if t.open_producers == 0]
         tasks = [asyncio.create_task(job(), name=getattr(job, "__name__", "job")) for job in jobs]
         tasks += [asyncio.create_task(closer) for closer in closers]
-        tasks.append(asyncio.create_task(self._end_when_quiet(topics), name="quiet"))
+        jobs_over = asyncio.gather(*tasks, return_exceptions=True)
+        tasks.append(asyncio.create_task(self._end_when_quiet(topics, jobs_over), name="quiet"))
         error: BaseException | None = None
         try:
             with frozen_heap():  # the stream allocates; what start-up made stays put

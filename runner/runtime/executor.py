@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from blueprint import StreamletSpec, TopicSpec, VerifiedBlueprint
 from runner.runtime.errors import StreamletFailed, UnexpectedTombstone
+from runner.runtime.fused import materialized
 from runner.runtime.limits import NO_LIMIT, RecordLimit, RecordTooLarge
 from runner.runtime.messages import DeadLetter, Emitted, Message
 from runner.runtime.state import MemoryStore, StateManager
@@ -421,7 +422,7 @@ class Executor:
             error_class=type(cause).__name__,
             error_message=str(exc),
             stack_trace="".join(traceback.format_exception(exc)),
-            original=original,
+            original=materialized(original),
             inlet=inlet,
         )
         self.recent_errors.append(dead)
@@ -1111,7 +1112,7 @@ class Executor:
                 error_class=type(error).__name__,
                 error_message=str(error),
                 stack_trace="",
-                original=message,
+                original=materialized(message),
                 inlet=inlet,
             )
         )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from blueprint import TopicSpec
+from runner.runtime.fused import fusing
 from runner.runtime.registry import RegistryConfig, SchemaRegistryAdapter
 from streamlets.codecs import Codec, codec_for
 
@@ -34,6 +35,9 @@ class TopicCodecs:
             registry = RegistryConfig({"url": f"mock://streamlets-{os.getpid()}-{next(_runs)}"})
         self.registry = registry
         self._adapter: SchemaRegistryAdapter | None = None
+        #: Keys of the topics whose records cross as objects (``flow run-local --fuse``;
+        #: see :mod:`runner.runtime.fused`).
+        self.fused: set[str] = set()
 
     def codec_name(self, topic: TopicSpec) -> str:
         """The codec ``topic`` uses."""
@@ -44,6 +48,8 @@ class TopicCodecs:
     def __call__(self, topic: TopicSpec) -> Callable[..., Codec]:
         """The codec factory of ``topic``: ``(name, writer, reader) -> Codec``."""
         name = self.codec_name(topic)
+        if topic.key in self.fused:
+            return fusing(codec_for)
         if name != "avro-confluent":
             return codec_for
         if self._adapter is None and self.registry is not None:
