@@ -72,6 +72,7 @@ bench: $(STAMP) $(QUIX)/bin/python
 	$(BIN)/python benchmarks/windows.py --quix-python $(QUIX)/bin/python
 	$(BIN)/python benchmarks/kafka_runner.py --quix-python $(QUIX)/bin/python
 	$(BIN)/python benchmarks/model_serving.py
+	$(BIN)/python benchmarks/batch_scoring.py --kafka
 
 # The wheel to install the framework into another project's venv (DIST=DIR to build elsewhere):
 # pip install dist/streamlets-<version>-py3-none-any.whl
