@@ -951,8 +951,33 @@ class Executor:
         dead: list[DeadLetter],
     ) -> None:
         """Route and encode each record's result, in order; an exception in place of a
-        result is that record's failure, so the error policy applies to it alone."""
+        result is that record's failure, so the error policy applies to it alone.
+
+        A record for the only outlet on one topic (the usual result of ``process_many``)
+        is encoded here, as :meth:`encode_outputs` would, without routing it.
+        """
+        fast = self._fast
         for message, timestamp, result in outcomes:
+            if fast is not None and isinstance(result, _SINGLE_RECORD):
+                topic, codec, headers, room = fast
+                try:
+                    value = codec.encode(result)
+                except (CodecError, StreamletsError) as exc:
+                    self._reject("encode", exc, message, inlet, dead)
+                    continue
+                inherited = message.headers
+                if inherited and not (len(inherited) == 1 and inherited[0][0] == SCHEMA_HEADER):
+                    headers = user_headers(inherited) + headers
+                key = message.key
+                if len(value) + _NEAR_LIMIT > room:
+                    try:
+                        self._check_size(value, key, headers, room, topic)
+                    except RecordTooLarge as too_large:
+                        self._reject("encode", too_large, message, inlet, dead)
+                        continue
+                self.stats.records_out += 1
+                out.append(Emitted(topic, Message(value, key, headers, "", -1, -1, timestamp)))
+                continue
             if isinstance(result, BaseException):
                 if isinstance(result, StreamletFailed):
                     raise result
