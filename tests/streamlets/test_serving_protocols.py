@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamlets.serving.errors import ServingError
 from streamlets.serving.protocols import (
@@ -153,3 +156,37 @@ def test_public_names_are_sorted_and_importable() -> None:
     assert serving.__all__ == sorted(serving.__all__)
     for name in serving.__all__:
         assert getattr(serving, name).__doc__, name
+
+
+# -- the request bodies' JSON ----------------------------------------------------------
+
+
+_json_values = st.recursive(
+    st.one_of(
+        st.booleans(),
+        st.integers(-(2**80), 2**80),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=6),
+        st.none(),
+    ),
+    lambda children: st.lists(children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_json_values, max_size=20))
+def test_tensor_data_encodes_to_the_same_json_values_as_the_json_module(data: list[Any]) -> None:
+    from streamlets.serving.protocols import _encode_data
+
+    assert json.loads(_encode_data(data)) == json.loads(json.dumps(data))
+
+
+def test_tensor_data_the_fast_encoder_does_not_know_fails_as_before() -> None:
+    import numpy as np
+
+    from streamlets.serving.protocols import _encode_data
+
+    assert _encode_data([float("nan"), float("inf")]) == b"[NaN,Infinity]"
+    with pytest.raises(TypeError, match="float32"):
+        _encode_data([np.float32(1.5)])
