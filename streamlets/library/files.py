@@ -253,6 +253,7 @@ class FileSink(Streamlet):
     def setup(self) -> None:
         """Open the file (creating its directory)."""
         self._schema = self.port_schema("records")
+        self._json_line = _json_writer(self._schema)
         path = self.config.path
         self._format = file_format(path, self.config.format)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +275,7 @@ class FileSink(Streamlet):
     def process(self, record: Any) -> None:
         """Write one record."""
         if self._format == "jsonl":
-            self._file.write(_json_line(record))
+            self._file.write(self._json_line(record))
         elif self._format == "csv":
             row = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
             if self._csv is None:
@@ -348,6 +349,23 @@ def _end_of_last_avro_block(fh: IO[bytes]) -> int:
     except Exception:  # a torn block: keep what came before it
         pass
     return end
+
+
+def _json_writer(schema: Schema) -> Callable[[Any], str]:
+    """The JSON line of a record of ``schema``: for a model that keeps pydantic's own
+    ``model_dump_json``, its serializer called directly (what ``model_dump_json(by_alias=
+    True)`` does, without its keyword handling: half the time); else :func:`_json_line`."""
+    model = schema.model
+    if model is None or model.model_dump_json is not BaseModel.model_dump_json:
+        return _json_line
+    to_json = model.__pydantic_serializer__.to_json
+
+    def line(record: Any) -> str:
+        if record.__class__ is not model:
+            return _json_line(record)
+        return to_json(record, by_alias=True).decode() + "\n"
+
+    return line
 
 
 def _json_line(record: Any) -> str:
