@@ -4,9 +4,10 @@
 whose writer and reader are the same pydantic model, and which one streamlet reads, from
 the producer to the consumer as they are, as Flink chains operators with object reuse on:
 no Avro encode, no decode, no validation of what was just validated. A fused message's
-value is a :class:`FusedValue`: an empty ``bytes`` that carries the record and the codec
-that would have encoded it, so a dead letter of it still gets the record's Avro bytes
-(:func:`materialized`).
+value is a :class:`FusedValue` in place of bytes: the record and the codec that would
+have encoded it, so a dead letter of it still gets the record's Avro bytes
+(:func:`materialized`). Nothing but the executor's codecs and dead letters looks into
+the value of an in-process message; a fused hop never leaves the process.
 
 What a fused hop does not prove (why it is off by default): that the record survives Avro
 (a value pydantic allows and Avro cannot hold, such as an int beyond 64 bits, fails on
@@ -30,12 +31,27 @@ from streamlets.schema import Schema
 __all__ = ["FusedCodec", "FusedValue", "fusable_topics", "fusing", "materialized"]
 
 
-class FusedValue(bytes):
-    """The value of a fused hop's message: no bytes; ``record`` is the record itself and
-    ``codec`` the codec that would have encoded it (see :func:`materialized`)."""
+class FusedValue(tuple[Any, Codec]):
+    """The value of a fused hop's message in place of its bytes: ``(record, codec)``, the
+    record itself and the codec that would have encoded it (see :func:`materialized`).
 
-    record: Any
-    codec: Codec
+    A tuple (one allocation, no ``__dict__``): it is made for every record of the hop.
+    """
+
+    __slots__ = ()
+
+    @property
+    def record(self) -> Any:
+        """The record."""
+        return self[0]
+
+    @property
+    def codec(self) -> Codec:
+        """The codec of the record's schema (for its bytes, when they are needed)."""
+        return self[1]
+
+
+_new = tuple.__new__
 
 
 class FusedCodec:
@@ -62,15 +78,13 @@ class FusedCodec:
                 record = self.schema.validate(record)
             except SchemaError as exc:
                 raise EncodeError(str(exc)) from exc
-        value = FusedValue()
-        value.record = record
-        value.codec = self.inner
-        return value
+        return _new(FusedValue, (record, self.inner))  # type: ignore[return-value]
 
     def decode(self, data: bytes) -> Any:
         """The record a FusedValue carries; other bytes are decoded by ``inner``."""
-        if data.__class__ is FusedValue:
-            return data.record
+        value: Any = data
+        if value.__class__ is FusedValue:
+            return value[0]
         return self.inner.decode(data)
 
 
@@ -87,12 +101,12 @@ def fusing(factory: Callable[..., Codec]) -> Callable[..., Codec]:
 def materialized(message: Message) -> Message:
     """``message`` with real bytes: a fused record encoded by its codec (for a dead letter);
     other messages as they are."""
-    value = message.value
+    value: Any = message.value
     if value is None or value.__class__ is not FusedValue:
         return message
-    record = value.record
+    record, codec = value
     try:
-        data = value.codec.encode(record)
+        data = codec.encode(record)
     except Exception:  # it cannot be written as Avro: keep what it is, as text
         data = repr(record).encode()
     return replace(message, value=data)

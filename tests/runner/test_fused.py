@@ -108,7 +108,8 @@ def test_the_fused_codec_converts_dicts_refuses_misfits_and_reads_real_bytes() -
     avro = codec_for("avro", schema)
     fused = FusedCodec(avro, schema)
     value = fused.encode({"value": 3})
-    assert isinstance(value, FusedValue) and fused.decode(value) == Number(value=3)
+    assert isinstance(value, FusedValue) and value.record == Number(value=3)
+    assert fused.decode(value) == Number(value=3) and value.codec is avro
     with pytest.raises(EncodeError, match="value"):
         fused.encode({"value": "three"})
     assert fused.decode(avro.encode(Number(value=4))) == Number(value=4)
