@@ -1003,12 +1003,20 @@ class Executor:
         dead: list[DeadLetter] = []
         originals: list[Message] = []
         records: list[Any] = []
+        self.stats.records_in += len(messages)
+        decoder = self.decoders[inlet]
+        only = decoder.only
+        decode = only.decode if only is not None else None
         for message in messages:
-            self.stats.records_in += 1
-            ok, record, failed = self._decode(inlet, message)
-            if not ok:
-                if failed is not None:
-                    dead.append(failed)
+            value = message.value
+            try:
+                record = (
+                    decode(value)
+                    if decode is not None and value is not None
+                    else decoder.decode(message)
+                )
+            except CodecError as exc:
+                self._reject(_decode_stage(exc), exc, message, inlet, dead)
                 continue
             originals.append(message)
             records.append(record)
@@ -1024,10 +1032,16 @@ class Executor:
                 f"streamlet '{self.name}': process_many returned {len(results)} results "
                 f"for {len(records)} records"
             )
-        outcomes = (
-            (message, self._event_time(inlet, record, message), result)
-            for message, record, result in zip(originals, records, results, strict=True)
-        )
+        if inlet in self.event_time:
+            outcomes: Iterable[tuple[Message, int, Any]] = (
+                (message, self._event_time(inlet, record, message), result)
+                for message, record, result in zip(originals, records, results, strict=True)
+            )
+        else:  # the records' own timestamps
+            outcomes = (
+                (message, message.timestamp, result)
+                for message, result in zip(originals, results, strict=True)
+            )
         self._emit_outcomes(inlet, outcomes, out, dead)
         return out, dead
 
