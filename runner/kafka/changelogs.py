@@ -77,6 +77,16 @@ class StateStoreError(StreamletsError):
     """A state store cannot be opened (another process has it, or the disk refuses)."""
 
 
+def _marker_delivered(restore: _Restore) -> Any:
+    """The delivery report callback of ``restore``'s marker: notes where it landed."""
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            restore.marker_offset = msg.offset()
+
+    return delivered
+
+
 def process_state_dir(
     root: Path, blueprint: VerifiedBlueprint, streamlet: str, replica: int
 ) -> Path:
@@ -120,6 +130,8 @@ class _Restore:
     next_offset: int = 0
     first: bool = True
     done: bool = False
+    #: Where the marker landed (its delivery report), once known.
+    marker_offset: int | None = None
 
 
 class KafkaState:
@@ -240,7 +252,9 @@ class KafkaState:
                 start = self.manager.changelog_offset(state, partition)
                 restore = _Restore(state, topic, partition, start)
                 self._restores[(state, partition)] = restore
-                producer.produce_to(topic, partition, MARKER_KEY, restore.token, None)
+                producer.produce_to(
+                    topic, partition, MARKER_KEY, restore.token, _marker_delivered(restore)
+                )
                 assigned.append(
                     TopicPartition(topic, partition, OFFSET_BEGINNING if start is None else start)
                 )
@@ -263,6 +277,7 @@ class KafkaState:
         consumer = self._consumer
         deadline = time.monotonic() + budget
         finished: list[int] = []
+        self._check_beyond_end()
         while self._restores and time.monotonic() < deadline:
             raw = consumer.consume(_RESTORE_BATCH, min(budget, 0.1))
             if not raw:
@@ -281,6 +296,41 @@ class KafkaState:
             finished += self._finish()
         self._report_progress()
         return finished
+
+    def _check_beyond_end(self) -> None:
+        """Rebuild the stores whose checkpoint lies beyond their changelog's end.
+
+        The marker landed below the offset a store had caught up to: the changelog was
+        recreated or the broker lost it (an embedded broker keeps topics in memory). A
+        broker that answers a fetch beyond the end with "out of range" sends the reader
+        back to the beginning (see :meth:`_apply`); one that waits for records there would
+        keep the restore waiting for ever. Such a store is emptied and read again from
+        the beginning of the changelog, as Kafka Streams does with a corrupted task.
+        """
+        for restore in self._restores.values():
+            landed = restore.marker_offset
+            if landed is None or restore.start is None or landed >= restore.start:
+                continue
+            if not restore.first:
+                continue  # records arrived: _apply has seen where the changelog starts
+            dropped = self.manager.drop(restore.state, restore.partition)
+            log.warning(
+                "%s: the changelog %s[%d] ends at offset %d, before offset %d, which the "
+                "state store had caught up to (was the topic recreated, or the broker's "
+                "data lost?); dropped %d value(s) and rebuilding the store from the changelog",
+                self.label,
+                restore.topic,
+                restore.partition,
+                landed,
+                restore.start,
+                dropped,
+            )
+            restore.start = None
+            restore.first = False
+            self._consumer.incremental_unassign([TopicPartition(restore.topic, restore.partition)])
+            self._consumer.incremental_assign(
+                [TopicPartition(restore.topic, restore.partition, OFFSET_BEGINNING)]
+            )
 
     def _apply(self, restore: _Restore, messages: list[Any]) -> None:
         """Write one run of changelog records to the store; notes the marker."""

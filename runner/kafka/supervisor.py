@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -545,6 +546,10 @@ class Supervisor:
         try:
             settings = self.settings
             if settings.bootstrap is None:
+                # The embedded broker starts empty, changelogs included: so do the stores
+                # a run before left in this run directory (they would restore nothing).
+                if self.state_dir.exists():
+                    shutil.rmtree(self.state_dir)
                 broker_log = (run_dir / "broker.log").open("ab")
                 self.broker = EmbeddedBroker(log=broker_log).start()
                 settings = settings.with_bootstrap(self.broker.bootstrap)

@@ -120,6 +120,40 @@ def _run_local_on_kafka(app: KafkaApp, run_dir: Path, *extra: str) -> subprocess
     )
 
 
+FILE_COPY = """
+name: file-copy
+streamlets:
+  read:
+    class: streamlets.library:FileSource
+    config: {path: items.jsonl, schema: "tests.integration.conftest:Item"}
+  write:
+    class: streamlets.library:FileSink
+    config: {path: copy.jsonl, schema: "tests.integration.conftest:Item"}
+topics:
+  items:
+    producers: [read.out]
+    consumers: [write.records]
+"""
+
+
+def test_a_second_run_in_the_same_run_directory_starts_with_empty_state(tmp_path: Path) -> None:
+    """The embedded broker starts empty each run: the stores a run before left in the run
+    directory go too (the source's position among them), so the file is read again."""
+    (tmp_path / "bp.yaml").write_text(FILE_COPY)
+    lines = [json.dumps({"id": i, "payload": "p"}) for i in range(500)]
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n")
+    run = [FLOW, "run-local", "bp.yaml", "--kafka", "-q", "--run-dir", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for attempt in (1, 2):
+        done = subprocess.run(
+            run, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+        )
+        assert done.returncode == 0, (attempt, done.stderr)
+        copied = (tmp_path / "copy.jsonl").read_text().splitlines()
+        assert [json.loads(line)["id"] for line in copied] == list(range(500)), attempt
+        assert "ends at offset" not in done.stderr, done.stderr
+
+
 def test_a_crashed_process_is_restarted_and_nothing_is_lost(
     kafka_app: Callable[..., KafkaApp], tmp_path: Path
 ) -> None:

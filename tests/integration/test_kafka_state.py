@@ -21,16 +21,18 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+from runner.kafka.broker import EmbeddedBroker
 from runner.runtime.state import changelog_topic
 from streamlets.codecs.avro import AvroCodec
 from streamlets.schema import Schema
-from tests.integration.conftest import FLOW, KafkaApp, KafkaTools, stop
+from tests.integration.conftest import FLOW, KafkaApp, KafkaTools, item_ids, stop
 from tests.integration.test_kafka_run_completion import _running_incarnation
 from tests.integration.test_kafka_run_local import _run_local_on_kafka
 
@@ -299,6 +301,36 @@ def test_a_file_source_killed_mid_file_goes_on_after_its_last_delivered_batch(
     duplicates = len(ids) - lines
     # Not the 10,000 or more records read before the kill: at most one hand-over.
     assert duplicates <= 4 * 500, duplicates
+
+
+def test_a_store_checkpointed_beyond_a_lost_changelog_is_rebuilt_not_waited_on(
+    kafka_app: Callable[..., KafkaApp], tmp_path: Path
+) -> None:
+    """The state directory outlives the broker's data (a broker that lost its topics, or
+    an embedded one started again): the restore must not wait for ever at the offset the
+    store had caught up to, which the new changelog never reaches (Tansu answers a fetch
+    there with nothing, not "out of range"). The store is rebuilt from the changelog."""
+    lines = 300
+    app = kafka_app(FILE_PIPELINE)
+    with (app.directory / "items.jsonl").open("w") as fh:
+        for i in range(lines):
+            fh.write(json.dumps({"id": i, "payload": "x"}) + "\n")
+    args = ("--state-dir", str(tmp_path / "state"))
+    assert app.streamlet("file", *args).wait(60) == 0, app.log("file")
+    assert "ends at offset" not in app.log("file")
+    with open(os.devnull, "wb") as devnull, EmbeddedBroker(log=devnull) as other:
+        again = replace(app, bootstrap=other.bootstrap)
+        process = again.streamlet("file", *args)
+        try:
+            assert process.wait(60) == 0, again.log("file")
+        finally:
+            stop(process)
+        log = again.log("file")
+        assert "ends at offset 0, before offset" in log, log
+        assert "rebuilding the store from the changelog" in log, log
+        # Its position went with the changelog: the file is read again, from its start.
+        records = KafkaTools(other.bootstrap).read(f"{app.name}-items", lines, settle=1.0)
+    assert sorted(item_ids(records)) == list(range(lines))
 
 
 def test_the_same_stateful_pipeline_gives_the_same_counts_on_both_runners(
