@@ -751,7 +751,10 @@ class Executor:
                     # included, are the output's as they are (no copy).
                     out_headers = inherited
                 else:
-                    out_headers = user_headers(inherited) + headers
+                    # A list: what the Kafka producer takes, so it goes out without a copy.
+                    kept = [h for h in inherited if h[0] != SCHEMA_HEADER]
+                    kept.append(headers[0])
+                    out_headers = kept
                 key = message.key
                 if len(value) + _NEAR_LIMIT > room:  # type: ignore[arg-type]
                     try:
@@ -967,7 +970,9 @@ class Executor:
                     continue
                 inherited = message.headers
                 if inherited and not (len(inherited) == 1 and inherited[0][0] == SCHEMA_HEADER):
-                    headers = user_headers(inherited) + headers
+                    kept = [h for h in inherited if h[0] != SCHEMA_HEADER]
+                    kept.append(headers[0])
+                    headers = kept  # type: ignore[assignment]
                 key = message.key
                 if len(value) + _NEAR_LIMIT > room:
                     try:
