@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from runner.runtime.heap import YOUNG_THRESHOLD, frozen_heap
+from runner.runtime.heap import MIDDLE_THRESHOLD, YOUNG_THRESHOLD, frozen_heap
 
 
 def test_the_heap_is_frozen_inside_and_given_back_after_the_outermost_block() -> None:
@@ -14,6 +14,7 @@ def test_the_heap_is_frozen_inside_and_given_back_after_the_outermost_block() ->
     with frozen_heap():
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold()[0] >= YOUNG_THRESHOLD
+        assert gc.get_threshold()[1] >= MIDDLE_THRESHOLD
         with frozen_heap():
             assert gc.get_freeze_count() > 0
         assert gc.get_freeze_count() > 0  # the outer block is still open
