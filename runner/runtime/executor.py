@@ -159,6 +159,19 @@ def user_headers(headers: Sequence[tuple[str, bytes]]) -> tuple[tuple[str, bytes
     return tuple(h for h in headers if h[0] != SCHEMA_HEADER)
 
 
+def _kept_headers(
+    inherited: Sequence[tuple[str, bytes]], own: tuple[tuple[str, bytes], ...]
+) -> Sequence[tuple[str, bytes]]:
+    """An output's headers: the user headers of ``inherited`` (its input's) and ``own``
+    (its outlet's schema header). A list when there are user headers: what the Kafka
+    producer takes, so it goes out without a copy."""
+    if not inherited or (len(inherited) == 1 and inherited[0][0] == SCHEMA_HEADER):
+        return own
+    kept = [h for h in inherited if h[0] != SCHEMA_HEADER]
+    kept.extend(own)
+    return kept
+
+
 def _merge_headers(
     inherited: tuple[tuple[str, bytes], ...], given: Mapping[str, str | bytes]
 ) -> tuple[tuple[str, bytes], ...]:
@@ -751,10 +764,7 @@ class Executor:
                     # included, are the output's as they are (no copy).
                     out_headers = inherited
                 else:
-                    # A list: what the Kafka producer takes, so it goes out without a copy.
-                    kept = [h for h in inherited if h[0] != SCHEMA_HEADER]
-                    kept.append(headers[0])
-                    out_headers = kept
+                    out_headers = _kept_headers(inherited, headers)
                 key = message.key
                 if len(value) + _NEAR_LIMIT > room:  # type: ignore[arg-type]
                     try:
@@ -968,20 +978,16 @@ class Executor:
                 except (CodecError, StreamletsError) as exc:
                     self._reject("encode", exc, message, inlet, dead)
                     continue
-                inherited = message.headers
-                if inherited and not (len(inherited) == 1 and inherited[0][0] == SCHEMA_HEADER):
-                    kept = [h for h in inherited if h[0] != SCHEMA_HEADER]
-                    kept.append(headers[0])
-                    headers = kept  # type: ignore[assignment]
+                out_headers = _kept_headers(message.headers, headers)
                 key = message.key
                 if len(value) + _NEAR_LIMIT > room:
                     try:
-                        self._check_size(value, key, headers, room, topic)
+                        self._check_size(value, key, out_headers, room, topic)
                     except RecordTooLarge as too_large:
                         self._reject("encode", too_large, message, inlet, dead)
                         continue
                 self.stats.records_out += 1
-                out.append(Emitted(topic, Message(value, key, headers, "", -1, -1, timestamp)))
+                out.append(Emitted(topic, Message(value, key, out_headers, "", -1, -1, timestamp)))
                 continue
             if isinstance(result, BaseException):
                 if isinstance(result, StreamletFailed):
@@ -1009,17 +1015,10 @@ class Executor:
         originals: list[Message] = []
         records: list[Any] = []
         self.stats.records_in += len(messages)
-        decoder = self.decoders[inlet]
-        only = decoder.only
-        decode = only.decode if only is not None else None
+        decode = self.decoders[inlet].decode
         for message in messages:
-            value = message.value
             try:
-                record = (
-                    decode(value)
-                    if decode is not None and value is not None
-                    else decoder.decode(message)
-                )
+                record = decode(message)
             except CodecError as exc:
                 self._reject(_decode_stage(exc), exc, message, inlet, dead)
                 continue
