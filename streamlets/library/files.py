@@ -22,6 +22,7 @@ from streamlets.paths import OutputPath
 from streamlets.ports import FromConfig, Inlet, Outlet
 from streamlets.rejected import Rejected
 from streamlets.schema import Schema
+from streamlets.schema.converters import keeps_model_validate
 from streamlets.state import State
 from streamlets.streamlet import Streamlet
 
@@ -171,7 +172,7 @@ def _json_validator(schema: Schema) -> Callable[[str], Any] | None:
     model = schema.model
     if model is None:
         return None
-    if getattr(model.model_validate, "__func__", None) is not BaseModel.model_validate.__func__:  # type: ignore[attr-defined]
+    if not keeps_model_validate(model):
         return None
     validate_json: Callable[[str], Any] = model.__pydantic_validator__.validate_json
     return validate_json

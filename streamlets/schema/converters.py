@@ -15,6 +15,7 @@ __all__ = [
     "array_converters",
     "compile_to",
     "identity",
+    "keeps_model_validate",
     "map_converters",
     "top_from",
     "top_to",
@@ -267,9 +268,15 @@ class FromDatumSource:
         return _compile("frm", source, self._env, model)
 
 
+def keeps_model_validate(model: type[BaseModel]) -> bool:
+    """Whether ``model`` validates with pydantic's own ``model_validate`` (no override), so
+    that its pydantic-core validator may be called directly."""
+    return getattr(model.model_validate, "__func__", None) is BaseModel.model_validate.__func__  # type: ignore[attr-defined]
+
+
 def validator(model: type[BaseModel]) -> Conv:
     """model_validate in lax mode, straight to pydantic-core unless the class overrides it."""
-    if getattr(model.model_validate, "__func__", None) is BaseModel.model_validate.__func__:  # type: ignore[attr-defined]
+    if keeps_model_validate(model):
         validate_python = model.__pydantic_validator__.validate_python
 
         def validate(d: Any) -> Any:
