@@ -6,19 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from runner.testkit import Record, run_streamlet
 from streamlets import Inlet, Outlet, Streamlet
-
-
-class Number(BaseModel):
-    value: int
-
-
-class Doubled(BaseModel):
-    value: int
-    doubled: int
+from tests.runner.pipeline_app import Doubled, Number
 
 
 class ManyDoubles(Streamlet):
